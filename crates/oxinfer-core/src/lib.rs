@@ -1,0 +1,18 @@
+//! oxinfer-core: the engines behind oxinfer, as plain Rust.
+//!
+//! - [`tensor`] and [`dtype`]: the small types every engine speaks.
+//! - [`tract`]: ONNX models on CPU through tract (load, run, batch, sessions).
+//! - [`error`]: one error type with stable codes.
+//!
+//! Nothing here knows about Node; the napi crate converts and schedules.
+
+pub mod dtype;
+pub mod error;
+pub mod panic;
+pub mod tensor;
+pub mod threads;
+pub mod tract;
+
+pub use dtype::DType;
+pub use error::{Error, ErrorCode, Result};
+pub use tensor::{Dim, Feed, OutputTensor, TensorInfo, TensorRef};

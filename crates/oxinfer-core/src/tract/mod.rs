@@ -1,0 +1,14 @@
+//! The tract engine: ONNX models on CPU.
+//!
+//! [`TractModel::load`] parses, types and optimizes a model once; the resulting plan is shared
+//! (`Arc`) by every concurrent [`TractModel::run`]. [`TractSession`] keeps recurrent state
+//! between runs.
+
+mod batch;
+mod bind;
+mod load;
+mod run;
+mod session;
+
+pub use load::{InputSpec, LoadOptions, ModelSource, OpCount, TractModel};
+pub use session::{SessionOptions, TractSession, carry_pairs};

@@ -1,0 +1,218 @@
+//! Tensors across the boundary: inputs are read in place from JS typed arrays (held by a
+//! reference until the work completes); outputs become external ArrayBuffers that own the
+//! engine's buffer (napi-rs copies instead where the runtime forbids external buffers).
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+use oxinfer_core::{DType, ErrorCode, Feed, OutputTensor};
+
+use crate::error::{IntoJs, js_error};
+
+/// Any JS typed array, held alive while the engine reads it.
+pub enum TensorData {
+    F32(Float32Array),
+    F64(Float64Array),
+    I64(BigInt64Array),
+    U64(BigUint64Array),
+    I32(Int32Array),
+    U32(Uint32Array),
+    I16(Int16Array),
+    U16(Uint16Array),
+    I8(Int8Array),
+    U8(Uint8Array),
+    U8Clamped(Uint8ClampedArray),
+}
+
+fn bytes_of<T>(s: &[T]) -> &[u8] {
+    // SAFETY: any initialized memory may be viewed as bytes.
+    unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, std::mem::size_of_val(s)) }
+}
+
+impl TensorData {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            TensorData::F32(a) => bytes_of(a),
+            TensorData::F64(a) => bytes_of(a),
+            TensorData::I64(a) => bytes_of(a),
+            TensorData::U64(a) => bytes_of(a),
+            TensorData::I32(a) => bytes_of(a),
+            TensorData::U32(a) => bytes_of(a),
+            TensorData::I16(a) => bytes_of(a),
+            TensorData::U16(a) => bytes_of(a),
+            TensorData::I8(a) => bytes_of(a),
+            TensorData::U8(a) => bytes_of(a),
+            TensorData::U8Clamped(a) => bytes_of(a),
+        }
+    }
+}
+
+impl TypeName for TensorData {
+    fn type_name() -> &'static str {
+        "TypedArray"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ValidateNapiValue for TensorData {}
+
+impl FromNapiValue for TensorData {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+        let mut is_typed = false;
+        unsafe { sys::napi_is_typedarray(env, value, &mut is_typed) };
+        if !is_typed {
+            return Err(js_error(ErrorCode::InputDtype, "tensor data must be a TypedArray"));
+        }
+        let mut kind = 0;
+        let status = unsafe {
+            sys::napi_get_typedarray_info(
+                env,
+                value,
+                &mut kind,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if status != sys::Status::napi_ok {
+            return Err(js_error(ErrorCode::InputDtype, "cannot read the typed array"));
+        }
+        use sys::TypedarrayType as T;
+        // SAFETY: `value` is a typed array of the matching kind.
+        unsafe {
+            Ok(match kind {
+                T::float32_array => TensorData::F32(FromNapiValue::from_napi_value(env, value)?),
+                T::float64_array => TensorData::F64(FromNapiValue::from_napi_value(env, value)?),
+                T::bigint64_array => TensorData::I64(FromNapiValue::from_napi_value(env, value)?),
+                T::biguint64_array => TensorData::U64(FromNapiValue::from_napi_value(env, value)?),
+                T::int32_array => TensorData::I32(FromNapiValue::from_napi_value(env, value)?),
+                T::uint32_array => TensorData::U32(FromNapiValue::from_napi_value(env, value)?),
+                T::int16_array => TensorData::I16(FromNapiValue::from_napi_value(env, value)?),
+                T::uint16_array => TensorData::U16(FromNapiValue::from_napi_value(env, value)?),
+                T::int8_array => TensorData::I8(FromNapiValue::from_napi_value(env, value)?),
+                T::uint8_array => TensorData::U8(FromNapiValue::from_napi_value(env, value)?),
+                T::uint8_clamped_array => {
+                    TensorData::U8Clamped(FromNapiValue::from_napi_value(env, value)?)
+                }
+                other => {
+                    return Err(js_error(
+                        ErrorCode::InputDtype,
+                        format!("unsupported typed array kind {other} (Float16Array: pass a Uint16Array of its bits)"),
+                    ));
+                }
+            })
+        }
+    }
+}
+
+/// One named input, as the TypeScript layer sends it (dtype already resolved and checked
+/// against the array kind there).
+#[napi(object, object_to_js = false)]
+pub struct NativeFeed {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    #[napi(ts_type = "ArrayBufferView")]
+    pub data: TensorData,
+}
+
+/// Feeds with their shapes and dtypes converted; borrowed by [`Feed`]s.
+pub struct Converted {
+    names: Vec<String>,
+    dtypes: Vec<DType>,
+    shapes: Vec<Vec<usize>>,
+}
+
+impl Converted {
+    pub fn new(feeds: &[NativeFeed]) -> Result<Converted> {
+        let mut c = Converted { names: vec![], dtypes: vec![], shapes: vec![] };
+        for f in feeds {
+            c.dtypes.push(f.dtype.parse::<DType>().js()?);
+            let shape = f
+                .shape
+                .iter()
+                .map(|&d| usize::try_from(d))
+                .collect::<std::result::Result<Vec<usize>, _>>()
+                .map_err(|_| {
+                    js_error(
+                        ErrorCode::InputShape,
+                        format!("input '{}': shape {:?} has a negative dimension", f.name, f.shape),
+                    )
+                })?;
+            c.shapes.push(shape);
+            c.names.push(f.name.clone());
+        }
+        Ok(c)
+    }
+
+    pub fn feeds<'a>(&'a self, data: &'a [NativeFeed]) -> Vec<Feed<'a>> {
+        (0..self.names.len())
+            .map(|i| Feed::new(&self.names[i], self.dtypes[i], &self.shapes[i], data[i].data.bytes()))
+            .collect()
+    }
+}
+
+/// An engine output on its way to JS.
+pub struct OutputData(pub OutputTensor);
+
+impl TypeName for OutputData {
+    fn type_name() -> &'static str {
+        "TypedArray"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+macro_rules! external {
+    ($array:ident, $elem:ty, $t:expr, $env:expr) => {{
+        let keep = $t.keep_alive();
+        let ptr = $t.bytes().as_ptr() as *mut $elem;
+        // SAFETY: `ptr` points at `len` aligned elements owned by `keep`, which the finalizer
+        // drops only when JS has released the ArrayBuffer; nothing writes to it meanwhile.
+        let array = unsafe { $array::with_external_data(ptr, $t.len(), move |_, _| drop(keep)) };
+        unsafe { $array::to_napi_value($env, array) }
+    }};
+}
+
+impl ToNapiValue for OutputData {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let t = &val.0;
+        match t.dtype {
+            DType::Float32 => external!(Float32Array, f32, t, env),
+            DType::Float64 => external!(Float64Array, f64, t, env),
+            DType::Int64 => external!(BigInt64Array, i64, t, env),
+            DType::Uint64 => external!(BigUint64Array, u64, t, env),
+            DType::Int32 => external!(Int32Array, i32, t, env),
+            DType::Uint32 => external!(Uint32Array, u32, t, env),
+            DType::Int16 => external!(Int16Array, i16, t, env),
+            DType::Uint16 | DType::Float16 => external!(Uint16Array, u16, t, env),
+            DType::Int8 => external!(Int8Array, i8, t, env),
+            DType::Uint8 | DType::Bool => external!(Uint8Array, u8, t, env),
+        }
+    }
+}
+
+#[napi(object, object_from_js = false)]
+pub struct NativeOutput {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    #[napi(ts_type = "ArrayBufferView")]
+    pub data: OutputData,
+}
+
+pub fn to_native_outputs(outputs: Vec<OutputTensor>) -> Vec<NativeOutput> {
+    outputs
+        .into_iter()
+        .map(|t| NativeOutput {
+            name: t.name.clone(),
+            dtype: t.dtype.name().to_string(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            data: OutputData(t),
+        })
+        .collect()
+}

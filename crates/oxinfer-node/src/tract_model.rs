@@ -1,0 +1,339 @@
+//! `NativeTractModel` and `NativeTractSession`: the tract engine as JS classes. Heavy work
+//! (load, run, runBatch) runs as AsyncTasks on the libuv pool; only `runSync` blocks.
+
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession};
+use oxinfer_core::{DType, Dim, Error, ErrorCode, TensorInfo};
+
+use crate::error::{IntoJs, to_js};
+use crate::tensor::{Converted, NativeFeed, NativeOutput, to_native_outputs};
+
+#[napi(object)]
+pub struct NativeTensorInfo {
+    pub name: String,
+    pub dtype: String,
+    /// Fixed sizes as numbers, symbolic dims as strings.
+    pub shape: Vec<Either<i64, String>>,
+}
+
+fn info_to_js(info: &TensorInfo) -> NativeTensorInfo {
+    NativeTensorInfo {
+        name: info.name.clone(),
+        dtype: info.dtype.name().to_string(),
+        shape: info
+            .shape
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => Either::A(*n as i64),
+                Dim::Symbol(s) => Either::B(s.clone()),
+            })
+            .collect(),
+    }
+}
+
+#[napi(object)]
+pub struct NativeInputSpec {
+    pub name: String,
+    pub dtype: Option<String>,
+    pub shape: Option<Vec<Either<i64, String>>>,
+}
+
+#[napi(object)]
+pub struct NativeLoadOptions {
+    pub inputs: Option<Vec<NativeInputSpec>>,
+    pub threads: Option<u32>,
+}
+
+#[napi(object)]
+pub struct NativeOpCount {
+    pub op: String,
+    pub count: u32,
+}
+
+fn load_options(o: &NativeLoadOptions) -> napi::Result<LoadOptions> {
+    let mut inputs = Vec::new();
+    for spec in o.inputs.iter().flatten() {
+        let dtype = spec.dtype.as_deref().map(str::parse::<DType>).transpose().js()?;
+        let shape = match &spec.shape {
+            None => None,
+            Some(dims) => Some(
+                dims.iter()
+                    .map(|d| match d {
+                        Either::A(n) => usize::try_from(*n).map(Dim::Fixed).map_err(|_| {
+                            to_js(Error::input_shape(format!(
+                                "load option inputs.{}.shape: dimension {n} is negative",
+                                spec.name
+                            )))
+                        }),
+                        Either::B(s) => Ok(Dim::Symbol(s.clone())),
+                    })
+                    .collect::<napi::Result<Vec<Dim>>>()?,
+            ),
+        };
+        inputs.push((spec.name.clone(), InputSpec { dtype, shape }));
+    }
+    Ok(LoadOptions { inputs, threads: o.threads.map(|t| t as usize) })
+}
+
+pub struct LoadTask {
+    source: Either<String, Uint8Array>,
+    options: LoadOptions,
+}
+
+impl Task for LoadTask {
+    type Output = TractModel;
+    type JsValue = NativeTractModel;
+
+    fn compute(&mut self) -> napi::Result<TractModel> {
+        let source = match &self.source {
+            Either::A(path) => ModelSource::Path(std::path::Path::new(path)),
+            Either::B(bytes) => ModelSource::Bytes(bytes),
+        };
+        TractModel::load(source, &self.options).js()
+    }
+
+    fn resolve(&mut self, _env: Env, model: TractModel) -> napi::Result<NativeTractModel> {
+        Ok(NativeTractModel::new(model))
+    }
+}
+
+/// Loads an ONNX model from a file path or its bytes, off the JS thread.
+#[napi(ts_return_type = "Promise<NativeTractModel>")]
+pub fn load_tract_model(
+    #[napi(ts_arg_type = "string | Uint8Array")] source: Either<String, Uint8Array>,
+    options: NativeLoadOptions,
+    signal: Option<AbortSignal>,
+) -> napi::Result<AsyncTask<LoadTask>> {
+    let options = load_options(&options)?;
+    Ok(AsyncTask::with_optional_signal(LoadTask { source, options }, signal))
+}
+
+#[napi]
+pub struct NativeTractModel {
+    model: Mutex<Option<Arc<TractModel>>>,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+    sha256: String,
+    ops: Vec<(String, usize)>,
+    threads: usize,
+}
+
+impl NativeTractModel {
+    fn new(model: TractModel) -> Self {
+        NativeTractModel {
+            inputs: model.inputs().to_vec(),
+            outputs: model.outputs().to_vec(),
+            sha256: model.sha256().to_string(),
+            ops: model.ops().iter().map(|o| (o.op.clone(), o.count)).collect(),
+            threads: model.threads(),
+            model: Mutex::new(Some(Arc::new(model))),
+        }
+    }
+
+    fn get(&self) -> napi::Result<Arc<TractModel>> {
+        let slot = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        slot.clone().ok_or_else(|| to_js(Error::disposed("the model")))
+    }
+}
+
+pub struct RunTask {
+    model: Arc<TractModel>,
+    feeds: Vec<NativeFeed>,
+}
+
+impl Task for RunTask {
+    type Output = Vec<oxinfer_core::OutputTensor>;
+    type JsValue = Vec<NativeOutput>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let converted = Converted::new(&self.feeds)?;
+        self.model.run(&converted.feeds(&self.feeds)).js()
+    }
+
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(to_native_outputs(out))
+    }
+}
+
+pub struct BatchTask {
+    model: Arc<TractModel>,
+    requests: Vec<Vec<NativeFeed>>,
+}
+
+impl Task for BatchTask {
+    type Output = Vec<Vec<oxinfer_core::OutputTensor>>;
+    type JsValue = Vec<Vec<NativeOutput>>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let converted =
+            self.requests.iter().map(|r| Converted::new(r)).collect::<napi::Result<Vec<_>>>()?;
+        let feeds: Vec<_> =
+            converted.iter().zip(&self.requests).map(|(c, r)| c.feeds(r)).collect();
+        self.model.run_batch(&feeds).js()
+    }
+
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(out.into_iter().map(to_native_outputs).collect())
+    }
+}
+
+#[napi(object, object_to_js = false)]
+pub struct NativeSessionOptions {
+    /// `[output, input]` pairs; absent: found by naming convention.
+    pub carry: Option<Vec<Vec<String>>>,
+    pub constants: Option<Vec<NativeFeed>>,
+}
+
+#[napi]
+impl NativeTractModel {
+    #[napi(getter)]
+    pub fn inputs(&self) -> Vec<NativeTensorInfo> {
+        self.inputs.iter().map(info_to_js).collect()
+    }
+
+    #[napi(getter)]
+    pub fn outputs(&self) -> Vec<NativeTensorInfo> {
+        self.outputs.iter().map(info_to_js).collect()
+    }
+
+    #[napi(getter)]
+    pub fn sha256(&self) -> String {
+        self.sha256.clone()
+    }
+
+    #[napi(getter)]
+    pub fn threads(&self) -> u32 {
+        self.threads as u32
+    }
+
+    #[napi(getter)]
+    pub fn ops(&self) -> Vec<NativeOpCount> {
+        self.ops.iter().map(|(op, n)| NativeOpCount { op: op.clone(), count: *n as u32 }).collect()
+    }
+
+    #[napi(ts_return_type = "Promise<NativeOutput[]>")]
+    pub fn run(
+        &self,
+        feeds: Vec<NativeFeed>,
+        signal: Option<AbortSignal>,
+    ) -> napi::Result<AsyncTask<RunTask>> {
+        Ok(AsyncTask::with_optional_signal(RunTask { model: self.get()?, feeds }, signal))
+    }
+
+    #[napi]
+    pub fn run_sync(&self, feeds: Vec<NativeFeed>) -> napi::Result<Vec<NativeOutput>> {
+        let model = self.get()?;
+        let converted = Converted::new(&feeds)?;
+        Ok(to_native_outputs(model.run(&converted.feeds(&feeds)).js()?))
+    }
+
+    #[napi(ts_return_type = "Promise<NativeOutput[][]>")]
+    pub fn run_batch(
+        &self,
+        requests: Vec<Vec<NativeFeed>>,
+        signal: Option<AbortSignal>,
+    ) -> napi::Result<AsyncTask<BatchTask>> {
+        Ok(AsyncTask::with_optional_signal(BatchTask { model: self.get()?, requests }, signal))
+    }
+
+    #[napi]
+    pub fn session(&self, options: NativeSessionOptions) -> napi::Result<NativeTractSession> {
+        let model = self.get()?;
+        let carry = match options.carry {
+            None => None,
+            Some(pairs) => Some(
+                pairs
+                    .into_iter()
+                    .map(|p| match <[String; 2]>::try_from(p) {
+                        Ok([o, i]) => Ok((o, i)),
+                        Err(_) => Err(to_js(Error::input_name(
+                            "session carry: each entry must be an [output, input] pair",
+                        ))),
+                    })
+                    .collect::<napi::Result<Vec<_>>>()?,
+            ),
+        };
+        let constants = options.constants.unwrap_or_default();
+        let converted = Converted::new(&constants)?;
+        let session = TractSession::new(
+            model,
+            SessionOptions { carry, constants: converted.feeds(&constants) },
+        )
+        .js()?;
+        Ok(NativeTractSession { session: Arc::new(session) })
+    }
+
+    /// Frees the model once in-flight runs finish; later calls fail with ERR_DISPOSED.
+    #[napi]
+    pub fn dispose(&self) {
+        self.model.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    #[napi(getter)]
+    pub fn disposed(&self) -> bool {
+        self.model.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+}
+
+#[napi]
+pub struct NativeTractSession {
+    session: Arc<TractSession>,
+}
+
+pub struct SessionRunTask {
+    session: Arc<TractSession>,
+    feeds: Vec<NativeFeed>,
+}
+
+impl Task for SessionRunTask {
+    type Output = Vec<oxinfer_core::OutputTensor>;
+    type JsValue = Vec<NativeOutput>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let converted = Converted::new(&self.feeds)?;
+        self.session.run(&converted.feeds(&self.feeds)).js()
+    }
+
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(to_native_outputs(out))
+    }
+}
+
+#[napi]
+impl NativeTractSession {
+    #[napi(ts_return_type = "Promise<NativeOutput[]>")]
+    pub fn run(
+        &self,
+        feeds: Vec<NativeFeed>,
+        signal: Option<AbortSignal>,
+    ) -> AsyncTask<SessionRunTask> {
+        let task = SessionRunTask { session: Arc::clone(&self.session), feeds };
+        AsyncTask::with_optional_signal(task, signal)
+    }
+
+    #[napi]
+    pub fn run_sync(&self, feeds: Vec<NativeFeed>) -> napi::Result<Vec<NativeOutput>> {
+        let converted = Converted::new(&feeds)?;
+        Ok(to_native_outputs(self.session.run(&converted.feeds(&feeds)).js()?))
+    }
+
+    #[napi]
+    pub fn reset(&self) {
+        self.session.reset()
+    }
+
+    /// `[output, input]` pairs carried from one run to the next.
+    #[napi(getter)]
+    pub fn carried(&self) -> Vec<Vec<String>> {
+        self.session.carried().into_iter().map(|(o, i)| vec![o, i]).collect()
+    }
+}
+
+/// The stable error codes, so the TypeScript layer can check it knows them all.
+#[napi]
+pub fn error_codes() -> Vec<String> {
+    ErrorCode::ALL.iter().map(|c| c.as_str().to_string()).collect()
+}

@@ -1,0 +1,26 @@
+/**
+ * oxinfer: fast ML inference for Node.js on Rust engines.
+ *
+ * ```ts
+ * import { TractModel } from 'oxinfer';
+ * const model = await TractModel.load('model.onnx');
+ * const out = await model.run({ input: { data: new Float32Array(3 * 224 * 224), shape: [1, 3, 224, 224] } });
+ * ```
+ */
+export { TractModel, TractSession } from './tract-model';
+export type { TractLoadOptions, InputFact, RunOptions, SessionOptions, OpCount } from './tract-model';
+export type { DType, Dim, TensorInfo, TensorData, TensorInput, Feeds, Tensor, Outputs } from './tensor';
+export {
+  OxinferError,
+  ModelLoadError,
+  InputNameError,
+  InputShapeError,
+  InputDtypeError,
+  DeviceUnavailableError,
+  AbortedError,
+  DisposedError,
+  EngineError,
+  ERROR_CODES,
+} from './errors';
+export type { ErrorCode } from './errors';
+export { platformTriple } from './native';

@@ -1,0 +1,244 @@
+/**
+ * TractModel: an ONNX model on CPU through tract. Loaded and optimized once; every run, from
+ * any number of concurrent callers, shares the one plan. Runs happen on the libuv pool.
+ *
+ * Zero-copy contract: input typed arrays are read in place by the engine, so do not mutate an
+ * input until the Promise of its run settles. Output arrays own the engine's buffer (an
+ * external ArrayBuffer, freed when garbage-collected); outputs of one runBatch call are views
+ * of one shared buffer.
+ */
+import type { NativeTractModel, NativeTractSession } from '../index';
+import { DisposedError, fromNative } from './errors';
+import { native } from './native';
+import { abortable, throwIfAborted } from './signal';
+import {
+  type DType,
+  type Dim,
+  type Feeds,
+  type NativeFeedArg,
+  type Outputs,
+  type TensorData,
+  type TensorInfo,
+  isTypedArray,
+  toNativeFeeds,
+  toOutputs,
+} from './tensor';
+
+export interface InputFact {
+  dtype?: DType;
+  /** Sizes, or symbols such as `'N'` for sizes known only at run time. */
+  shape?: Dim[];
+}
+
+export interface TractLoadOptions {
+  /** Facts that override or complete what the file declares, by input name. */
+  inputs?: Record<string, InputFact>;
+  /** Intra-op threads for this model; default: the CPUs this process may use. */
+  threads?: number;
+  signal?: AbortSignal;
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+}
+
+export interface OpCount {
+  op: string;
+  count: number;
+}
+
+export interface SessionOptions {
+  /**
+   * Outputs fed back as inputs of the next run, as `{ output: input }`. Default: found by
+   * name (`stateN`→`state`, `hn`→`h`, `x_out`→`x`, `present…`→`past…`).
+   */
+  carry?: Record<string, string>;
+  /** Inputs fed on every run unless the run gives them (e.g. a sample rate). */
+  constants?: Feeds;
+}
+
+/** Calls the native layer, converting what it throws into OxinferErrors. */
+function call<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+async function callAsync<T>(f: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  throwIfAborted(signal);
+  try {
+    return await abortable(call(f), signal);
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+function toInfo(i: { name: string; dtype: string; shape: Array<number | string> }): TensorInfo {
+  return { name: i.name, dtype: i.dtype as DType, shape: i.shape };
+}
+
+export class TractModel {
+  readonly inputs: readonly TensorInfo[];
+  readonly outputs: readonly TensorInfo[];
+  /** SHA-256 of the model bytes, for reproducibility. */
+  readonly sha256: string;
+  /** Intra-op threads this model runs with. */
+  readonly threads: number;
+  #native: NativeTractModel;
+
+  private constructor(n: NativeTractModel) {
+    this.#native = n;
+    this.inputs = Object.freeze(n.inputs.map(toInfo));
+    this.outputs = Object.freeze(n.outputs.map(toInfo));
+    this.sha256 = n.sha256;
+    this.threads = n.threads;
+  }
+
+  /** Loads an ONNX model from a file path or its bytes (read in place while loading). */
+  static async load(source: string | Uint8Array, options: TractLoadOptions = {}): Promise<TractModel> {
+    const { signal } = options;
+    const inputs = Object.entries(options.inputs ?? {}).map(([name, f]) => ({
+      name,
+      dtype: f.dtype,
+      shape: f.shape,
+    }));
+    if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
+      const { ModelLoadError } = await import('./errors');
+      throw new ModelLoadError(`load option threads must be a positive integer, got ${String(options.threads)}`);
+    }
+    if (typeof source !== 'string' && !(source instanceof Uint8Array)) {
+      const { ModelLoadError } = await import('./errors');
+      throw new ModelLoadError('model source must be a file path (string) or the model bytes (Uint8Array)');
+    }
+    const n = await callAsync(
+      () => native().loadTractModel(source, { inputs, threads: options.threads }, signal),
+      signal,
+    );
+    return new TractModel(n);
+  }
+
+  /** Op types of the model as written in the file, most frequent first. */
+  get ops(): OpCount[] {
+    return this.#native.ops;
+  }
+
+  get disposed(): boolean {
+    return this.#native.disposed;
+  }
+
+  /** Runs the model on the libuv pool. Rejects with ERR_ABORTED if `signal` aborts first. */
+  run(feeds: Feeds | TensorData, options: RunOptions = {}): Promise<Outputs> {
+    return callAsync(async () => {
+      const args = this.#feeds(feeds);
+      return toOutputs(await this.#native.run(args, options.signal));
+    }, options.signal);
+  }
+
+  /**
+   * Runs the model on the calling thread, blocking it. Meant for microsecond-scale models where
+   * a thread hop costs more than the work; prefer `run` for anything larger.
+   */
+  runSync(feeds: Feeds | TensorData): Outputs {
+    return call(() => toOutputs(this.#native.runSync(this.#feeds(feeds))));
+  }
+
+  /**
+   * Runs many requests as one engine call: each input is stacked along dim 0, and the outputs
+   * are split back per request (views of one buffer, no copy). Every request needs the same
+   * dims after the first; the model's outputs must carry the batch as dim 0.
+   */
+  runBatch(requests: ReadonlyArray<Feeds>, options: RunOptions = {}): Promise<Outputs[]> {
+    return callAsync(async () => {
+      if (!Array.isArray(requests)) {
+        const { InputNameError } = await import('./errors');
+        throw new InputNameError('runBatch takes an array of feeds objects');
+      }
+      const args = requests.map((r, i) => this.#feeds(r, `request ${i}`));
+      const outs = await this.#native.runBatch(args, options.signal);
+      return outs.map(toOutputs);
+    }, options.signal);
+  }
+
+  /** A stateful stream over this model: recurrent outputs are fed back as inputs. */
+  session(options: SessionOptions = {}): TractSession {
+    return call(() => {
+      const carry = options.carry ? Object.entries(options.carry) : undefined;
+      const constants = options.constants ? toNativeFeeds(options.constants, this.inputs, 'constants') : [];
+      const fixed = new Set(constants.map((c) => c.name));
+      return new TractSession(this.#native.session({ carry, constants }), this, fixed);
+    });
+  }
+
+  /** Frees the model once runs in flight finish. Later calls fail with ERR_DISPOSED. */
+  async dispose(): Promise<void> {
+    this.#native.dispose();
+  }
+
+  #feeds(feeds: unknown, what?: string): NativeFeedArg[] {
+    if (this.#native.disposed) throw new DisposedError('the model was disposed; load it again to use it');
+    return toNativeFeeds(feeds, this.inputs, what);
+  }
+}
+
+/**
+ * A stream of runs that carries state between them. Runs of one session execute one after
+ * another in call order, whatever the pool does.
+ */
+export class TractSession {
+  #native: NativeTractSession;
+  #model: TractModel;
+  #free: TensorInfo[];
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /** @internal */
+  constructor(n: NativeTractSession, model: TractModel, constants: ReadonlySet<string>) {
+    this.#native = n;
+    this.#model = model;
+    const carried = new Set(n.carried.map(([, input]) => input));
+    this.#free = model.inputs.filter((i) => !carried.has(i.name) && !constants.has(i.name));
+  }
+
+  /** `{ output: input }` pairs carried from one run to the next. */
+  get carried(): Record<string, string> {
+    return Object.fromEntries(this.#native.carried.map(([o, i]) => [o!, i!]));
+  }
+
+  /**
+   * Runs one step. Feeds may omit carried inputs and constants. A bare typed array feeds the one
+   * input that is neither carried nor constant.
+   */
+  run(feeds: Feeds | TensorData, options: RunOptions = {}): Promise<Outputs> {
+    const step = this.#queue.then(() =>
+      callAsync(async () => {
+        const args = this.#feeds(feeds);
+        return toOutputs(await this.#native.run(args, options.signal));
+      }, options.signal),
+    );
+    this.#queue = step.catch(() => undefined);
+    return step;
+  }
+
+  /** One step on the calling thread (blocking). */
+  runSync(feeds: Feeds | TensorData): Outputs {
+    return call(() => toOutputs(this.#native.runSync(this.#feeds(feeds))));
+  }
+
+  /** Forgets the carried state; the next run starts from zeros. */
+  reset(): void {
+    this.#native.reset();
+  }
+
+  #feeds(feeds: unknown): NativeFeedArg[] {
+    if (this.#model.disposed) throw new DisposedError('the model of this session was disposed');
+    if (isTypedArray(feeds)) {
+      const free = this.#free;
+      if (free.length !== 1) {
+        return toNativeFeeds(feeds, free); // throws, naming the inputs left to feed
+      }
+      return toNativeFeeds({ [free[0]!.name]: feeds }, this.#model.inputs);
+    }
+    return toNativeFeeds(feeds, this.#model.inputs);
+  }
+}
