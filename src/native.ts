@@ -4,12 +4,27 @@
  * package root (a local build) → the per-platform npm package. Fails with every path tried.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type * as Native from '../index';
 
 export type NativeBinding = typeof Native;
 
-const PACKAGE_ROOT = join(__dirname, '..', '..');
+/** The folder of oxinfer's package.json, from dist/cjs/ or src/ alike. */
+function packageRoot(): string {
+  for (let dir = __dirname; ; dir = dirname(dir)) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'oxinfer') return dir;
+      } catch {
+        // not ours; keep looking
+      }
+    }
+    if (dirname(dir) === dir) return join(__dirname, '..', '..');
+  }
+}
+
+export const PACKAGE_ROOT = packageRoot();
 
 function isMusl(): boolean {
   if (process.platform !== 'linux') return false;

@@ -1,0 +1,147 @@
+//! The tract engine without Node: load, run, batch, sessions, errors, threads.
+//! Models come from `models/` and from the generated fixtures (`node scripts/fixtures.mjs`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession};
+use oxinfer_core::{DType, Dim, ErrorCode, Feed};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    let p = root().join(".cache/fixtures").join(name);
+    assert!(p.exists(), "missing fixture {}: run `node scripts/fixtures.mjs`", p.display());
+    p
+}
+
+fn load(name: &str) -> TractModel {
+    TractModel::load(ModelSource::Path(&fixture(name)), &LoadOptions::default()).expect("load")
+}
+
+fn f32s(v: &[f32]) -> &[u8] {
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+#[test]
+fn add_runs_and_describes_itself() {
+    let m = load("add.onnx");
+    assert_eq!(m.inputs().len(), 2);
+    assert_eq!(m.inputs()[0].name, "a");
+    assert_eq!(m.inputs()[0].dtype, DType::Float32);
+    assert_eq!(m.inputs()[0].shape, vec![Dim::Fixed(1)]);
+    assert_eq!(m.sha256().len(), 64);
+    let (a, b) = ([1.5f32], [2.0f32]);
+    let out = m
+        .run(&[Feed::new("a", DType::Float32, &[1], f32s(&a)), Feed::new("b", DType::Float32, &[1], f32s(&b))])
+        .unwrap();
+    assert_eq!(out[0].name, "c");
+    assert_eq!(out[0].to_vec::<f32>(), vec![3.5]);
+}
+
+#[test]
+fn errors_name_the_input_and_leave_the_model_usable() {
+    let m = load("add.onnx");
+    let one = [1.0f32];
+    let two = [1.0f32, 2.0];
+    let a = Feed::new("a", DType::Float32, &[1], f32s(&one));
+    let cases: Vec<(Vec<Feed>, ErrorCode, &str)> = vec![
+        (vec![a], ErrorCode::InputName, "missing input 'b'"),
+        (vec![a, Feed::new("zz", DType::Float32, &[1], f32s(&one))], ErrorCode::InputName, "no input named 'zz'"),
+        (vec![a, a], ErrorCode::InputName, "given twice"),
+        (vec![a, Feed::new("b", DType::Int32, &[1], f32s(&one))], ErrorCode::InputDtype, "expected float32, got int32"),
+        (vec![a, Feed::new("b", DType::Float32, &[2], f32s(&two))], ErrorCode::InputShape, "expected shape [1], got [2]"),
+        (vec![a, Feed::new("b", DType::Float32, &[1], f32s(&two))], ErrorCode::InputShape, "needs 1 elements"),
+    ];
+    for (feeds, code, text) in cases {
+        let e = m.run(&feeds).unwrap_err();
+        assert_eq!(e.code, code, "{e}");
+        assert!(e.message.contains(text), "{} does not contain {text}", e.message);
+        let ok = m.run(&[a, Feed::new("b", DType::Float32, &[1], f32s(&one))]).unwrap();
+        assert_eq!(ok[0].to_vec::<f32>(), vec![2.0]);
+    }
+}
+
+#[test]
+fn bad_model_bytes_are_load_errors() {
+    for bytes in [&b""[..], &b"not an onnx file"[..], &[0xff; 64][..]] {
+        let e = TractModel::load(ModelSource::Bytes(bytes), &LoadOptions::default()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ModelLoad, "{e}");
+    }
+    let e = TractModel::load(ModelSource::Path(&root().join("nope.onnx")), &LoadOptions::default()).unwrap_err();
+    assert!(e.message.contains("nope.onnx"));
+}
+
+#[test]
+fn input_facts_fix_symbolic_dims() {
+    let opts = LoadOptions {
+        inputs: vec![(
+            "image".into(),
+            InputSpec { dtype: None, shape: Some(vec![Dim::Fixed(2), Dim::Fixed(3), Dim::Fixed(32), Dim::Fixed(32)]) },
+        )],
+        threads: Some(1),
+    };
+    let m = TractModel::load(ModelSource::Path(&fixture("cnn.onnx")), &opts).unwrap();
+    assert_eq!(m.outputs()[0].shape, vec![Dim::Fixed(2), Dim::Fixed(10)]);
+    assert_eq!(m.threads(), 1);
+}
+
+#[test]
+fn batch_rows_equal_single_runs_and_concurrent_runs_agree() {
+    let m = Arc::new(load("cnn.onnx"));
+    let images: Vec<Vec<f32>> =
+        (0..3).map(|s| (0..3 * 32 * 32).map(|i| ((i * (s + 1)) as f32 * 0.01).sin()).collect()).collect();
+    let shape = [1usize, 3, 32, 32];
+    let requests: Vec<Vec<Feed>> =
+        images.iter().map(|d| vec![Feed::new("image", DType::Float32, &shape, f32s(d))]).collect();
+    let batched = m.run_batch(&requests).unwrap();
+    for (i, req) in requests.iter().enumerate() {
+        let single = m.run(req).unwrap()[0].to_vec::<f32>();
+        let row = batched[i][0].to_vec::<f32>();
+        assert_eq!(batched[i][0].shape, vec![1, 10]);
+        for (a, b) in single.iter().zip(&row) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+    // The plan is shared across threads; every thread gets bitwise the same answer.
+    let expected = m.run(&requests[0]).unwrap()[0].to_vec::<f32>();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (m, img) = (Arc::clone(&m), images[0].clone());
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| m.run(&[Feed::new("image", DType::Float32, &shape, f32s(&img))]).unwrap()[0].to_vec::<f32>())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for t in threads {
+        for r in t.join().unwrap() {
+            assert_eq!(r, expected);
+        }
+    }
+}
+
+#[test]
+fn silero_session_carries_state() {
+    let model = Arc::new(
+        TractModel::load(ModelSource::Path(&root().join("models/silero_vad_v5.onnx")), &LoadOptions::default()).unwrap(),
+    );
+    let sr = 16000i64.to_le_bytes();
+    let session = TractSession::new(
+        Arc::clone(&model),
+        SessionOptions { carry: None, constants: vec![Feed::new("sr", DType::Int64, &[], &sr)] },
+    )
+    .unwrap();
+    assert_eq!(session.carried(), vec![("stateN".to_string(), "state".to_string())]);
+    let x: Vec<f32> = (0..576).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
+    let feeds = [Feed::new("input", DType::Float32, &[1, 576], f32s(&x))];
+    let p1 = session.run(&feeds).unwrap()[0].to_vec::<f32>()[0];
+    let p2 = session.run(&feeds).unwrap()[0].to_vec::<f32>()[0];
+    // Same input, different state: a different probability, unless the state was not carried.
+    assert_ne!(p1, p2);
+    session.reset();
+    assert_eq!(session.run(&feeds).unwrap()[0].to_vec::<f32>()[0], p1);
+}

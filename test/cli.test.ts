@@ -1,0 +1,126 @@
+// Runs the built CLI (dist/cjs/cli/main.js; `npm run build:ts` makes it) as a user would.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadNpy } from '../src/npy';
+
+const ROOT = join(__dirname, '..');
+const MAIN = join(ROOT, 'dist', 'cjs', 'cli', 'main.js');
+const VAD = join(ROOT, 'models', 'silero_vad_v5.onnx');
+const ADD = join(ROOT, '.cache', 'fixtures', 'conformance', 'test_add');
+
+function oxinfer(...args: string[]) {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: build it first (npm run build:ts)`);
+  const r = spawnSync(process.execPath, [MAIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'oxinfer-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('oxinfer CLI', () => {
+  it('inspect --json lists the Silero inputs and the file hash', () => {
+    const r = oxinfer('inspect', 'models/silero_vad_v5.onnx', '--json');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const info = JSON.parse(r.stdout) as {
+      sha256: string;
+      inputs: Array<{ name: string; dtype: string; shape: unknown[] }>;
+      outputs: Array<{ name: string }>;
+      ops: Array<{ op: string; count: number }>;
+    };
+    expect(info.inputs.map((i) => i.name)).toEqual(['input', 'state', 'sr']);
+    expect(info.inputs.map((i) => i.dtype)).toEqual(['float32', 'float32', 'int64']);
+    expect(info.outputs.map((o) => o.name)).toEqual(['output', 'stateN']);
+    expect(info.sha256).toBe(createHash('sha256').update(readFileSync(VAD)).digest('hex'));
+    expect(info.ops.length).toBeGreaterThan(0);
+  });
+
+  it('demo finds the 4 sentences of assets/speech.wav', () => {
+    const r = oxinfer('demo');
+    expect(r.status, r.stderr).toBe(0);
+    const truth = JSON.parse(readFileSync(join(ROOT, 'assets', 'speech.segments.json'), 'utf8')) as {
+      segments: Array<{ start: number; end: number }>;
+    };
+    const found = [...r.stdout.matchAll(/^\s+(\d+\.\d+)s – (\d+\.\d+)s\s+\((\d+\.\d+)s\)$/gm)].map((m) => ({
+      start: Number(m[1]),
+      end: Number(m[2]),
+    }));
+    expect(found.length, r.stdout).toBe(4);
+    found.forEach((seg, i) => {
+      const want = truth.segments[i]!;
+      expect(Math.abs(seg.start - want.start), `segment ${i} start`).toBeLessThanOrEqual(0.25);
+      expect(Math.abs(seg.end - want.end), `segment ${i} end`).toBeLessThanOrEqual(0.25);
+    });
+    // One frame per 512 samples: ceil(285876 / 512).
+    expect(r.stdout).toMatch(/\b559 frames\b/);
+    expect(r.stdout).toMatch(/frames\/s/);
+  });
+
+  it.skipIf(!existsSync(ADD))('run --fill zeros gives zeros through Add', () => {
+    const r = oxinfer('run', join(ADD, 'model.onnx'), '--fill', 'zeros', '--json');
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      outputs: Array<{ name: string; dtype: string; shape: number[]; min: number; max: number; mean: number }>;
+      timing: { runs: number };
+    };
+    expect(out.outputs.length).toBe(1);
+    const [sum] = out.outputs;
+    expect(sum!.dtype).toBe('float32');
+    expect(sum!.shape).toEqual([3, 4, 5]);
+    expect([sum!.min, sum!.max, sum!.mean]).toEqual([0, 0, 0]);
+    expect(out.timing.runs).toBe(1);
+  });
+
+  it.skipIf(!existsSync(ADD))('run --input … --save matches the numpy reference', () => {
+    const dir = join(tmp, 'add');
+    const r = oxinfer(
+      'run',
+      join(ADD, 'model.onnx'),
+      '--input',
+      `x=${join(ADD, 'input_0.npy')}`,
+      '--input',
+      `y=${join(ADD, 'input_1.npy')}`,
+      '--repeat',
+      '3',
+      '--save',
+      dir,
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/2 runs after 1 warm-up/);
+    const want = loadNpy(join(ADD, 'output_0.npy'));
+    const got = loadNpy(join(dir, 'sum.npy'));
+    expect(got.shape).toEqual(want.shape);
+    const w = want.data as Float32Array;
+    (got.data as Float32Array).forEach((v, i) => expect(v).toBeCloseTo(w[i]!, 5));
+  });
+
+  it('prints usage and exits 2 on unknown commands and options', () => {
+    const bad = oxinfer('frobnicate');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/unknown command 'frobnicate'/);
+    expect(bad.stderr).toMatch(/Usage: oxinfer/);
+    const opt = oxinfer('inspect', 'models/silero_vad_v5.onnx', '--bogus');
+    expect(opt.status).toBe(2);
+    expect(opt.stderr).toMatch(/unknown option '--bogus'/);
+    expect(oxinfer('run').status).toBe(2);
+  });
+
+  it('reports errors with their code and exits 1', () => {
+    const r = oxinfer('inspect', join(tmp, 'missing.onnx'));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^oxinfer: .*ERR_MODEL_LOAD/);
+  });
+
+  it('prints --help, help CMD and --version', () => {
+    const help = oxinfer('--help');
+    expect(help.status).toBe(0);
+    for (const cmd of ['inspect', 'run', 'demo']) expect(help.stdout).toContain(cmd);
+    expect(oxinfer('help', 'run').stdout).toMatch(/--fill random\|zeros/);
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(oxinfer('--version').stdout.trim()).toBe(pkg.version);
+  });
+});

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import {
+  InputDtypeError,
+  InputNameError,
+  InputShapeError,
+  ModelLoadError,
+  OxinferError,
+  TractModel,
+  type Feeds,
+} from '../src/index';
+import { fixture } from './helpers';
+
+const good = () => ({ a: new Float32Array([1]), b: new Float32Array([2]) });
+
+// Each bad call, with the error class and code it must produce and words its message must hold.
+const cases: Array<[string, unknown, new (...a: never[]) => OxinferError, string, RegExp]> = [
+  ['unknown input name', { ...good(), z: new Float32Array([1]) }, InputNameError, 'ERR_INPUT_NAME', /no input named 'z'.*a.*b/],
+  ['missing input', { a: new Float32Array([1]) }, InputNameError, 'ERR_INPUT_NAME', /missing input 'b'/],
+  ['wrong dtype', { ...good(), b: new Int32Array([2]) }, InputDtypeError, 'ERR_INPUT_DTYPE', /input 'b': expected float32, got int32/],
+  ['dtype the array cannot carry', { ...good(), b: { data: new Float32Array([2]), shape: [1], dtype: 'int64' } }, InputDtypeError, 'ERR_INPUT_DTYPE', /int64.*Float32Array/],
+  ['wrong shape', { ...good(), b: { data: new Float32Array([2, 3]), shape: [2] } }, InputShapeError, 'ERR_INPUT_SHAPE', /input 'b': expected shape \[1\], got \[2\]/],
+  ['data length not matching shape', { ...good(), b: { data: new Float32Array([2, 3]), shape: [1] } }, InputShapeError, 'ERR_INPUT_SHAPE', /needs 1 elements, but the data has 2/],
+  ['negative dim', { ...good(), b: { data: new Float32Array([2]), shape: [-1] } }, InputShapeError, 'ERR_INPUT_SHAPE', /invalid dimension -1/],
+  ['NaN dim', { ...good(), b: { data: new Float32Array([2]), shape: [NaN] } }, InputShapeError, 'ERR_INPUT_SHAPE', /invalid dimension NaN/],
+  ['fractional dim', { ...good(), b: { data: new Float32Array([2]), shape: [0.5] } }, InputShapeError, 'ERR_INPUT_SHAPE', /invalid dimension 0.5/],
+  ['shape not an array', { ...good(), b: { data: new Float32Array([2]), shape: 1 } }, InputShapeError, 'ERR_INPUT_SHAPE', /shape must be an array/],
+  ['plain array data', { ...good(), b: { data: [2], shape: [1] } }, InputDtypeError, 'ERR_INPUT_DTYPE', /data must be a typed array, got a plain Array/],
+  ['string data', { ...good(), b: 'hello' }, InputDtypeError, 'ERR_INPUT_DTYPE', /input 'b': expected a typed array or \{ data, shape \}, got string/],
+  ['null input', { ...good(), b: null }, InputDtypeError, 'ERR_INPUT_DTYPE', /got null/],
+  ['DataView data', { ...good(), b: { data: new DataView(new ArrayBuffer(4)), shape: [1] } }, InputDtypeError, 'ERR_INPUT_DTYPE', /DataView/],
+  ['feeds not an object', 42, InputNameError, 'ERR_INPUT_NAME', /feeds must be an object/],
+  ['feeds null', null, InputNameError, 'ERR_INPUT_NAME', /feeds must be an object/],
+  ['bare array for a 2-input model', new Float32Array([1]), InputNameError, 'ERR_INPUT_NAME', /one input.*has 2/],
+];
+
+describe('bad feeds get typed errors and leave the model usable', () => {
+  it.each(cases)('%s', async (_label, feeds, cls, code, message) => {
+    const m = await TractModel.load(fixture('add.onnx'));
+    const p = m.run(feeds as Feeds);
+    await expect(p).rejects.toBeInstanceOf(cls);
+    await expect(p).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
+    expect(() => m.runSync(feeds as Feeds)).toThrow(cls);
+    // The model still works after the failed call.
+    const out = await m.run(good());
+    expect((out.c!.data as Float32Array)[0]).toBe(3);
+  });
+
+  it('symbol values must agree across inputs', async () => {
+    const m = await TractModel.load(fixture('encoder.onnx'));
+    const ids = (n: number, s: number) => ({ data: new BigInt64Array(n * s).fill(1n), shape: [n, s] });
+    const p = m.run({ input_ids: ids(1, 4), attention_mask: ids(1, 5), token_type_ids: ids(1, 4) });
+    await expect(p).rejects.toMatchObject({ code: 'ERR_INPUT_SHAPE', message: expect.stringMatching(/'S'.*set to 4.*got 5/) });
+  });
+
+  it('runBatch rejects requests whose trailing dims differ, naming the request', async () => {
+    const m = await TractModel.load(fixture('encoder.onnx'));
+    const req = (s: number) => {
+      const t = { data: new BigInt64Array(s).fill(1n), shape: [1, s] };
+      return { input_ids: t, attention_mask: t, token_type_ids: t };
+    };
+    await expect(m.runBatch([req(4), req(6)])).rejects.toMatchObject({
+      code: 'ERR_INPUT_SHAPE',
+      message: expect.stringMatching(/request 1: input 'input_ids' has shape \[1,6\], request 0 has \[1,4\]/),
+    });
+  });
+});
+
+describe('bad models get ERR_MODEL_LOAD', () => {
+  it('a missing file names the path', async () => {
+    await expect(TractModel.load('/nonexistent/model.onnx')).rejects.toMatchObject({
+      code: 'ERR_MODEL_LOAD',
+      message: expect.stringContaining('/nonexistent/model.onnx'),
+    });
+  });
+
+  it('garbage bytes', async () => {
+    await expect(TractModel.load(new Uint8Array([1, 2, 3, 4, 5]))).rejects.toBeInstanceOf(ModelLoadError);
+  });
+
+  it('a wrong source type', async () => {
+    await expect(TractModel.load(42 as unknown as string)).rejects.toBeInstanceOf(ModelLoadError);
+  });
+
+  it('an input fact for an input that does not exist', async () => {
+    await expect(TractModel.load(fixture('add.onnx'), { inputs: { nope: { shape: [1] } } })).rejects.toMatchObject({
+      code: 'ERR_INPUT_NAME',
+      message: expect.stringMatching(/no input named 'nope'/),
+    });
+  });
+
+  it('truncated model bytes, at many cut points, never crash the process', async () => {
+    const { readFileSync } = await import('node:fs');
+    const bytes = readFileSync(fixture('cnn.onnx'));
+    for (let cut = 1; cut < bytes.length; cut += Math.ceil(bytes.length / 40)) {
+      const err = await TractModel.load(new Uint8Array(bytes.subarray(0, cut))).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      if (err !== null) expect(err).toBeInstanceOf(ModelLoadError);
+    }
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * Correctness against an independent implementation: onnxruntime-node on the same model files
+ * and inputs. Tolerances are stated per model.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { TractModel } from '../src/index';
+import { fixture, maxAbsDiff, ort, randomF32, rng, SILERO } from './helpers';
+
+/** 16-bit PCM mono WAV → float samples (the bundled recording's format). */
+function readPcm16(path: string): Float32Array {
+  const buf = readFileSync(path);
+  let at = 12;
+  while (at < buf.length) {
+    const id = buf.toString('ascii', at, at + 4);
+    const size = buf.readUInt32LE(at + 4);
+    if (id === 'data') {
+      const n = size / 2;
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = buf.readInt16LE(at + 8 + 2 * i) / 32768;
+      return out;
+    }
+    at += 8 + size + (size % 2);
+  }
+  throw new Error('no data chunk');
+}
+
+describe('Silero VAD v5 matches onnxruntime frame by frame', () => {
+  it('probabilities and state over the bundled recording, within 1e-4', async () => {
+    const samples = readPcm16(`${__dirname}/../assets/speech.wav`);
+    const model = await TractModel.load(SILERO);
+    const session = model.session({ constants: { sr: { data: new BigInt64Array([16000n]), shape: [] } } });
+    expect(session.carried).toEqual({ stateN: 'state' });
+    const ref = await ort.InferenceSession.create(SILERO);
+    let refState = new ort.Tensor('float32', new Float32Array(2 * 128), [2, 1, 128]);
+    const sr = new ort.Tensor('int64', new BigInt64Array([16000n]), []);
+    const window = 512;
+    const context = 64;
+    const frame = new Float32Array(context + window);
+    let maxProb = 0;
+    let maxState = 0;
+    let frames = 0;
+    let speechFrames = 0;
+    for (let start = 0; start + window <= samples.length; start += window) {
+      // Official wrapper: the previous window's last 64 samples prefix each window.
+      frame.copyWithin(0, window, window + context);
+      frame.set(samples.subarray(start, start + window), context);
+      if (start === 0) frame.fill(0, 0, context);
+      const input = new Float32Array(frame); // ort and oxinfer get identical bytes
+      const ours = await session.run({ input: { data: input, shape: [1, context + window] } });
+      const theirs = await ref.run({ input: new ort.Tensor('float32', input, [1, context + window]), state: refState, sr });
+      refState = theirs.stateN as typeof refState;
+      const p = (ours.output!.data as Float32Array)[0]!;
+      maxProb = Math.max(maxProb, Math.abs(p - (theirs.output!.data as Float32Array)[0]!));
+      maxState = Math.max(maxState, maxAbsDiff(ours.stateN!.data as Float32Array, theirs.stateN!.data as Float32Array));
+      if (p > 0.5) speechFrames++;
+      frames++;
+    }
+    expect(frames).toBeGreaterThan(500);
+    // The recording is about 60% speech: a model that ran but ignored its state would not find it.
+    expect(speechFrames).toBeGreaterThan(frames * 0.3);
+    expect(maxProb).toBeLessThan(1e-4);
+    expect(maxState).toBeLessThan(1e-4);
+  });
+
+  it('reset() starts the state from zeros again', async () => {
+    const model = await TractModel.load(SILERO);
+    const session = model.session({ constants: { sr: { data: new BigInt64Array([16000n]), shape: [] } } });
+    const x = { input: { data: randomF32(576, 7, 0.3), shape: [1, 576] } };
+    const first = (await session.run(x)).output!.data[0];
+    await session.run(x);
+    session.reset();
+    expect((await session.run(x)).output!.data[0]).toBe(first);
+  });
+});
+
+describe('generated models match onnxruntime', () => {
+  it('CNN, batch 4: max abs diff < 1e-5 on probabilities', async () => {
+    const path = fixture('cnn.onnx');
+    const data = randomF32(4 * 3 * 32 * 32, 1);
+    const ours = await (await TractModel.load(path)).run({ image: { data, shape: [4, 3, 32, 32] } });
+    const ref = await (await ort.InferenceSession.create(path)).run({ image: new ort.Tensor('float32', data, [4, 3, 32, 32]) });
+    expect(ours.probs!.shape).toEqual([4, 10]);
+    expect(maxAbsDiff(ours.probs!.data as Float32Array, ref.probs!.data as Float32Array)).toBeLessThan(1e-5);
+  });
+
+  for (const name of ['encoder.onnx', 'encoder-minilm.onnx']) {
+    it(`${name}, batch 2 x 16 tokens with padding: max abs diff < 1e-3 on hidden states`, async () => {
+      const path = fixture(name);
+      const [n, s] = [2, 16];
+      const r = rng(3);
+      const ids = BigInt64Array.from({ length: n * s }, () => BigInt(Math.floor(r() * 1000)));
+      const mask = BigInt64Array.from({ length: n * s }, (_, i) => (i % s < (i < s ? s : 11) ? 1n : 0n));
+      const types = new BigInt64Array(n * s);
+      const ours = await (await TractModel.load(path)).run({
+        input_ids: { data: ids, shape: [n, s] },
+        attention_mask: { data: mask, shape: [n, s] },
+        token_type_ids: { data: types, shape: [n, s] },
+      });
+      const t = (d: BigInt64Array) => new ort.Tensor('int64', d, [n, s]);
+      const ref = await (await ort.InferenceSession.create(path)).run({
+        input_ids: t(ids),
+        attention_mask: t(mask),
+        token_type_ids: t(types),
+      });
+      const a = ours.last_hidden_state!;
+      expect(a.shape).toEqual(ref.last_hidden_state!.dims);
+      expect(maxAbsDiff(a.data as Float32Array, ref.last_hidden_state!.data as Float32Array)).toBeLessThan(1e-3);
+    });
+  }
+});
