@@ -147,7 +147,7 @@ export function toNativeFeed(name: string, value: unknown, info: TensorInfo | un
   let declared: DType | undefined;
   if (isTypedArray(value)) {
     data = value;
-    if (!info) throw new InputNameError(`unknown input '${name}'`);
+    if (!info) throw new InputNameError(`the model has no input named '${name}'`);
     if (!info.shape.every((d): d is number => typeof d === 'number')) {
       throw new InputShapeError(
         `input '${name}' has shape ${formatShape(info.shape)} with symbolic dims; pass { data, shape } instead of a bare typed array`,
@@ -205,9 +205,13 @@ export function toNativeFeeds(
     throw new InputNameError(`${what} must be an object of named inputs, got ${describe(feeds)}`);
   }
   const byName = new Map(inputs.map((i) => [i.name, i]));
-  return Object.entries(feeds as Record<string, unknown>).map(([name, value]) =>
-    toNativeFeed(name, value, byName.get(name)),
-  );
+  return Object.entries(feeds as Record<string, unknown>).map(([name, value]) => {
+    if (!byName.has(name)) {
+      const known = inputs.map((i) => `'${i.name}' (${i.dtype} ${formatShape(i.shape)})`).join(', ');
+      throw new InputNameError(`the model has no input named '${name}'; its inputs are ${known}`);
+    }
+    return toNativeFeed(name, value, byName.get(name));
+  });
 }
 
 interface NativeOutputArg {

@@ -8,7 +8,7 @@
  * of one shared buffer.
  */
 import type { NativeTractModel, NativeTractSession } from '../index';
-import { DisposedError, fromNative } from './errors';
+import { DisposedError, InputNameError, ModelLoadError, fromNative } from './errors';
 import { native } from './native';
 import { abortable, throwIfAborted } from './signal';
 import {
@@ -20,6 +20,7 @@ import {
   type TensorData,
   type TensorInfo,
   isTypedArray,
+  toNativeFeed,
   toNativeFeeds,
   toOutputs,
 } from './tensor';
@@ -35,6 +36,11 @@ export interface TractLoadOptions {
   inputs?: Record<string, InputFact>;
   /** Intra-op threads for this model; default: the CPUs this process may use. */
   threads?: number;
+  /**
+   * Inputs fixed to a value at load time, as `{ data, shape }`. They stop being inputs, and
+   * what depends on them is folded (a sample-rate input that selects a branch, say).
+   */
+  constants?: Feeds;
   signal?: AbortSignal;
 }
 
@@ -105,17 +111,15 @@ export class TractModel {
       shape: f.shape,
     }));
     if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
-      const { ModelLoadError } = await import('./errors');
       throw new ModelLoadError(`load option threads must be a positive integer, got ${String(options.threads)}`);
     }
     if (typeof source !== 'string' && !(source instanceof Uint8Array)) {
-      const { ModelLoadError } = await import('./errors');
       throw new ModelLoadError('model source must be a file path (string) or the model bytes (Uint8Array)');
     }
-    const n = await callAsync(
-      () => native().loadTractModel(source, { inputs, threads: options.threads }, signal),
-      signal,
-    );
+    const n = await callAsync(() => {
+      const constants = Object.entries(options.constants ?? {}).map(([name, value]) => toNativeFeed(name, value, undefined));
+      return native().loadTractModel(source, { inputs, threads: options.threads, constants }, signal);
+    }, signal);
     return new TractModel(n);
   }
 
@@ -152,7 +156,6 @@ export class TractModel {
   runBatch(requests: ReadonlyArray<Feeds>, options: RunOptions = {}): Promise<Outputs[]> {
     return callAsync(async () => {
       if (!Array.isArray(requests)) {
-        const { InputNameError } = await import('./errors');
         throw new InputNameError('runBatch takes an array of feeds objects');
       }
       const args = requests.map((r, i) => this.#feeds(r, `request ${i}`));

@@ -6,7 +6,7 @@
  * samples of the window before it as context, and returns one speech probability per window.
  * Its recurrent state is carried from window to window by a TractSession.
  */
-import type { TractModel, TractSession } from './tract-model';
+import { type InputFact, TractModel, type TractSession } from './tract-model';
 
 export const VAD_SAMPLE_RATE = 16000;
 /** Samples per window at 16 kHz. */
@@ -36,9 +36,32 @@ export function resampleLinear(samples: Float32Array, from: number, to: number):
   return out;
 }
 
-/** A Silero session: the sample rate fed as a constant, the state carried (zeros at first). */
+/**
+ * Input facts for Silero VAD v5 run one window at a time at 16 kHz. The file leaves the sizes
+ * of `input` and the batch of `state` undeclared; fixing them lets tract plan for the one
+ * shape the wrapper uses, and resolve the model's shape-dependent branches.
+ */
+export const SILERO_INPUT_FACTS: Readonly<Record<string, InputFact>> = Object.freeze({
+  input: { dtype: 'float32', shape: [1, VAD_CONTEXT + VAD_WINDOW] },
+  state: { dtype: 'float32', shape: [2, 1, 128] },
+});
+
+/**
+ * Loads Silero VAD v5 for `speechProbabilities`. The sample rate is fixed at load time: the
+ * model holds a 16 kHz and an 8 kHz graph behind an `If` on `sr`, and only the 16 kHz one is
+ * kept.
+ */
+export function loadSileroVad(path: string | Uint8Array, options: { threads?: number } = {}): Promise<TractModel> {
+  return TractModel.load(path, {
+    ...options,
+    inputs: { ...SILERO_INPUT_FACTS },
+    constants: { sr: { data: new BigInt64Array([BigInt(VAD_SAMPLE_RATE)]), shape: [] } },
+  });
+}
+
+/** A Silero session: the state carried from window to window (zeros at first). */
 export function vadSession(model: TractModel): TractSession {
-  return model.session({ constants: { sr: { data: new BigInt64Array([BigInt(VAD_SAMPLE_RATE)]), shape: [] } } });
+  return model.session();
 }
 
 /**

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { TractModel } from '../src/index';
+import { loadSileroVad } from '../src/vad';
 import { fixture, maxAbsDiff, ort, randomF32, rng, SILERO } from './helpers';
 
 /** 16-bit PCM mono WAV → float samples (the bundled recording's format). */
@@ -28,9 +29,10 @@ function readPcm16(path: string): Float32Array {
 describe('Silero VAD v5 matches onnxruntime frame by frame', () => {
   it('probabilities and state over the bundled recording, within 1e-4', async () => {
     const samples = readPcm16(`${__dirname}/../assets/speech.wav`);
-    const model = await TractModel.load(SILERO);
-    const session = model.session({ constants: { sr: { data: new BigInt64Array([16000n]), shape: [] } } });
+    const model = await loadSileroVad(SILERO);
+    const session = model.session();
     expect(session.carried).toEqual({ stateN: 'state' });
+    expect(model.inputs.map((i) => i.name)).toEqual(['input', 'state']); // sr was folded at load
     const ref = await ort.InferenceSession.create(SILERO);
     let refState = new ort.Tensor('float32', new Float32Array(2 * 128), [2, 1, 128]);
     const sr = new ort.Tensor('int64', new BigInt64Array([16000n]), []);
@@ -47,7 +49,7 @@ describe('Silero VAD v5 matches onnxruntime frame by frame', () => {
       frame.set(samples.subarray(start, start + window), context);
       if (start === 0) frame.fill(0, 0, context);
       const input = new Float32Array(frame); // ort and oxinfer get identical bytes
-      const ours = await session.run({ input: { data: input, shape: [1, context + window] } });
+      const ours = await session.run(input); // the one input left to feed, of known shape
       const theirs = await ref.run({ input: new ort.Tensor('float32', input, [1, context + window]), state: refState, sr });
       refState = theirs.stateN as typeof refState;
       const p = (ours.output!.data as Float32Array)[0]!;
@@ -64,8 +66,8 @@ describe('Silero VAD v5 matches onnxruntime frame by frame', () => {
   });
 
   it('reset() starts the state from zeros again', async () => {
-    const model = await TractModel.load(SILERO);
-    const session = model.session({ constants: { sr: { data: new BigInt64Array([16000n]), shape: [] } } });
+    const model = await loadSileroVad(SILERO);
+    const session = model.session();
     const x = { input: { data: randomF32(576, 7, 0.3), shape: [1, 576] } };
     const first = (await session.run(x)).output!.data[0];
     await session.run(x);

@@ -121,3 +121,17 @@ export function expectPositionals(p: Parsed, names: string[], command: string): 
   }
   return p.positionals;
 }
+
+/**
+ * Dims of `--shape NAME=1,3,224,224` (empty for a scalar). With `symbols`, a dim may also be a
+ * symbol such as `N`.
+ */
+export function parseDims(option: string, text: string, symbols = false): Array<number | string> {
+  if (text.trim() === '') return [];
+  return text.split(',').map((raw) => {
+    const d = raw.trim();
+    if (/^\d+$/.test(d) && Number.isSafeInteger(Number(d))) return Number(d);
+    if (symbols && /^[A-Za-z_][A-Za-z0-9_]*$/.test(d)) return d;
+    throw new UsageError(`option '--${option}': bad dimension '${raw}' in '${text}'`);
+  });
+}

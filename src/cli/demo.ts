@@ -1,7 +1,6 @@
 /** `oxinfer demo`: voice-activity detection with the bundled Silero VAD on the bundled recording. */
 import { join, relative } from 'node:path';
-import { TractModel } from '../tract-model';
-import { VAD_SAMPLE_RATE, VAD_WINDOW, speechProbabilities, speechSegments } from '../vad';
+import { VAD_SAMPLE_RATE, VAD_WINDOW, loadSileroVad, speechProbabilities, speechSegments } from '../vad';
 import { loadWav } from '../wav';
 import { type Spec, expectPositionals, flag, parseArgs, positiveInt, str } from './args';
 import { packageRoot } from './package-root';
@@ -52,7 +51,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 
   const t0 = process.hrtime.bigint();
-  const model = await TractModel.load(modelPath, { threads });
+  const model = await loadSileroVad(modelPath, { threads });
   const t1 = process.hrtime.bigint();
   const probs = await speechProbabilities(model, audio.samples, audio.sampleRate);
   const t2 = process.hrtime.bigint();

@@ -1,21 +1,28 @@
 /** `oxinfer inspect MODEL`: what a model takes and gives, and what it is made of. */
-import { TractModel } from '../tract-model';
+import { type InputFact, TractModel } from '../tract-model';
 import type { TensorInfo } from '../tensor';
-import { type Spec, expectPositionals, flag, parseArgs, positiveInt } from './args';
+import { type Spec, UsageError, expectPositionals, flag, keyValue, list, parseArgs, parseDims, positiveInt } from './args';
 
 export const summary = 'show a model\'s inputs, outputs, ops and hash';
 
-export const usage = `Usage: oxinfer inspect MODEL [--threads N] [--json]
+export const usage = `Usage: oxinfer inspect MODEL [--shape NAME=DIMS ...] [--threads N] [--json]
 
 Loads MODEL (an ONNX file) and prints its inputs and outputs (name, dtype, shape; symbols such
 as 'batch' are sizes fixed at run time), how many nodes of each op it has, its sha256 and the
 threads it would run with.
 
 Options:
-  --threads N   intra-op threads (default: the CPUs this process may use)
-  --json        print JSON instead of text`;
+  --shape NAME=1,N,128
+                  set the shape of input NAME (sizes or symbols; repeatable), for models
+                  whose file leaves sizes undeclared or to see the shapes that follow
+  --threads N     intra-op threads (default: the CPUs this process may use)
+  --json          print JSON instead of text`;
 
-const spec: Spec = { threads: { type: 'string' }, json: { type: 'boolean' } };
+const spec: Spec = {
+  shape: { type: 'string', multiple: true },
+  threads: { type: 'string' },
+  json: { type: 'boolean' },
+};
 
 function table(rows: string[][], indent = '  '): string {
   const widths: number[] = [];
@@ -31,7 +38,13 @@ export async function main(argv: readonly string[]): Promise<void> {
   const args = parseArgs(argv, spec);
   const [path] = expectPositionals(args, ['model'], 'inspect') as [string];
   const threads = positiveInt(args, 'threads');
-  const model = await TractModel.load(path, threads === undefined ? {} : { threads });
+  const inputs: Record<string, InputFact> = {};
+  for (const text of list(args, 'shape')) {
+    const [name, dims] = keyValue('shape', text);
+    if (inputs[name]) throw new UsageError(`--shape ${name} given twice`);
+    inputs[name] = { shape: parseDims('shape', dims, true) };
+  }
+  const model = await TractModel.load(path, { inputs, ...(threads === undefined ? {} : { threads }) });
   const ops = model.ops;
   if (flag(args, 'json')) {
     const info = {

@@ -2,10 +2,21 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromFloat16Bits, toFloat16Bits } from '../float16';
-import { loadNpy, saveNpy } from '../npy';
+import { type NpyArray, loadNpy, saveNpy } from '../npy';
 import { TractModel } from '../tract-model';
 import { ARRAY_FOR_DTYPE, type DType, type Feeds, type Outputs, type Tensor, type TensorData, type TensorInfo } from '../tensor';
-import { type Spec, UsageError, expectPositionals, flag, keyValue, list, parseArgs, positiveInt, str } from './args';
+import {
+  type Spec,
+  UsageError,
+  expectPositionals,
+  flag,
+  keyValue,
+  list,
+  parseArgs,
+  parseDims,
+  positiveInt,
+  str,
+} from './args';
 
 export const summary = 'run a model on .npy or generated inputs; print outputs and timing';
 
@@ -53,17 +64,6 @@ function prng(seed: number): () => number {
   };
 }
 
-function parseDims(option: string, text: string): number[] {
-  if (text.trim() === '') return []; // a scalar
-  return text.split(/[,x]/).map((d) => {
-    const n = Number(d.trim());
-    if (!/^\s*\d+\s*$/.test(d) || !Number.isSafeInteger(n)) {
-      throw new UsageError(`option '--${option}': bad dimension '${d}' in '${text}'`);
-    }
-    return n;
-  });
-}
-
 /** Generated data: zeros, or random values suited to the dtype. */
 function generate(dtype: DType, length: number, fill: 'random' | 'zeros', random: () => number): TensorData {
   const data = new ARRAY_FOR_DTYPE[dtype](length);
@@ -104,12 +104,13 @@ interface Plan {
 function planFeeds(
   inputs: readonly TensorInfo[],
   files: Map<string, string>,
+  loaded: Map<string, NpyArray>,
   shapes: Map<string, number[]>,
   fill: 'random' | 'zeros',
   seed: number,
 ): Plan {
   const byName = new Map(inputs.map((i) => [i.name, i]));
-  for (const name of [...files.keys(), ...shapes.keys()]) {
+  for (const name of [...loaded.keys(), ...shapes.keys()]) {
     if (!byName.has(name)) {
       throw new Error(`the model has no input '${name}'; its inputs: ${inputs.map((i) => i.name).join(', ')}`);
     }
@@ -124,19 +125,18 @@ function planFeeds(
       if (typeof d === 'string' && !symbols.has(d)) symbols.set(d, shape[i]!);
     });
   };
-  const loaded = new Map<string, ReturnType<typeof loadNpy>>();
-  for (const [name, file] of files) {
-    const arr = loadNpy(file);
+  for (const [name, arr] of loaded) {
     const wanted = shapes.get(name);
     if (wanted && wanted.join(',') !== arr.shape.join(',')) {
-      throw new Error(`--shape ${name}=${wanted.join(',')} differs from the shape [${arr.shape.join(',')}] of ${file}`);
+      throw new Error(`--shape ${name}=${wanted.join(',')} differs from the shape [${arr.shape.join(',')}] of ${files.get(name)!}`);
     }
-    loaded.set(name, arr);
     learn(byName.get(name)!, arr.shape);
   }
   for (const [name, shape] of shapes) learn(byName.get(name)!, shape);
 
   const random = prng(seed);
+  const defaulted = new Set<string>();
+  let example: string | undefined;
   for (const info of inputs) {
     const arr = loaded.get(info.name);
     if (arr) {
@@ -146,24 +146,25 @@ function planFeeds(
     }
     let shape = shapes.get(info.name);
     if (!shape) {
-      const defaulted: string[] = [];
+      const before = defaulted.size;
       shape = info.shape.map((d) => {
         if (typeof d === 'number') return d;
         const known = symbols.get(d);
         if (known !== undefined) return known;
-        defaulted.push(d);
+        defaulted.add(d);
         return 1;
       });
-      if (defaulted.length) {
-        plan.notes.push(
-          `input '${info.name}' has symbolic dims (${defaulted.join(', ')}): using 1 for each; ` +
-            `set its shape with --shape ${info.name}=${shape.join(',')}`,
-        );
-      }
+      if (defaulted.size > before) example ??= `${info.name}=${shape.join(',')}`;
     }
     const length = shape.reduce((a, b) => a * b, 1);
     plan.feeds[info.name] = { data: generate(info.dtype, length, fill, random), shape, dtype: info.dtype };
     plan.sources.push({ name: info.name, dtype: info.dtype, shape, from: fill });
+  }
+  if (defaulted.size) {
+    plan.notes.push(
+      `symbolic dim${defaulted.size > 1 ? 's' : ''} ${[...defaulted].join(', ')} set to 1; ` +
+        `give input shapes with --shape, e.g. --shape ${example ?? ''}`,
+    );
   }
   return plan;
 }
@@ -262,11 +263,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   for (const text of list(args, 'shape')) {
     const [name, dims] = keyValue('shape', text);
     if (shapes.has(name)) throw new UsageError(`--shape ${name} given twice`);
-    shapes.set(name, parseDims('shape', dims));
+    shapes.set(name, parseDims('shape', dims) as number[]);
   }
 
+  const loaded = new Map([...files].map(([name, file]) => [name, loadNpy(file)] as const));
   const model = await TractModel.load(path, threads === undefined ? {} : { threads });
-  const plan = planFeeds(model.inputs, files, shapes, fill, seed);
+  const plan = planFeeds(model.inputs, files, loaded, shapes, fill, seed);
   for (const note of plan.notes) process.stderr.write(`note: ${note}\n`);
 
   const times: number[] = [];
@@ -307,8 +309,9 @@ export async function main(argv: readonly string[]): Promise<void> {
       lines.push(`    [${r.first.map(fmt).join(', ')}${more}]`);
     }
     const runs = `${time.runs} run${time.runs === 1 ? '' : 's'}${time.warmup ? ' after 1 warm-up' : ''}`;
+    const threads = `${time.threads} thread${time.threads === 1 ? '' : 's'}`;
     lines.push(
-      `timing (${runs}, ${time.threads} threads): min ${time.minMs.toFixed(3)} ms  ` +
+      `timing (${runs}, ${threads}): min ${time.minMs.toFixed(3)} ms  ` +
         `median ${time.medianMs.toFixed(3)} ms  mean ${time.meanMs.toFixed(3)} ms`,
     );
     if (saved.length) lines.push(`saved ${saved.join(', ')}`);

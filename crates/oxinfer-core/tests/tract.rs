@@ -82,6 +82,7 @@ fn input_facts_fix_symbolic_dims() {
             InputSpec { dtype: None, shape: Some(vec![Dim::Fixed(2), Dim::Fixed(3), Dim::Fixed(32), Dim::Fixed(32)]) },
         )],
         threads: Some(1),
+        ..Default::default()
     };
     let m = TractModel::load(ModelSource::Path(&fixture("cnn.onnx")), &opts).unwrap();
     assert_eq!(m.outputs()[0].shape, vec![Dim::Fixed(2), Dim::Fixed(10)]);
@@ -126,15 +127,18 @@ fn batch_rows_equal_single_runs_and_concurrent_runs_agree() {
 
 #[test]
 fn silero_session_carries_state() {
-    let model = Arc::new(
-        TractModel::load(ModelSource::Path(&root().join("models/silero_vad_v5.onnx")), &LoadOptions::default()).unwrap(),
-    );
+    // The file holds a 16 kHz and an 8 kHz graph behind an If on `sr`: fixing `sr` and the
+    // shapes at load keeps only the branch taken (tract alone would analyse both and fail).
     let sr = 16000i64.to_le_bytes();
-    let session = TractSession::new(
-        Arc::clone(&model),
-        SessionOptions { carry: None, constants: vec![Feed::new("sr", DType::Int64, &[], &sr)] },
-    )
-    .unwrap();
+    let fixed = |dims: &[usize]| InputSpec { dtype: None, shape: Some(dims.iter().map(|&d| Dim::Fixed(d)).collect()) };
+    let opts = LoadOptions {
+        inputs: vec![("input".into(), fixed(&[1, 576])), ("state".into(), fixed(&[2, 1, 128]))],
+        constants: vec![Feed::new("sr", DType::Int64, &[], &sr)],
+        threads: Some(1),
+    };
+    let model = Arc::new(TractModel::load(ModelSource::Path(&root().join("models/silero_vad_v5.onnx")), &opts).unwrap());
+    assert_eq!(model.inputs().iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["input", "state"]);
+    let session = TractSession::new(Arc::clone(&model), SessionOptions::default()).unwrap();
     assert_eq!(session.carried(), vec![("stateN".to_string(), "state".to_string())]);
     let x: Vec<f32> = (0..576).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
     let feeds = [Feed::new("input", DType::Float32, &[1, 576], f32s(&x))];
@@ -144,4 +148,11 @@ fn silero_session_carries_state() {
     assert_ne!(p1, p2);
     session.reset();
     assert_eq!(session.run(&feeds).unwrap()[0].to_vec::<f32>()[0], p1);
+}
+
+#[test]
+fn silero_without_fixed_sample_rate_fails_with_a_load_error_not_a_crash() {
+    let e = TractModel::load(ModelSource::Path(&root().join("models/silero_vad_v5.onnx")), &LoadOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::ModelLoad, "{e}");
 }

@@ -41,10 +41,12 @@ pub struct NativeInputSpec {
     pub shape: Option<Vec<Either<i64, String>>>,
 }
 
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 pub struct NativeLoadOptions {
     pub inputs: Option<Vec<NativeInputSpec>>,
     pub threads: Option<u32>,
+    /// Inputs fixed to a value at load time.
+    pub constants: Option<Vec<NativeFeed>>,
 }
 
 #[napi(object)]
@@ -53,7 +55,7 @@ pub struct NativeOpCount {
     pub count: u32,
 }
 
-fn load_options(o: &NativeLoadOptions) -> napi::Result<LoadOptions> {
+fn input_specs(o: &NativeLoadOptions) -> napi::Result<Vec<(String, InputSpec)>> {
     let mut inputs = Vec::new();
     for spec in o.inputs.iter().flatten() {
         let dtype = spec.dtype.as_deref().map(str::parse::<DType>).transpose().js()?;
@@ -75,12 +77,14 @@ fn load_options(o: &NativeLoadOptions) -> napi::Result<LoadOptions> {
         };
         inputs.push((spec.name.clone(), InputSpec { dtype, shape }));
     }
-    Ok(LoadOptions { inputs, threads: o.threads.map(|t| t as usize) })
+    Ok(inputs)
 }
 
 pub struct LoadTask {
     source: Either<String, Uint8Array>,
-    options: LoadOptions,
+    inputs: Vec<(String, InputSpec)>,
+    threads: Option<usize>,
+    constants: Vec<NativeFeed>,
 }
 
 impl Task for LoadTask {
@@ -92,7 +96,13 @@ impl Task for LoadTask {
             Either::A(path) => ModelSource::Path(std::path::Path::new(path)),
             Either::B(bytes) => ModelSource::Bytes(bytes),
         };
-        TractModel::load(source, &self.options).js()
+        let converted = Converted::new(&self.constants)?;
+        let options = LoadOptions {
+            inputs: self.inputs.clone(),
+            constants: converted.feeds(&self.constants),
+            threads: self.threads,
+        };
+        TractModel::load(source, &options).js()
     }
 
     fn resolve(&mut self, _env: Env, model: TractModel) -> napi::Result<NativeTractModel> {
@@ -107,8 +117,13 @@ pub fn load_tract_model(
     options: NativeLoadOptions,
     signal: Option<AbortSignal>,
 ) -> napi::Result<AsyncTask<LoadTask>> {
-    let options = load_options(&options)?;
-    Ok(AsyncTask::with_optional_signal(LoadTask { source, options }, signal))
+    let task = LoadTask {
+        source,
+        inputs: input_specs(&options)?,
+        threads: options.threads.map(|t| t as usize),
+        constants: options.constants.unwrap_or_default(),
+    };
+    Ok(AsyncTask::with_optional_signal(task, signal))
 }
 
 #[napi]

@@ -7,13 +7,16 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
-use tract_onnx::tract_hir::infer::InferenceFact;
+use tract_onnx::tract_hir::infer::{Factoid, InferenceFact};
 use tract_onnx::tract_hir::prelude::InferenceModelExt;
 
 use crate::dtype::DType;
 use crate::error::{Error, ErrorCode, Result, chain};
 use crate::panic::guard;
-use crate::tensor::{Dim, OutputTensor, TensorInfo};
+use crate::tensor::{Dim, Feed, OutputTensor, TensorInfo, shape_string};
+
+use super::bind::to_tensor;
+use super::if_op;
 use crate::threads::{available_cpus, tract_executor};
 
 /// Where a model comes from.
@@ -30,10 +33,13 @@ pub struct InputSpec {
     pub shape: Option<Vec<Dim>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LoadOptions {
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions<'a> {
     /// Input facts by input name.
     pub inputs: Vec<(String, InputSpec)>,
+    /// Inputs fixed to a value at load time: they stop being inputs, and the optimizer folds
+    /// what depends on them (Silero VAD's `sr` selects its 16 kHz or 8 kHz graph).
+    pub constants: Vec<Feed<'a>>,
     /// Intra-op threads; `None` uses every CPU this process may use.
     pub threads: Option<usize>,
 }
@@ -57,7 +63,7 @@ pub struct TractModel {
 }
 
 impl TractModel {
-    pub fn load(source: ModelSource<'_>, options: &LoadOptions) -> Result<TractModel> {
+    pub fn load(source: ModelSource<'_>, options: &LoadOptions<'_>) -> Result<TractModel> {
         let owned;
         let (bytes, origin) = match source {
             ModelSource::Path(p) => {
@@ -113,16 +119,18 @@ impl TractModel {
     }
 }
 
-fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions) -> Result<TractModel> {
+fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<TractModel> {
     let sha256 = hex(&Sha256::digest(bytes));
     let fail = |stage: &str, e: &dyn std::fmt::Display| {
         Error::model_load(format!("cannot {stage} the ONNX model from {origin}: {}", chain(e)))
     };
-    let mut model = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])
-        .map_err(|e| fail("parse", &e))?;
+    let mut onnx = tract_onnx::onnx();
+    if_op::register(&mut onnx.op_register);
+    let mut model = onnx.model_for_read(&mut &bytes[..]).map_err(|e| fail("parse", &e))?;
     let ops = count_ops(&model);
     apply_input_specs(&mut model, &options.inputs)?;
+    apply_constants(&mut model, &options.constants)?;
+    name_unknown_dims(&mut model)?;
     let typed = model.into_optimized().map_err(|e| fail("analyse and optimize", &e))?;
     let inputs = describe(&typed, typed.input_outlets().map_err(|e| fail("read", &e))?, "input")?;
     let outputs =
@@ -136,12 +144,7 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions) -> Result<Tract
 }
 
 fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) -> Result<()> {
-    let names: Vec<String> = model
-        .input_outlets()
-        .map_err(|e| Error::model_load(chain(&e)))?
-        .iter()
-        .map(|o| model.node(o.node).name.clone())
-        .collect();
+    let names = input_names(model);
     for (name, spec) in specs {
         let ix = names.iter().position(|n| n == name).ok_or_else(|| {
             Error::input_name(format!(
@@ -172,6 +175,79 @@ fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) 
         model.set_input_fact(ix, fact).map_err(|e| {
             Error::model_load(format!("load option inputs.{name}: {}", chain(&e)))
         })?;
+    }
+    Ok(())
+}
+
+fn input_names(model: &InferenceModel) -> Vec<String> {
+    model.inputs.iter().map(|o| model.node(o.node).name.clone()).collect()
+}
+
+fn apply_constants(model: &mut InferenceModel, constants: &[Feed<'_>]) -> Result<()> {
+    for feed in constants {
+        let names = input_names(model);
+        let ix = names.iter().position(|n| n == feed.name).ok_or_else(|| {
+            Error::input_name(format!(
+                "load option constants.{}: the model has no input named '{}'; its inputs are {}",
+                feed.name,
+                feed.name,
+                names.join(", ")
+            ))
+        })?;
+        let t = &feed.tensor;
+        let declared = model.input_fact(ix).map_err(|e| Error::model_load(chain(&e)))?;
+        if let Some(dt) = declared.datum_type.concretize() {
+            if dt != t.dtype.to_tract() {
+                return Err(Error::input_dtype(format!(
+                    "load option constants.{}: expected {}, got {}",
+                    feed.name,
+                    DType::from_tract(dt).map(|d| d.name()).unwrap_or("an unsupported type"),
+                    t.dtype
+                )));
+            }
+        }
+        let count = crate::tensor::element_count(feed.name, t.shape)?;
+        if count * t.dtype.size() != t.data.len() {
+            return Err(Error::input_shape(format!(
+                "load option constants.{}: shape {} needs {count} elements, but the data has {}",
+                feed.name,
+                shape_string(t.shape),
+                t.data.len() / t.dtype.size()
+            )));
+        }
+        let tensor = to_tensor(t.dtype, t.shape, t.data)?;
+        let node = model.inputs[ix].node;
+        let konst = tract_onnx::tract_hir::ops::konst::Const::new(tensor.clone().into_arc_tensor())
+            .map_err(|e| Error::model_load(chain(&e)))?;
+        model.node_mut(node).op = Box::new(konst);
+        model
+            .set_outlet_fact(OutletId::new(node, 0), InferenceFact::from(tensor))
+            .map_err(|e| Error::model_load(chain(&e)))?;
+        model.inputs.remove(ix);
+    }
+    Ok(())
+}
+
+/// ONNX lets a file leave a dim unnamed (Silero VAD's `input` is `[?, ?]`); tract needs a
+/// symbol there, so each unnamed dim becomes `{input}_{axis}` (caller facts take precedence).
+fn name_unknown_dims(model: &mut InferenceModel) -> Result<()> {
+    let fail = |e: TractError| Error::model_load(chain(&e));
+    for ix in 0..model.inputs.len() {
+        let name = model.node(model.inputs[ix].node).name.clone();
+        let fact = model.input_fact(ix).map_err(fail)?.clone();
+        if fact.shape.is_open() || fact.shape.dims().all(|d| d.concretize().is_some()) {
+            continue;
+        }
+        let dims: Vec<TDim> = fact
+            .shape
+            .dims()
+            .enumerate()
+            .map(|(axis, d)| match d.concretize() {
+                Some(d) => d,
+                None => TDim::Sym(model.symbols.sym(&format!("{name}_{axis}"))),
+            })
+            .collect();
+        model.set_input_fact(ix, fact.with_shape(dims)).map_err(fail)?;
     }
     Ok(())
 }

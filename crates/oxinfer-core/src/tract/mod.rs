@@ -6,6 +6,7 @@
 
 mod batch;
 mod bind;
+mod if_op;
 mod load;
 mod run;
 mod session;
