@@ -50,6 +50,8 @@ export interface NativeInputSpec {
 export interface NativeLoadOptions {
   inputs?: Array<NativeInputSpec>
   threads?: number
+  /** Inputs fixed to a value at load time. */
+  constants?: Array<NativeFeed>
 }
 
 export interface NativeOpCount {

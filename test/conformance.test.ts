@@ -46,6 +46,7 @@ async function runCase(c: Case): Promise<{ outcome: Outcome; detail: string }> {
   }
   const feeds: Feeds = {};
   c.inputs.forEach((inp, i) => {
+    if (inp.name === '') return; // an omitted optional input
     const a = loadNpy(join(dir, `input_${i}.npy`));
     feeds[inp.name] = { data: a.data, shape: a.shape, dtype: a.dtype };
   });

@@ -2,6 +2,7 @@
  * A small argv parser: `--name value`, `--name=value`, boolean `--flag`, repeatable options,
  * `-h`, and `--` to end options. Anything it does not know is a UsageError.
  */
+import { ARRAY_FOR_DTYPE, type DType, type Feeds } from '../tensor';
 
 /** A mistake in how the command was called: the CLI prints usage and exits with 2. */
 export class UsageError extends Error {
@@ -134,4 +135,32 @@ export function parseDims(option: string, text: string, symbols = false): Array<
     if (symbols && /^[A-Za-z_][A-Za-z0-9_]*$/.test(d)) return d;
     throw new UsageError(`option '--${option}': bad dimension '${raw}' in '${text}'`);
   });
+}
+
+/**
+ * `--const NAME=VALUE[:DTYPE]` (repeatable): scalar inputs fixed at load time, as the
+ * `constants` load option takes them. DTYPE defaults to int64 for an integer, else float32.
+ */
+export function constants(p: Parsed): Feeds {
+  const out: Feeds = {};
+  for (const text of list(p, 'const')) {
+    const [name, rest] = keyValue('const', text);
+    const colon = rest.lastIndexOf(':');
+    const value = colon < 0 ? rest : rest.slice(0, colon);
+    const dtype = (colon < 0 ? (/^-?\d+$/.test(value) ? 'int64' : 'float32') : rest.slice(colon + 1)) as DType;
+    const Array = ARRAY_FOR_DTYPE[dtype];
+    if (!Array || dtype === 'float16') throw new UsageError(`--const ${name}: unsupported dtype '${dtype}'`);
+    const data = new Array(1);
+    if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+      if (!/^-?\d+$/.test(value)) throw new UsageError(`--const ${name}: '${value}' is not an integer`);
+      data[0] = BigInt(value);
+    } else {
+      const n = dtype === 'bool' ? Number(value === 'true' || value === '1') : Number(value);
+      if (value === '' || Number.isNaN(n)) throw new UsageError(`--const ${name}: '${value}' is not a number`);
+      data[0] = n;
+    }
+    if (out[name]) throw new UsageError(`--const ${name} given twice`);
+    out[name] = { data, shape: [], dtype };
+  }
+  return out;
 }

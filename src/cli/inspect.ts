@@ -1,11 +1,11 @@
 /** `oxinfer inspect MODEL`: what a model takes and gives, and what it is made of. */
 import { type InputFact, TractModel } from '../tract-model';
 import type { TensorInfo } from '../tensor';
-import { type Spec, UsageError, expectPositionals, flag, keyValue, list, parseArgs, parseDims, positiveInt } from './args';
+import { type Spec, UsageError, constants, expectPositionals, flag, keyValue, list, parseArgs, parseDims, positiveInt } from './args';
 
 export const summary = 'show a model\'s inputs, outputs, ops and hash';
 
-export const usage = `Usage: oxinfer inspect MODEL [--shape NAME=DIMS ...] [--threads N] [--json]
+export const usage = `Usage: oxinfer inspect MODEL [--shape NAME=DIMS ...] [--const NAME=VALUE[:DTYPE] ...] [--threads N] [--json]
 
 Loads MODEL (an ONNX file) and prints its inputs and outputs (name, dtype, shape; symbols such
 as 'batch' are sizes fixed at run time), how many nodes of each op it has, its sha256 and the
@@ -15,11 +15,15 @@ Options:
   --shape NAME=1,N,128
                   set the shape of input NAME (sizes or symbols; repeatable), for models
                   whose file leaves sizes undeclared or to see the shapes that follow
+  --const NAME=VALUE[:DTYPE]
+                  fix scalar input NAME to VALUE at load time (DTYPE default: int64 for
+                  integers, else float32), e.g. --const sr=16000 for Silero VAD
   --threads N     intra-op threads (default: the CPUs this process may use)
   --json          print JSON instead of text`;
 
 const spec: Spec = {
   shape: { type: 'string', multiple: true },
+  const: { type: 'string', multiple: true },
   threads: { type: 'string' },
   json: { type: 'boolean' },
 };
@@ -44,7 +48,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (inputs[name]) throw new UsageError(`--shape ${name} given twice`);
     inputs[name] = { shape: parseDims('shape', dims, true) };
   }
-  const model = await TractModel.load(path, { inputs, ...(threads === undefined ? {} : { threads }) });
+  const model = await TractModel.load(path, { inputs, constants: constants(args), ...(threads === undefined ? {} : { threads }) });
   const ops = model.ops;
   if (flag(args, 'json')) {
     const info = {

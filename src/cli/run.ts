@@ -8,6 +8,7 @@ import { ARRAY_FOR_DTYPE, type DType, type Feeds, type Outputs, type Tensor, typ
 import {
   type Spec,
   UsageError,
+  constants,
   expectPositionals,
   flag,
   keyValue,
@@ -30,6 +31,9 @@ Options:
   --shape NAME=1,3,224,224
                           shape of a generated input (repeatable); symbolic dims not set
                           here or by an --input of the same symbol are 1
+  --const NAME=VALUE[:DTYPE]
+                          fix scalar input NAME at load time (DTYPE default: int64 for
+                          integers, else float32), e.g. --const sr=16000
   --fill random|zeros     how to generate inputs not given (default random: floats uniform
                           in [-1, 1), integers in [0, 10), bools 0/1; seeded, so runs repeat)
   --seed N                seed of the random fill (default 1)
@@ -42,6 +46,7 @@ Options:
 const spec: Spec = {
   input: { type: 'string', multiple: true },
   shape: { type: 'string', multiple: true },
+  const: { type: 'string', multiple: true },
   fill: { type: 'string' },
   seed: { type: 'string' },
   repeat: { type: 'string' },
@@ -267,7 +272,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 
   const loaded = new Map([...files].map(([name, file]) => [name, loadNpy(file)] as const));
-  const model = await TractModel.load(path, threads === undefined ? {} : { threads });
+  const model = await TractModel.load(path, { constants: constants(args), ...(threads === undefined ? {} : { threads }) });
   const plan = planFeeds(model.inputs, files, loaded, shapes, fill, seed);
   for (const note of plan.notes) process.stderr.write(`note: ${note}\n`);
 

@@ -105,7 +105,15 @@ impl TractModel {
             .into_iter()
             .zip(&self.outputs)
             .map(|(v, info)| {
-                let tensor = v.into_arc_tensor();
+                let mut tensor = v.into_arc_tensor();
+                if tensor.datum_type() == DatumType::TDim {
+                    // Shape computations surface as symbolic dims; by now they are numbers.
+                    tensor = tensor
+                        .cast_to_dt(DatumType::I64)
+                        .map_err(|e| Error::engine(format!("output '{}': {}", info.name, chain(&e))))?
+                        .into_owned()
+                        .into_arc_tensor();
+                }
                 let dtype = DType::from_tract(tensor.datum_type()).ok_or_else(|| {
                     Error::engine(format!(
                         "output '{}' has element type {:?}, which oxinfer cannot return",
@@ -131,10 +139,26 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
     apply_input_specs(&mut model, &options.inputs)?;
     apply_constants(&mut model, &options.constants)?;
     name_unknown_dims(&mut model)?;
-    let typed = model.into_optimized().map_err(|e| fail("analyse and optimize", &e))?;
-    let inputs = describe(&typed, typed.input_outlets().map_err(|e| fail("read", &e))?, "input")?;
-    let outputs =
-        describe(&typed, typed.output_outlets().map_err(|e| fail("read", &e))?, "output")?;
+    // Names as the file gives them: optimization may rename the nodes behind them (an input
+    // feeding an Identity takes the Identity's name), but it keeps their order.
+    let input_names = input_names(&model);
+    let output_names: Vec<String> = model
+        .outputs
+        .iter()
+        .map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_string())
+        .collect();
+    let typed = model.into_optimized().map_err(|e| {
+        let mut err = fail("analyse and optimize", &e);
+        if ops.iter().any(|o| o.op == "If") {
+            err.message.push_str(
+                " (hint: this model branches with If; when a branch depends on an input, fix that \
+                 input with the `constants` load option and the shapes with `inputs`)",
+            );
+        }
+        err
+    })?;
+    let inputs = describe(&typed, &typed.inputs, &input_names, "input")?;
+    let outputs = describe(&typed, &typed.outputs, &output_names, "output")?;
     let threads = options.threads.unwrap_or_else(available_cpus).max(1);
     let run_options = RunOptions { executor: Some(tract_executor(threads)), ..Default::default() };
     let plan = typed
@@ -252,13 +276,22 @@ fn name_unknown_dims(model: &mut InferenceModel) -> Result<()> {
     Ok(())
 }
 
-fn describe(model: &TypedModel, outlets: &[OutletId], kind: &str) -> Result<Vec<TensorInfo>> {
+fn describe(model: &TypedModel, outlets: &[OutletId], names: &[String], kind: &str) -> Result<Vec<TensorInfo>> {
+    if outlets.len() != names.len() {
+        return Err(Error::model_load(format!(
+            "the optimized model has {} {kind}s where the file declares {}",
+            outlets.len(),
+            names.len()
+        )));
+    }
     outlets
         .iter()
-        .map(|&o| {
-            let name = model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_string();
+        .zip(names)
+        .map(|(&o, name)| {
+            let name = name.clone();
             let fact = model.outlet_fact(o).map_err(|e| Error::model_load(chain(&e)))?;
-            let dtype = DType::from_tract(fact.datum_type).ok_or_else(|| {
+            let datum_type = if fact.datum_type == DatumType::TDim { DatumType::I64 } else { fact.datum_type };
+            let dtype = DType::from_tract(datum_type).ok_or_else(|| {
                 Error::model_load(format!(
                     "{kind} '{name}' has element type {:?}, which oxinfer does not support",
                     fact.datum_type
