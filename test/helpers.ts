@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { prng } from '../src/prng';
 
 export const ROOT = join(__dirname, '..');
 export const FIXTURES = join(ROOT, '.cache', 'fixtures');
@@ -32,17 +33,8 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-/** A deterministic PRNG (mulberry32), so inputs repeat across runs. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic PRNG, so inputs repeat across runs. */
+export const rng = prng;
 
 export function randomF32(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);

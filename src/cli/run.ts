@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromFloat16Bits, toFloat16Bits } from '../float16';
 import { type NpyArray, loadNpy, saveNpy } from '../npy';
+import { prng } from '../prng';
 import { TractModel } from '../tract-model';
 import { ARRAY_FOR_DTYPE, type DType, type Feeds, type Outputs, type Tensor, type TensorData, type TensorInfo } from '../tensor';
 import {
@@ -56,18 +57,6 @@ const spec: Spec = {
 };
 
 const FIRST_VALUES = 6;
-
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Generated data: zeros, or random values suited to the dtype. */
 function generate(dtype: DType, length: number, fill: 'random' | 'zeros', random: () => number): TensorData {
