@@ -23,4 +23,4 @@ export {
   ERROR_CODES,
 } from './errors';
 export type { ErrorCode } from './errors';
-export { platformTriple } from './native';
+export { platformTriple, nativeAddonPath } from './native';

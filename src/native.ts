@@ -44,38 +44,66 @@ export function platformTriple(): string {
   return `${platform}-${arch}`;
 }
 
-function candidates(): string[] {
+/** Where one attempt looks, and how. */
+interface Candidate {
+  what: string;
+  resolve: () => string | undefined; // a path or package to require; undefined: not there
+}
+
+function candidates(): Candidate[] {
   const triple = platformTriple();
-  const list: string[] = [];
-  if (process.env.OXINFER_NATIVE_PATH) list.push(process.env.OXINFER_NATIVE_PATH);
-  list.push(join(PACKAGE_ROOT, 'prebuilds', `${process.platform}-${process.arch}`, 'oxinfer.node'));
-  list.push(join(PACKAGE_ROOT, `oxinfer.${triple}.node`));
-  list.push(`oxinfer-${triple}`);
+  const list: Candidate[] = [];
+  const override = process.env.OXINFER_NATIVE_PATH;
+  if (override) list.push({ what: `OXINFER_NATIVE_PATH=${override}`, resolve: () => override });
+  // prebuildify layout (the fat tarball for Electron and offline bundles), found by node-gyp-build.
+  list.push({
+    what: join(PACKAGE_ROOT, 'prebuilds', `${process.platform}-${process.arch}`),
+    resolve: () => {
+      if (!existsSync(join(PACKAGE_ROOT, 'prebuilds'))) return undefined;
+      return (require('node-gyp-build') as { path(dir: string): string }).path(PACKAGE_ROOT);
+    },
+  });
+  // A local build (`npm run build`) in the package root.
+  const local = join(PACKAGE_ROOT, `oxinfer.${triple}.node`);
+  list.push({ what: local, resolve: () => (existsSync(local) ? local : undefined) });
+  // The per-platform package that npm installs as an optional dependency.
+  list.push({ what: `the package oxinfer-${triple}`, resolve: () => `oxinfer-${triple}` });
   return list;
 }
 
-let cached: NativeBinding | undefined;
+let cached: { binding: NativeBinding; path: string } | undefined;
 
-export function native(): NativeBinding {
+function load(): { binding: NativeBinding; path: string } {
   if (cached) return cached;
   const tried: string[] = [];
-  for (const candidate of candidates()) {
-    const isFile = candidate.endsWith('.node');
-    if (isFile && !existsSync(candidate)) {
-      tried.push(`${candidate} (not found)`);
-      continue;
-    }
+  for (const c of candidates()) {
+    let target: string | undefined;
     try {
-      cached = require(candidate) as NativeBinding;
+      target = c.resolve();
+      if (target === undefined) {
+        tried.push(`${c.what} (not found)`);
+        continue;
+      }
+      const binding = require(target) as NativeBinding;
+      cached = { binding, path: require.resolve(target) };
       return cached;
     } catch (e) {
-      tried.push(`${candidate} (${(e as Error).message.split('\n')[0]})`);
+      tried.push(`${c.what} (${(e as Error).message.split('\n')[0]})`);
     }
   }
   throw new Error(
     `oxinfer: no native addon for ${platformTriple()} (Node ${process.version}). Tried:\n  ` +
       tried.join('\n  ') +
-      '\nInstall the platform package (npm install oxinfer with optional dependencies enabled), ' +
-      'build from source with `npm run build`, or point OXINFER_NATIVE_PATH at an oxinfer .node file.',
+      `\nInstall with optional dependencies enabled (npm install oxinfer; the binary comes in oxinfer-${platformTriple()}), ` +
+      'use the prebuilds/ tarball, build from source with `npm run build`, or point OXINFER_NATIVE_PATH at an oxinfer .node file.',
   );
+}
+
+export function native(): NativeBinding {
+  return load().binding;
+}
+
+/** The file the native addon was loaded from (loading it if needed): for support and checks. */
+export function nativeAddonPath(): string {
+  return load().path;
 }
