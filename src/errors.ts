@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'ERR_DEVICE_UNAVAILABLE'
   | 'ERR_ABORTED'
   | 'ERR_DISPOSED'
-  | 'ERR_ENGINE';
+  | 'ERR_ENGINE'
+  | 'ERR_QUEUE_FULL';
 
 export class OxinferError extends Error {
   readonly code: ErrorCode;
@@ -65,6 +66,12 @@ export class DisposedError extends OxinferError {
     super('ERR_DISPOSED', message, options);
   }
 }
+/** A Batcher's bounded queue is full: shed load or retry later. */
+export class QueueFullError extends OxinferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_QUEUE_FULL', message, options);
+  }
+}
 /** The engine failed while running (an unsupported op at run time, an internal error). */
 export class EngineError extends OxinferError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -81,6 +88,7 @@ const classes: Record<ErrorCode, new (message: string, options?: { cause?: unkno
   ERR_ABORTED: AbortedError,
   ERR_DISPOSED: DisposedError,
   ERR_ENGINE: EngineError,
+  ERR_QUEUE_FULL: QueueFullError,
 };
 
 export const ERROR_CODES = Object.keys(classes) as ErrorCode[];

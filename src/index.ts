@@ -8,6 +8,8 @@
  * ```
  */
 export { TractModel, TractSession } from './tract-model';
+export { Batcher } from './batcher';
+export type { BatcherOptions } from './batcher';
 export type { TractLoadOptions, InputFact, RunOptions, SessionOptions, OpCount } from './tract-model';
 export type { DType, Dim, TensorInfo, TensorData, TensorInput, Feeds, Tensor, Outputs } from './tensor';
 export {
@@ -20,6 +22,7 @@ export {
   AbortedError,
   DisposedError,
   EngineError,
+  QueueFullError,
   ERROR_CODES,
 } from './errors';
 export type { ErrorCode } from './errors';

@@ -1,0 +1,290 @@
+/**
+ * Batcher: dynamic micro-batching for services. Concurrent `run()` calls that arrive within
+ * `maxDelayMs` of each other are stacked, up to `maxBatch` rows, into one engine call
+ * (`runBatch`), and each caller gets its own rows back.
+ *
+ * Requests stack when every input has the same dims after the first. With `pad`, inputs whose
+ * sizes differ along other dims (sequence length) are padded to the longest in the batch with
+ * the given value, and outputs are cut back to each request's length. Padding is correct only
+ * for models that ignore padded positions (a BERT encoder fed its attention mask): opt in per
+ * input.
+ */
+import { AbortedError, DisposedError, InputNameError, InputShapeError, OxinferError, QueueFullError } from './errors';
+import { throwIfAborted } from './signal';
+import {
+  ARRAY_FOR_DTYPE,
+  type Feeds,
+  type Outputs,
+  type TensorData,
+  type TensorInput,
+  isTypedArray,
+} from './tensor';
+import type { RunOptions, TractModel } from './tract-model';
+
+export interface BatcherOptions {
+  /** Most rows in one engine call. Default 32. */
+  maxBatch?: number;
+  /** Longest wait for more requests after the first one arrives. Default 2 ms. */
+  maxDelayMs?: number;
+  /** Most requests waiting; beyond it `run` rejects with QueueFullError. Default 1024. */
+  maxQueue?: number;
+  /** Inputs that may be padded along dims after the first, and their padding value. */
+  pad?: Record<string, number | bigint>;
+}
+
+interface Request {
+  feeds: Record<string, TensorInput>;
+  rows: number;
+  resolve: (o: Outputs) => void;
+  reject: (e: unknown) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+export class Batcher {
+  readonly maxBatch: number;
+  readonly maxDelayMs: number;
+  readonly maxQueue: number;
+  #model: TractModel;
+  #pad: Record<string, number | bigint>;
+  #queue: Request[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #inFlight = new Set<Promise<void>>();
+
+  constructor(model: TractModel, options: BatcherOptions = {}) {
+    this.#model = model;
+    this.maxBatch = positive('maxBatch', options.maxBatch ?? 32);
+    this.maxDelayMs = Math.max(0, options.maxDelayMs ?? 2);
+    this.maxQueue = positive('maxQueue', options.maxQueue ?? 1024);
+    this.#pad = options.pad ?? {};
+  }
+
+  /** Requests waiting for a batch. */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  /** Queues one request; resolves with its own outputs once its batch has run. */
+  run(feeds: Feeds, options: RunOptions = {}): Promise<Outputs> {
+    return new Promise<Outputs>((resolve, reject) => {
+      throwIfAborted(options.signal);
+      if (this.#closed) throw new DisposedError('the Batcher was closed');
+      if (this.#queue.length >= this.maxQueue) {
+        throw new QueueFullError(`the Batcher queue is full (${this.maxQueue} requests waiting)`);
+      }
+      const normalized = this.#normalize(feeds);
+      const request: Request = { ...normalized, resolve, reject, signal: options.signal };
+      if (options.signal) {
+        // Aborted while queued: leave the queue now. Aborted once dispatched: reject now and
+        // drop the rows when the batch returns.
+        request.onAbort = () => {
+          const at = this.#queue.indexOf(request);
+          if (at >= 0) this.#queue.splice(at, 1);
+          reject(new AbortedError());
+        };
+        options.signal.addEventListener('abort', request.onAbort, { once: true });
+      }
+      this.#queue.push(request);
+      const rows = this.#queue.reduce((n, r) => n + r.rows, 0);
+      if (rows >= this.maxBatch) this.#flush();
+      else this.#timer ??= setTimeout(() => this.#flush(), this.maxDelayMs);
+    });
+  }
+
+  /** Runs what is queued, then refuses new requests; resolves when every batch has returned. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (this.#queue.length > 0) this.#flush();
+    await Promise.all(this.#inFlight);
+  }
+
+  #normalize(feeds: Feeds): { feeds: Record<string, TensorInput>; rows: number } {
+    if (feeds === null || typeof feeds !== 'object' || isTypedArray(feeds)) {
+      throw new InputNameError('Batcher.run takes an object of named inputs { name: { data, shape } }');
+    }
+    const out: Record<string, TensorInput> = {};
+    let rows: number | undefined;
+    for (const [name, value] of Object.entries(feeds)) {
+      const input: TensorInput = isTypedArray(value)
+        ? { data: value, shape: fixedShape(this.#model, name) }
+        : (value as TensorInput);
+      const first = Array.isArray(input.shape) ? input.shape[0] : undefined;
+      if (typeof first !== 'number') {
+        throw new InputShapeError(`input '${name}': the Batcher stacks on dim 0, so the shape needs one`);
+      }
+      rows ??= first;
+      out[name] = input;
+    }
+    return { feeds: out, rows: rows ?? 0 };
+  }
+
+  /** Takes up to maxBatch rows of compatible requests off the queue and runs them. */
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#queue.length === 0) return;
+    const head = this.#queue[0]!;
+    const batch: Request[] = [];
+    let rows = 0;
+    for (let i = 0; i < this.#queue.length && rows < this.maxBatch; ) {
+      const r = this.#queue[i]!;
+      if (batch.length > 0 && (rows + r.rows > this.maxBatch || !this.#compatible(head, r))) {
+        i++;
+        continue;
+      }
+      batch.push(r);
+      rows += r.rows;
+      this.#queue.splice(i, 1);
+    }
+    const done = this.#dispatch(batch).finally(() => this.#inFlight.delete(done));
+    this.#inFlight.add(done);
+    if (this.#queue.length > 0) this.#timer = setTimeout(() => this.#flush(), this.maxDelayMs);
+  }
+
+  #compatible(a: Request, b: Request): boolean {
+    for (const [name, x] of Object.entries(a.feeds)) {
+      const y = b.feeds[name];
+      if (!y || y.data.constructor !== x.data.constructor || y.shape.length !== x.shape.length) return false;
+      if (!(name in this.#pad) && x.shape.slice(1).some((d, i) => d !== y.shape[i + 1])) return false;
+    }
+    return Object.keys(a.feeds).length === Object.keys(b.feeds).length;
+  }
+
+  async #dispatch(batch: Request[]): Promise<void> {
+    const live = batch.filter((r) => !r.signal?.aborted);
+    if (live.length === 0) return;
+    const padded = this.#padTo(live);
+    try {
+      const outs = await this.#model.runBatch(padded.map((p) => p.feeds));
+      outs.forEach((out, i) => settle(live[i]!, () => unpad(out, this.#model, padded[i]!.sizes)));
+    } catch (e) {
+      for (const r of live) settle(r, () => { throw e; });
+    }
+  }
+
+  /** Pads the opted-in inputs of each request to the batch's longest dims. */
+  #padTo(batch: Request[]): Array<{ feeds: Feeds; sizes: Map<string, number> }> {
+    const longest = new Map<string, number[]>();
+    for (const name of Object.keys(this.#pad)) {
+      for (const r of batch) {
+        const shape = r.feeds[name]?.shape;
+        if (!shape) continue;
+        const cur = longest.get(name) ?? shape.map(() => 0);
+        longest.set(name, cur.map((d, i) => Math.max(d, shape[i] ?? 0)));
+      }
+    }
+    return batch.map((r) => {
+      const feeds: Feeds = {};
+      for (const [name, input] of Object.entries(r.feeds)) {
+        const target = longest.get(name);
+        if (!target || target.every((d, i) => i === 0 || d === input.shape[i])) {
+          feeds[name] = input;
+          continue;
+        }
+        const shape = [input.shape[0]!, ...target.slice(1)];
+        feeds[name] = { data: padData(input, shape, this.#pad[name]!), shape, dtype: input.dtype };
+      }
+      return { feeds, sizes: symbolSizes(this.#model, r.feeds) };
+    });
+  }
+}
+
+function positive(name: string, n: number): number {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`Batcher option ${name} must be a positive integer, got ${n}`);
+  return n;
+}
+
+function fixedShape(model: TractModel, name: string): number[] {
+  const info = model.inputs.find((i) => i.name === name);
+  if (info && info.shape.every((d): d is number => typeof d === 'number')) return info.shape;
+  throw new InputShapeError(`input '${name}': pass { data, shape } to the Batcher`);
+}
+
+function settle(r: Request, result: () => Outputs): void {
+  if (r.onAbort) r.signal?.removeEventListener('abort', r.onAbort);
+  if (r.signal?.aborted) return; // already rejected; an aborted request never gets a result
+  try {
+    r.resolve(result());
+  } catch (e) {
+    r.reject(e);
+  }
+}
+
+/** Copies `input` into a tensor of `shape` (each dim >= the input's), filled with `value`. */
+function padData(input: TensorInput, shape: number[], value: number | bigint): TensorData {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const out = new (input.data.constructor as new (n: number) => TensorData)(size);
+  out.fill(value as never);
+  copyBlock(input.data, input.shape, out, shape);
+  return out;
+}
+
+/** Copies a row-major block of `srcShape` into the top-left corner of `dstShape`. */
+function copyBlock(src: TensorData, srcShape: readonly number[], dst: TensorData, dstShape: readonly number[]): void {
+  const rank = srcShape.length;
+  if (rank === 0) return;
+  const inner = srcShape[rank - 1]!;
+  const rowsCount = srcShape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const index = new Array<number>(rank - 1).fill(0);
+  for (let row = 0; row < rowsCount; row++) {
+    let s = 0;
+    let d = 0;
+    for (let k = 0; k < rank - 1; k++) {
+      s = s * srcShape[k]! + index[k]!;
+      d = d * dstShape[k]! + index[k]!;
+    }
+    (dst as Float32Array).set((src as Float32Array).subarray(s * inner, s * inner + inner), d * dstShape[rank - 1]!);
+    for (let k = rank - 2; k >= 0; k--) {
+      if (++index[k]! < srcShape[k]!) break;
+      index[k] = 0;
+    }
+  }
+}
+
+/** The sizes the request's own (unpadded) inputs give the model's symbolic dims, e.g. S. */
+function symbolSizes(model: TractModel, feeds: Record<string, TensorInput>): Map<string, number> {
+  const sizes = new Map<string, number>();
+  for (const info of model.inputs) {
+    const shape = feeds[info.name]?.shape;
+    info.shape.forEach((d, i) => typeof d === 'string' && shape?.[i] !== undefined && sizes.set(d, shape[i]!));
+  }
+  return sizes;
+}
+
+/** Cuts each output's symbolic dims after the first back to the request's own sizes. */
+function unpad(outputs: Outputs, model: TractModel, sizes: Map<string, number>): Outputs {
+  const out: Outputs = {};
+  for (const [name, t] of Object.entries(outputs)) {
+    const declared = model.outputs.find((o) => o.name === name)?.shape ?? [];
+    const shape = t.shape.map((d, i) => {
+      const sym = declared[i];
+      return i > 0 && typeof sym === 'string' && sizes.has(sym) ? sizes.get(sym)! : d;
+    });
+    if (shape.every((d, i) => d === t.shape[i])) {
+      out[name] = t;
+      continue;
+    }
+    const data = new ARRAY_FOR_DTYPE[t.dtype](shape.reduce((a, b) => a * b, 1));
+    copyBack(t.data, t.shape, data, shape);
+    out[name] = { data, shape, dtype: t.dtype };
+  }
+  return out;
+}
+
+/** Copies the top-left `dstShape` corner of a `srcShape` tensor. */
+function copyBack(src: TensorData, srcShape: readonly number[], dst: TensorData, dstShape: readonly number[]): void {
+  const rank = dstShape.length;
+  const inner = dstShape[rank - 1]!;
+  const rowsCount = dstShape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const index = new Array<number>(rank - 1).fill(0);
+  for (let row = 0; row < rowsCount; row++) {
+    let s = 0;
+    for (let k = 0; k < rank - 1; k++) s = s * srcShape[k]! + index[k]!;
+    (dst as Float32Array).set((src as Float32Array).subarray(s * srcShape[rank - 1]!, s * srcShape[rank - 1]! + inner), row * inner);
+    for (let k = rank - 2; k >= 0; k--) {
+      if (++index[k]! < dstShape[k]!) break;
+      index[k] = 0;
+    }
+  }
+}
