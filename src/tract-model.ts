@@ -8,7 +8,7 @@
  * of one shared buffer.
  */
 import type { NativeTractModel, NativeTractSession } from '../index';
-import { DisposedError, InputNameError, ModelLoadError, fromNative } from './errors';
+import { DisposedError, InputNameError, InputShapeError, ModelLoadError, fromNative } from './errors';
 import { native } from './native';
 import { abortable, throwIfAborted } from './signal';
 import {
@@ -162,6 +162,39 @@ export class TractModel {
       const outs = await this.#native.runBatch(args, options.signal);
       return outs.map(toOutputs);
     }, options.signal);
+  }
+
+  /**
+   * Runs every item of `source` and yields its outputs in order. Items are grouped into
+   * `runBatch` calls of `batchSize`; the next batch is gathered and started while the current
+   * one runs (at most two in flight).
+   */
+  async *stream(
+    source: AsyncIterable<Feeds> | Iterable<Feeds>,
+    options: RunOptions & { batchSize?: number } = {},
+  ): AsyncGenerator<Outputs, void, undefined> {
+    const batchSize = options.batchSize ?? 1;
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new InputShapeError(`stream option batchSize must be a positive integer, got ${String(batchSize)}`);
+    }
+    let running: Promise<Outputs[]> | undefined;
+    const start = (items: Feeds[]) => {
+      const p = this.runBatch(items, { signal: options.signal });
+      p.catch(() => undefined); // surfaced when awaited below, in order
+      return p;
+    };
+    let batch: Feeds[] = [];
+    for await (const item of source) {
+      batch.push(item);
+      if (batch.length < batchSize) continue;
+      const next = start(batch);
+      batch = [];
+      if (running) yield* await running;
+      running = next;
+    }
+    const last = batch.length > 0 ? start(batch) : undefined;
+    if (running) yield* await running;
+    if (last) yield* await last;
   }
 
   /** A stateful stream over this model: recurrent outputs are fed back as inputs. */
