@@ -6,6 +6,9 @@
  */
 import {
   AbortedError,
+  Batcher,
+  QueueFullError,
+  type BatcherOptions,
   DeviceUnavailableError,
   DisposedError,
   ERROR_CODES,
@@ -105,6 +108,18 @@ export async function main(): Promise<void> {
   const carried: Record<string, string> = session.carried;
   console.log(step.output?.data, syncStep, carried);
 
+  // Batcher and stream.
+  const batcherOptions: BatcherOptions = { maxBatch: 16, maxDelayMs: 2, maxQueue: 100, pad: { input_ids: 0n } };
+  const batcher = new Batcher(model, batcherOptions);
+  const batched: Outputs = await batcher.run(feeds, runOptions);
+  const pending: number = batcher.pending;
+  await batcher.close();
+  for await (const o of model.stream([feeds, feeds], { batchSize: 2, signal: new AbortController().signal })) {
+    const streamed: Outputs = o;
+    console.log(streamed);
+  }
+  console.log(batched, pending, batcher.maxBatch);
+
   await model.dispose();
 
   // Errors: every class, its code, ERROR_CODES.
@@ -124,12 +139,13 @@ export async function main(): Promise<void> {
     if (e instanceof AbortedError) console.log(e.code);
     if (e instanceof DisposedError) console.log(e.code);
     if (e instanceof EngineError) console.log(e.code);
+    if (e instanceof QueueFullError) console.log(e.code);
   }
   const codes: ErrorCode[] = ERROR_CODES;
   const custom: OxinferError = new OxinferError('ERR_ENGINE', 'x', { cause: new Error('y') });
   const errors: OxinferError[] = [
     new ModelLoadError('m'), new InputNameError('m'), new InputShapeError('m'), new InputDtypeError('m'),
-    new DeviceUnavailableError('m'), new AbortedError(), new DisposedError('m'), new EngineError('m', { cause: 1 }),
+    new DeviceUnavailableError('m'), new AbortedError(), new DisposedError('m'), new EngineError('m', { cause: 1 }), new QueueFullError('m'),
   ];
   console.log(codes, custom, errors, platformTriple(), nativeAddonPath());
 
@@ -156,6 +172,8 @@ export async function main(): Promise<void> {
   model.session({ carry: { stateN: 1 } });
   // @ts-expect-error: runSync returns Outputs, not a Promise
   await model.runSync(feeds).then(() => undefined);
+  // @ts-expect-error: maxBatch is a number
+  new Batcher(model, { maxBatch: '8' });
   // @ts-expect-error: runBatch takes an array of feeds objects
   await model.runBatch(feeds);
   console.log(badType, badCode);
