@@ -100,3 +100,36 @@ describe('bad models get ERR_MODEL_LOAD', () => {
     }
   });
 });
+
+describe('unusual but valid or hostile input memory', () => {
+  it('reads SharedArrayBuffer-backed arrays and views at an offset correctly', async () => {
+    const m = await TractModel.load(fixture('add.onnx'));
+    const shared = new Float32Array(new SharedArrayBuffer(8));
+    shared.set([1.25, 2.5]);
+    const backing = new Float32Array([9, 9, 9, 4, 9]);
+    const view = backing.subarray(3, 4); // byteOffset 12
+    const out = await m.run({ a: shared.subarray(0, 1), b: view });
+    expect((out.c!.data as Float32Array)[0]).toBe(5.25);
+    expect(m.runSync({ a: shared.subarray(1, 2), b: view }).c!.data[0]).toBe(6.5);
+  });
+
+  it('a detached input buffer is a shape error, not a crash', async () => {
+    const m = await TractModel.load(fixture('add.onnx'));
+    const a = new Float32Array([1]);
+    structuredClone(a.buffer, { transfer: [a.buffer] }); // detaches a's buffer
+    await expect(m.run({ a: { data: a, shape: [1] }, b: new Float32Array([1]) })).rejects.toMatchObject({
+      code: 'ERR_INPUT_SHAPE',
+    });
+    expect((await m.run({ a: new Float32Array([1]), b: new Float32Array([1]) })).c!.data[0]).toBe(2);
+  });
+
+  it('a panic inside the engine (an out-of-range Gather index) is ERR_ENGINE, and the model keeps working', async () => {
+    const m = await TractModel.load(fixture('encoder.onnx'));
+    const t = (v: bigint) => ({ data: new BigInt64Array(4).fill(v), shape: [1, 4] });
+    // token_type_ids index a 2-row embedding table: 7 is out of range, and tract panics on it.
+    const p = m.run({ input_ids: t(1n), attention_mask: t(1n), token_type_ids: t(7n) });
+    await expect(p).rejects.toMatchObject({ code: 'ERR_ENGINE', message: expect.stringContaining('internal engine error') });
+    const ok = await m.run({ input_ids: t(1n), attention_mask: t(1n), token_type_ids: t(0n) });
+    expect(ok.last_hidden_state!.shape).toEqual([1, 4, 64]);
+  });
+});
