@@ -1,0 +1,64 @@
+/** Deterministic benchmark inputs: one job, the same bytes for both engines on every run. */
+
+/** mulberry32: a small deterministic PRNG in [0, 1). */
+export function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomF32(n, seed, scale = 1) {
+  const r = prng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
+  return out;
+}
+
+/** BERT inputs for `n` sentences of `s` tokens: random ids in [1, vocab), full mask, type 0. */
+export function bertInputs(n, s, seed, vocab = 30522) {
+  const r = prng(seed);
+  return {
+    n,
+    s,
+    ids: BigInt64Array.from({ length: n * s }, () => BigInt(1 + Math.floor(r() * (vocab - 1)))),
+    mask: new BigInt64Array(n * s).fill(1n),
+    types: new BigInt64Array(n * s),
+  };
+}
+
+/**
+ * Silero VAD v5 model inputs for the first `count` windows of 16 kHz audio, as the official
+ * wrapper builds them: 64 samples of context (the previous window's tail; zeros at first) then
+ * the 512-sample window. One fresh array per frame.
+ */
+export function vadFrames(samples, count, window = 512, context = 64) {
+  const frames = [];
+  let prev = new Float32Array(context);
+  for (let start = 0; start + window <= samples.length && frames.length < count; start += window) {
+    const f = new Float32Array(context + window);
+    f.set(prev, 0);
+    f.set(samples.subarray(start, start + window), context);
+    prev = f.subarray(window);
+    frames.push(f);
+  }
+  return frames;
+}
+
+export function maxAbsDiff(a, b) {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Throws unless max |a - b| <= tol: the benchmark must never time wrong work. */
+export function expectClose(what, a, b, tol) {
+  const d = maxAbsDiff(a, b);
+  if (!(d <= tol)) throw new Error(`correctness check failed: ${what}: max abs diff ${d} > ${tol}`);
+  return d;
+}

@@ -1,0 +1,414 @@
+#!/usr/bin/env node
+/**
+ * oxinfer vs onnxruntime-node, side by side, in one process: same models, same inputs, same
+ * intra-op thread count. Each case warms up, then runs N repetitions (interleaved between the
+ * engines) and reports the median with min/max. See bench/README.md.
+ *
+ *   node bench/run.mjs [--quick] [--only call,silero,encoder,cnn,stall,concurrency]
+ *                      [--threads N] [--reps N] [--no-write]
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bertInputs, expectClose, randomF32, vadFrames } from './inputs.mjs';
+import { describeMachine } from './machine.mjs';
+import { spread, table, verdict, writeResults } from './report.mjs';
+import { calibrate, interleave, summarize, timeMs } from './stats.mjs';
+import { measureStall } from './stall.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(join(ROOT, 'package.json'));
+const FIXTURES = join(ROOT, '.cache', 'fixtures');
+const SILERO = join(ROOT, 'models', 'silero_vad_v5.onnx');
+const SPEECH = join(ROOT, 'assets', 'speech.wav');
+
+// ---- command line ---------------------------------------------------------------------------
+const CASES = ['call', 'silero', 'encoder', 'cnn', 'stall', 'concurrency'];
+const args = process.argv.slice(2);
+function option(name) {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
+  return v;
+}
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(`usage: node bench/run.mjs [--quick] [--only ${CASES.join(',')}] [--threads N] [--reps N] [--no-write]`);
+  process.exit(0);
+}
+const quick = args.includes('--quick');
+const only = option('--only')?.split(',').map((s) => s.trim()).filter(Boolean) ?? CASES;
+for (const c of only) if (!CASES.includes(c)) throw new Error(`unknown case '${c}' (cases: ${CASES.join(', ')})`);
+const threads = Number(option('--threads') ?? os.availableParallelism());
+if (!Number.isInteger(threads) || threads < 1) throw new Error('--threads must be a positive integer');
+const repsOverride = option('--reps') === undefined ? undefined : Number(option('--reps'));
+const write = !args.includes('--no-write');
+
+/** Repetitions and sizes: full run under ~10 min on 2 cores, --quick about 1 min. */
+const P = quick
+  ? { reps: 2, slowReps: 1, addCalls: 500, frames: 100, repMs: 100, encB1Runs: 2 }
+  : { reps: 9, slowReps: 5, addCalls: 5000, frames: 500, repMs: 800, encB1Runs: 12 };
+if (repsOverride !== undefined) P.reps = P.slowReps = repsOverride;
+
+// ---- engines ----------------------------------------------------------------------------------
+const distIndex = join(ROOT, 'dist', 'cjs', 'index.js');
+if (!existsSync(distIndex)) throw new Error('dist/cjs/index.js is missing: run `npm run build:ts` first');
+const ox = require(distIndex);
+const { loadSileroVad } = require(join(ROOT, 'dist', 'cjs', 'vad.js'));
+const { loadWav } = require(join(ROOT, 'dist', 'cjs', 'wav.js'));
+const ort = require('onnxruntime-node');
+
+const ORT_OPTIONS = Object.freeze({
+  intraOpNumThreads: threads,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+});
+const oxLoad = (path) => ox.TractModel.load(path, { threads });
+const ortLoad = (path) => ort.InferenceSession.create(path, { ...ORT_OPTIONS });
+
+function fixture(name) {
+  const p = join(FIXTURES, name);
+  if (!existsSync(p)) throw new Error(`missing fixture ${p}: run \`node scripts/fixtures.mjs\``);
+  return p;
+}
+
+/** A row of the table: oxinfer against the peer, ratio = oxinfer / peer. */
+function row(label, unit, better, oxinfer, peer, extra = {}) {
+  return { label, unit, better, oxinfer, peer, ratio: oxinfer && peer ? oxinfer.median / peer.median : undefined, ...extra };
+}
+
+const log = (...a) => console.error(...a);
+
+// ---- cases ------------------------------------------------------------------------------------
+
+/** Per-call cost on a trivial model (c = a + b, one float): the binding's own overhead. */
+async function caseCall() {
+  const path = fixture('add.onnx');
+  const model = await oxLoad(path);
+  const session = await ortLoad(path);
+  const a = new Float32Array([1.5]);
+  const b = new Float32Array([2.25]);
+  const feeds = () => ({ a: { data: a, shape: [1] }, b: { data: b, shape: [1] } });
+  const ortFeeds = () => ({ a: new ort.Tensor('float32', a, [1]), b: new ort.Tensor('float32', b, [1]) });
+  // Correctness, once per engine and API.
+  const want = 3.75;
+  for (const [what, got] of [
+    ['oxinfer runSync', model.runSync(feeds()).c.data[0]],
+    ['oxinfer run', (await model.run(feeds())).c.data[0]],
+    ['ort run', (await session.run(ortFeeds())).c.data[0]],
+  ]) {
+    if (got !== want) throw new Error(`correctness check failed: ${what} gave ${got}, want ${want}`);
+  }
+  const n = P.addCalls;
+  const perCall = (ms) => (ms * 1000) / n;
+  const r = await interleave(
+    [
+      {
+        key: 'runSync',
+        warmup: () => { for (let i = 0; i < n; i++) model.runSync(feeds()); },
+        rep: async () => perCall(await timeMs(() => { for (let i = 0; i < n; i++) model.runSync(feeds()); })),
+      },
+      {
+        key: 'run',
+        warmup: async () => { for (let i = 0; i < n; i++) await model.run(feeds()); },
+        rep: async () => perCall(await timeMs(async () => { for (let i = 0; i < n; i++) await model.run(feeds()); })),
+      },
+      {
+        key: 'ort',
+        warmup: async () => { for (let i = 0; i < n; i++) await session.run(ortFeeds()); },
+        rep: async () => perCall(await timeMs(async () => { for (let i = 0; i < n; i++) await session.run(ortFeeds()); })),
+      },
+    ],
+    P.reps,
+  );
+  await session.release();
+  const note = `${n} sequential calls per repetition`;
+  return [
+    row('add.onnx call: runSync vs ort run', 'µs/call', 'lower', r.runSync, r.ort, { target: { on: 'ratio', op: '<=', value: 0.5 }, extra: note }),
+    row('add.onnx call: run (async) vs ort run', 'µs/call', 'lower', r.run, r.ort, { target: { on: 'ratio', op: '<=', value: 1.0 }, extra: note }),
+  ];
+}
+
+/** Silero VAD v5, one 32 ms window at a time with the state carried, over assets/speech.wav. */
+async function caseSilero() {
+  const audio = loadWav(SPEECH);
+  if (audio.sampleRate !== 16000) throw new Error(`expected 16 kHz audio, got ${audio.sampleRate}`);
+  const frames = vadFrames(audio.samples, P.frames);
+  const model = await loadSileroVad(SILERO, { threads });
+  const session = await ortLoad(SILERO);
+  const sr = new ort.Tensor('int64', new BigInt64Array([16000n]), []);
+  const zeroState = () => new ort.Tensor('float32', new Float32Array(2 * 128), [2, 1, 128]);
+
+  const oxSync = () => {
+    const s = model.session();
+    const probs = new Float32Array(frames.length);
+    for (let i = 0; i < frames.length; i++) probs[i] = s.runSync({ input: { data: frames[i], shape: [1, 576] } }).output.data[0];
+    return probs;
+  };
+  const oxAsync = async () => {
+    const s = model.session();
+    const probs = new Float32Array(frames.length);
+    for (let i = 0; i < frames.length; i++) probs[i] = (await s.run({ input: { data: frames[i], shape: [1, 576] } })).output.data[0];
+    return probs;
+  };
+  const ortRun = async () => {
+    let state = zeroState();
+    const probs = new Float32Array(frames.length);
+    for (let i = 0; i < frames.length; i++) {
+      const out = await session.run({ input: new ort.Tensor('float32', frames[i], [1, 576]), state, sr });
+      state = out.stateN;
+      probs[i] = out.output.data[0];
+    }
+    return probs;
+  };
+  // Correctness: the two engines agree frame by frame, and the audio has speech in it.
+  const ref = await ortRun();
+  const dSync = expectClose('silero runSync vs ort', oxSync(), ref, 1e-4);
+  const dAsync = expectClose('silero run vs ort', await oxAsync(), ref, 1e-4);
+  if (!ref.some((p) => p > 0.5)) throw new Error('correctness check failed: no speech found in the frames benchmarked');
+
+  const perFrame = (ms) => (ms * 1000) / frames.length;
+  const r = await interleave(
+    [
+      { key: 'runSync', warmup: oxSync, rep: async () => perFrame(await timeMs(oxSync)) },
+      { key: 'run', warmup: oxAsync, rep: async () => perFrame(await timeMs(oxAsync)) },
+      { key: 'ort', warmup: ortRun, rep: async () => perFrame(await timeMs(ortRun)) },
+    ],
+    P.reps,
+  );
+  await session.release();
+  const note = `${frames.length} frames per repetition; max |Δp| vs ort ${Math.max(dSync, dAsync).toExponential(1)}`;
+  return [
+    row('Silero VAD v5 frame: session.runSync vs ort run', 'µs/frame', 'lower', r.runSync, r.ort, { target: { on: 'ratio', op: '<=', value: 0.7 }, extra: note }),
+    row('Silero VAD v5 frame: session.run (async) vs ort run', 'µs/frame', 'lower', r.run, r.ort, { target: { on: 'ratio', op: '<=', value: 0.7 }, extra: note }),
+  ];
+}
+
+function oxBert(x) {
+  const shape = [x.n, x.s];
+  return { input_ids: { data: x.ids, shape }, attention_mask: { data: x.mask, shape }, token_type_ids: { data: x.types, shape } };
+}
+function ortBert(x) {
+  const t = (d) => new ort.Tensor('int64', d, [x.n, x.s]);
+  return { input_ids: t(x.ids), attention_mask: t(x.mask), token_type_ids: t(x.types) };
+}
+
+let encoderModels;
+/** The MiniLM-shaped encoder, loaded once for the encoder, stall and concurrency cases. */
+async function encoders() {
+  encoderModels ??= (async () => {
+    const path = fixture('encoder-minilm.onnx');
+    return { model: await oxLoad(path), session: await ortLoad(path) };
+  })();
+  return encoderModels;
+}
+
+/** MiniLM-L6-shaped encoder (random weights), S = 128: sentences per second. */
+async function caseEncoder() {
+  const { model, session } = await encoders();
+  const rows = [];
+  for (const n of [1, 32]) {
+    const x = bertInputs(n, 128, 100 + n);
+    const ours = await model.run(oxBert(x));
+    const theirs = await session.run(ortBert(x));
+    const d = expectClose(`encoder batch ${n} vs ort`, ours.last_hidden_state.data, theirs.last_hidden_state.data, 1e-3);
+    const runs = n === 1 ? P.encB1Runs : 1;
+    const rate = (ms) => (n * runs) / (ms / 1000);
+    const r = await interleave(
+      [
+        {
+          key: 'ox',
+          warmup: () => model.run(oxBert(x)),
+          rep: async () => rate(await timeMs(async () => { for (let i = 0; i < runs; i++) await model.run(oxBert(x)); })),
+        },
+        {
+          key: 'ort',
+          warmup: () => session.run(ortBert(x)),
+          rep: async () => rate(await timeMs(async () => { for (let i = 0; i < runs; i++) await session.run(ortBert(x)); })),
+        },
+      ],
+      n === 1 ? P.reps : P.slowReps,
+    );
+    rows.push(
+      row(`MiniLM encoder batch ${n}, S=128: run vs ort run`, 'sentences/s', 'higher', r.ox, r.ort, {
+        target: n === 32 ? { on: 'ratio', op: '>=', value: 1.0 } : undefined,
+        extra: `${runs} run(s) of batch ${n} per repetition; max |Δ| vs ort ${d.toExponential(1)}`,
+      }),
+    );
+  }
+  rows.push({ label: 'MiniLM batch 32, S=128: candle embedder', unit: 'sentences/s', note: 'n/a (candle engine not built yet)' });
+  return rows;
+}
+
+/** Small CNN on 32x32 images: images per second at batch 1 and 8. */
+async function caseCnn() {
+  const path = fixture('cnn.onnx');
+  const model = await oxLoad(path);
+  const session = await ortLoad(path);
+  const rows = [];
+  for (const n of [1, 8]) {
+    const data = randomF32(n * 3 * 32 * 32, 10 + n);
+    const shape = [n, 3, 32, 32];
+    const oxRun = () => model.run({ image: { data, shape } });
+    const ortRun = () => session.run({ image: new ort.Tensor('float32', data, shape) });
+    const d = expectClose(`cnn batch ${n} vs ort`, (await oxRun()).probs.data, (await ortRun()).probs.data, 1e-4);
+    // Same number of runs per repetition for both engines, sized on the slower of the two.
+    const iters = Math.min(await calibrate(oxRun, P.repMs, { probe: 10 }), await calibrate(ortRun, P.repMs, { probe: 10 }));
+    const loop = (f) => async () => { for (let i = 0; i < iters; i++) await f(); };
+    const rate = (ms) => (n * iters) / (ms / 1000);
+    const r = await interleave(
+      [
+        { key: 'ox', warmup: loop(oxRun), rep: async () => rate(await timeMs(loop(oxRun))) },
+        { key: 'ort', warmup: loop(ortRun), rep: async () => rate(await timeMs(loop(ortRun))) },
+      ],
+      P.reps,
+    );
+    rows.push(
+      row(`CNN 32x32 batch ${n}: run vs ort run`, 'images/s', 'higher', r.ox, r.ort, {
+        target: { on: 'ratio', op: '>=', value: 1.0 },
+        extra: `${iters} sequential runs per repetition; max |Δ| vs ort ${d.toExponential(1)}`,
+      }),
+    );
+  }
+  await session.release();
+  return rows;
+}
+
+const CONCURRENT = 16;
+/** 16 different batch-1, S=128 requests. */
+const requests = () => Array.from({ length: CONCURRENT }, (_, i) => bertInputs(1, 128, 1000 + i));
+
+/** Serves the 16 requests concurrently through `serve`, measuring stall and total time. */
+async function serveAll(xs, serve) {
+  const m = await measureStall(() => Promise.all(xs.map(serve)));
+  return m;
+}
+
+/** Checks every served output against the reference outputs (per request). */
+function checkServed(what, outs, refs) {
+  let d = 0;
+  outs.forEach((o, i) => { d = Math.max(d, expectClose(`${what}, request ${i}`, o, refs[i], 1e-3)); });
+  return d;
+}
+
+/** Longest event-loop stall while 16 concurrent batch-1 encoder requests are served. */
+async function caseStall() {
+  const { model, session } = await encoders();
+  const xs = requests();
+  const oxServe = async (x) => (await model.run(oxBert(x))).last_hidden_state.data;
+  const ortServe = async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
+  const refs = await Promise.all(xs.map(ortServe));
+  const totals = { ox: [], ort: [], oxStallInterval: [], ortStallInterval: [] };
+  let d = 0;
+  const one = (key, serve) => async () => {
+    const m = await serveAll(xs, serve);
+    d = Math.max(d, checkServed(`stall case ${key}`, m.result, refs));
+    totals[key].push(m.totalMs);
+    totals[`${key}StallInterval`].push(m.intervalStallMs);
+    return m.stallMs;
+  };
+  const r = await interleave(
+    [
+      { key: 'ox', warmup: () => serveAll(xs, oxServe), rep: one('ox', oxServe) },
+      { key: 'ort', warmup: () => serveAll(xs, ortServe), rep: one('ort', ortServe) },
+    ],
+    P.reps,
+  );
+  const ortTotal = summarize(totals.ort).median;
+  const oxTotal = summarize(totals.ox).median;
+  return [
+    row(`event-loop stall, ${CONCURRENT} concurrent batch-1 encoder requests: run vs ort run`, 'ms', 'lower', r.ox, r.ort, {
+      target: { on: 'oxinfer', op: '<=', value: 5 },
+      extra:
+        `whole run: oxinfer ${oxTotal.toFixed(1)} ms, ort ${ortTotal.toFixed(1)} ms (ort stall = ${((r.ort.median / ortTotal) * 100).toFixed(0)}% of its run); ` +
+        `setInterval(1) meter: oxinfer ${summarize(totals.oxStallInterval).median.toFixed(1)} ms, ort ${summarize(totals.ortStallInterval).median.toFixed(1)} ms`,
+      peerTotalMs: summarize(totals.ort),
+      oxinferTotalMs: summarize(totals.ox),
+      intervalMeter: { oxinfer: summarize(totals.oxStallInterval), peer: summarize(totals.ortStallInterval) },
+    }),
+  ];
+}
+
+/** Wall time for 16 concurrent batch-1 encoder requests: plain run, through a Batcher, ort. */
+async function caseConcurrency() {
+  const { model, session } = await encoders();
+  const batcher = new ox.Batcher(model, { maxBatch: CONCURRENT, maxDelayMs: 2 });
+  const xs = requests();
+  const oxServe = async (x) => (await model.run(oxBert(x))).last_hidden_state.data;
+  const batchServe = async (x) => (await batcher.run(oxBert(x))).last_hidden_state.data;
+  const ortServe = async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
+  const refs = await Promise.all(xs.map(ortServe));
+  const stalls = { run: [], batcher: [], ort: [] };
+  let d = 0;
+  const one = (key, serve) => async () => {
+    const m = await serveAll(xs, serve);
+    d = Math.max(d, checkServed(`concurrency ${key}`, m.result, refs));
+    stalls[key].push(m.stallMs);
+    return m.totalMs;
+  };
+  const r = await interleave(
+    [
+      { key: 'run', warmup: () => serveAll(xs, oxServe), rep: one('run', oxServe) },
+      { key: 'batcher', warmup: () => serveAll(xs, batchServe), rep: one('batcher', batchServe) },
+      { key: 'ort', warmup: () => serveAll(xs, ortServe), rep: one('ort', ortServe) },
+    ],
+    P.reps,
+  );
+  await batcher.close();
+  const note = (k) => `event-loop stall ${summarize(stalls[k]).median.toFixed(1)} ms (ort ${summarize(stalls.ort).median.toFixed(1)} ms); max |Δ| vs ort ${d.toExponential(1)}`;
+  return [
+    row(`${CONCURRENT} concurrent batch-1 encoder requests: run vs ort run`, 'ms', 'lower', r.run, r.ort, { extra: note('run') }),
+    row(`${CONCURRENT} concurrent batch-1 encoder requests: Batcher(maxBatch 16, 2 ms) vs ort run`, 'ms', 'lower', r.batcher, r.ort, {
+      target: { on: 'ratio', op: '<=', value: 0.5 },
+      extra: note('batcher'),
+    }),
+  ];
+}
+
+const RUNNERS = { call: caseCall, silero: caseSilero, encoder: caseEncoder, cnn: caseCnn, stall: caseStall, concurrency: caseConcurrency };
+
+// ---- main -------------------------------------------------------------------------------------
+const started = new Date();
+const t0 = performance.now();
+const machine = describeMachine(ROOT, { threads, nativeAddonPath: ox.nativeAddonPath() });
+log(`oxinfer ${machine.oxinfer} vs onnxruntime-node ${machine.onnxruntimeNode} on ${machine.cpu} (${machine.coresAvailable} cores available), Node ${machine.node}`);
+log(`threads: ${threads} intra-op for both engines; ${quick ? 'quick run' : 'full run'}: ${P.reps} repetitions (${P.slowReps} for batch-32 encoder); cases: ${only.join(', ')}`);
+
+const cases = [];
+for (const name of CASES.filter((c) => only.includes(c))) {
+  const c0 = performance.now();
+  log(`\n[${name}] running...`);
+  const rows = await RUNNERS[name]();
+  const seconds = (performance.now() - c0) / 1000;
+  cases.push({ name, seconds, rows });
+  log(`[${name}] done in ${seconds.toFixed(1)} s`);
+  for (const r of rows) if (r.oxinfer) log(`  ${r.label}: ${r.oxinfer.median.toFixed(2)} vs ${r.peer.median.toFixed(2)} ${r.unit} (${r.ratio.toFixed(2)}x)`);
+}
+const totalSeconds = (performance.now() - t0) / 1000;
+const rows = cases.flatMap((c) => c.rows);
+
+console.log(`\noxinfer ${machine.oxinfer} vs onnxruntime-node ${machine.onnxruntimeNode}: ${machine.cpu}, ${machine.coresAvailable} cores, ${threads} threads, Node ${machine.node}${quick ? ' (--quick)' : ''}\n`);
+console.log(table(rows));
+console.log('\nratio = oxinfer / onnxruntime-node, medians; read it with the "better" column (lower is better: < 1 means oxinfer wins; higher is better: > 1 means oxinfer wins).');
+console.log('\nmin – max per row:');
+console.log(spread(rows));
+console.log(`\ntotal ${totalSeconds.toFixed(1)} s`);
+
+if (write) {
+  const result = {
+    startedAt: started.toISOString(),
+    totalSeconds,
+    mode: quick ? 'quick' : 'full',
+    parameters: P,
+    machine,
+    ortOptions: ORT_OPTIONS,
+    cases: cases.map((c) => ({
+      ...c,
+      rows: c.rows.map((r) => ({ ...r, verdict: verdict(r) })),
+    })),
+  };
+  const files = writeResults(join(ROOT, 'bench', 'results'), result);
+  console.log(`results: ${files.map((f) => f.slice(ROOT.length + 1)).join(', ')}`);
+}
