@@ -37,6 +37,12 @@ export interface TractLoadOptions {
   /** Intra-op threads for this model; default: the CPUs this process may use. */
   threads?: number;
   /**
+   * Debug aid for the zero-copy contract: copy every input on the JS thread before a run, so
+   * the engine never reads the caller's memory. If results change when this is on, the caller
+   * is writing to inputs while their runs are in flight.
+   */
+  copyInputs?: boolean;
+  /**
    * Inputs fixed to a value at load time, as `{ data, shape }`. They stop being inputs, and
    * what depends on them is folded (a sample-rate input that selects a branch, say).
    */
@@ -93,9 +99,11 @@ export class TractModel {
   /** Intra-op threads this model runs with. */
   readonly threads: number;
   #native: NativeTractModel;
+  #copyInputs: boolean;
 
-  private constructor(n: NativeTractModel) {
+  private constructor(n: NativeTractModel, copyInputs: boolean) {
     this.#native = n;
+    this.#copyInputs = copyInputs;
     this.inputs = Object.freeze(n.inputs.map(toInfo));
     this.outputs = Object.freeze(n.outputs.map(toInfo));
     this.sha256 = n.sha256;
@@ -120,7 +128,7 @@ export class TractModel {
       const constants = Object.entries(options.constants ?? {}).map(([name, value]) => toNativeFeed(name, value, undefined));
       return native().loadTractModel(source, { inputs, threads: options.threads, constants }, signal);
     }, signal);
-    return new TractModel(n);
+    return new TractModel(n, options.copyInputs === true);
   }
 
   /** Op types of the model as written in the file, most frequent first. */
@@ -214,7 +222,13 @@ export class TractModel {
 
   #feeds(feeds: unknown, what?: string): NativeFeedArg[] {
     if (this.#native.disposed) throw new DisposedError('the model was disposed; load it again to use it');
-    return toNativeFeeds(feeds, this.inputs, what);
+    return this.prepare(toNativeFeeds(feeds, this.inputs, what));
+  }
+
+  /** @internal Applies `copyInputs` to resolved feeds. */
+  prepare(feeds: NativeFeedArg[]): NativeFeedArg[] {
+    if (!this.#copyInputs) return feeds;
+    return feeds.map((f) => ({ ...f, data: (f.data as TensorData).slice() }));
   }
 }
 
@@ -273,8 +287,8 @@ export class TractSession {
       if (free.length !== 1) {
         return toNativeFeeds(feeds, free); // throws, naming the inputs left to feed
       }
-      return toNativeFeeds({ [free[0]!.name]: feeds }, this.#model.inputs);
+      return this.#model.prepare(toNativeFeeds({ [free[0]!.name]: feeds }, this.#model.inputs));
     }
-    return toNativeFeeds(feeds, this.#model.inputs);
+    return this.#model.prepare(toNativeFeeds(feeds, this.#model.inputs));
   }
 }

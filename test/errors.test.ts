@@ -40,6 +40,13 @@ describe('bad feeds get typed errors and leave the model usable', () => {
     await expect(p).rejects.toBeInstanceOf(cls);
     await expect(p).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
     expect(() => m.runSync(feeds as Feeds)).toThrow(cls);
+    // Every other way in fails the same way.
+    const session = m.session();
+    await expect(session.run(feeds as Feeds)).rejects.toMatchObject({ code });
+    expect(() => session.runSync(feeds as Feeds)).toThrow(cls);
+    if (feeds !== null && typeof feeds === 'object' && !ArrayBuffer.isView(feeds)) {
+      await expect(m.runBatch([good(), feeds as Feeds])).rejects.toMatchObject({ code });
+    }
     // The model still works after the failed call.
     const out = await m.run(good());
     expect((out.c!.data as Float32Array)[0]).toBe(3);
@@ -131,5 +138,15 @@ describe('unusual but valid or hostile input memory', () => {
     await expect(p).rejects.toMatchObject({ code: 'ERR_ENGINE', message: expect.stringContaining('internal engine error') });
     const ok = await m.run({ input_ids: t(1n), attention_mask: t(1n), token_type_ids: t(0n) });
     expect(ok.last_hidden_state!.shape).toEqual([1, 4, 64]);
+  });
+});
+
+describe('copyInputs (debug aid for the zero-copy contract)', () => {
+  it('runs on a copy taken at call time, so later writes to the input do not reach the run', async () => {
+    const m = await TractModel.load(fixture('add.onnx'), { copyInputs: true });
+    const a = new Float32Array([1]);
+    const p = m.run({ a, b: new Float32Array([2]) });
+    a[0] = 100; // a caller breaking the contract
+    expect((await p).c!.data[0]).toBe(3);
   });
 });

@@ -1,0 +1,114 @@
+// Soak and load: many runs, many load/dispose cycles and many concurrent callers against one
+// model, watching resident memory and checking every result against the sequential one.
+//
+//   node --expose-gc bench/soak.mjs [--runs 100000] [--cycles 1000] [--callers 64]
+//                                   [--requests 10000] [--report FILE]
+//
+// RSS growth is measured after a warm-up (10% of the work), with a GC before each sample when
+// --expose-gc is given, so that garbage not yet collected is not counted as a leak.
+import { createRequire } from 'node:module';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..');
+const require = createRequire(import.meta.url);
+const { TractModel } = require(join(root, 'dist', 'cjs', 'index.js'));
+
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const at = args.indexOf(`--${name}`);
+  return at >= 0 ? args[at + 1] : fallback;
+};
+const runs = Number(opt('runs', 100_000));
+const cycles = Number(opt('cycles', 1_000));
+const callers = Number(opt('callers', 64));
+const requests = Number(opt('requests', 10_000));
+const reportAt = opt('report', undefined);
+const fixture = (name) => join(root, '.cache', 'fixtures', name);
+
+const rss = () => {
+  globalThis.gc?.();
+  return process.memoryUsage().rss;
+};
+const growth = (before, after) => (after - before) / before;
+const mb = (b) => Math.round((b / 1024 / 1024) * 10) / 10;
+
+/** Runs `total` calls of `one(i)` with `width` in flight; samples RSS after the warm-up. */
+async function sustained(total, width, one) {
+  let next = 0;
+  let warm;
+  const worker = async () => {
+    while (next < total) {
+      const i = next++;
+      await one(i);
+      if (i === Math.floor(total / 10)) warm ??= rss();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, total) }, worker));
+  return { warm: warm ?? rss(), end: rss() };
+}
+
+async function soakRuns() {
+  const model = await TractModel.load(fixture('add.onnx'));
+  const t0 = performance.now();
+  const { warm, end } = await sustained(runs, 16, async (i) => {
+    const out = await model.run({ a: new Float32Array([i]), b: new Float32Array([1]) });
+    if (out.c.data[0] !== Math.fround(i) + 1) throw new Error(`run ${i}: wrong result ${out.c.data[0]}`);
+  });
+  return { runs, seconds: (performance.now() - t0) / 1000, rssWarmMB: mb(warm), rssEndMB: mb(end), growth: growth(warm, end) };
+}
+
+async function soakCycles() {
+  const bytes = new Uint8Array(readFileSync(fixture('cnn.onnx')));
+  const image = { image: { data: new Float32Array(3 * 32 * 32).fill(0.5), shape: [1, 3, 32, 32] } };
+  const t0 = performance.now();
+  const { warm, end } = await sustained(cycles, 1, async () => {
+    const model = await TractModel.load(bytes, { threads: 1 });
+    await model.run(image);
+    await model.dispose();
+  });
+  return { cycles, seconds: (performance.now() - t0) / 1000, rssWarmMB: mb(warm), rssEndMB: mb(end), growth: growth(warm, end) };
+}
+
+async function load() {
+  const model = await TractModel.load(fixture('cnn.onnx'));
+  const inputs = Array.from({ length: 8 }, (_, k) => ({
+    image: { data: Float32Array.from({ length: 3 * 32 * 32 }, (_, i) => Math.sin(i * (k + 1))), shape: [1, 3, 32, 32] },
+  }));
+  const expected = [];
+  for (const input of inputs) expected.push(Buffer.from((await model.run(input)).probs.data.buffer).toString('hex'));
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
+  const t0 = performance.now();
+  let mismatches = 0;
+  await Promise.all(
+    Array.from({ length: callers }, async (_, c) => {
+      for (let r = 0; r < requests; r++) {
+        const k = (c + r) % inputs.length;
+        const out = await model.run(inputs[k]);
+        if (Buffer.from(out.probs.data.buffer).toString('hex') !== expected[k]) mismatches++;
+      }
+    }),
+  );
+  delay.disable();
+  return {
+    callers,
+    requestsEach: requests,
+    seconds: (performance.now() - t0) / 1000,
+    mismatches,
+    eventLoopMaxDelayMs: delay.max / 1e6,
+    eventLoopP99DelayMs: delay.percentile(99) / 1e6,
+  };
+}
+
+const report = {
+  date: new Date().toISOString(),
+  node: process.version,
+  gc: typeof globalThis.gc === 'function',
+  runs: await soakRuns(),
+  cycles: await soakCycles(),
+  load: await load(),
+};
+console.log(JSON.stringify(report, null, 2));
+if (reportAt) writeFileSync(reportAt, JSON.stringify(report, null, 2) + '\n');
