@@ -104,8 +104,12 @@ export function isTypedArray(x: unknown): x is TensorData {
   return ArrayBuffer.isView(x) && !(x instanceof DataView);
 }
 
+const DTYPES_BY_CLASS = new Map<unknown, DType[]>(KINDS);
+
 function dtypesOf(data: TensorData): DType[] {
-  for (const [cls, dtypes] of KINDS) if (data instanceof cls) return dtypes;
+  const direct = DTYPES_BY_CLASS.get(data.constructor);
+  if (direct) return direct;
+  for (const [cls, dtypes] of KINDS) if (data instanceof cls) return dtypes; // subclasses
   return [];
 }
 
@@ -204,14 +208,17 @@ export function toNativeFeeds(
   if (feeds === null || typeof feeds !== 'object' || Array.isArray(feeds)) {
     throw new InputNameError(`${what} must be an object of named inputs, got ${describe(feeds)}`);
   }
-  const byName = new Map(inputs.map((i) => [i.name, i]));
-  return Object.entries(feeds as Record<string, unknown>).map(([name, value]) => {
-    if (!byName.has(name)) {
+  const out: NativeFeedArg[] = [];
+  for (const name in feeds as Record<string, unknown>) {
+    if (!Object.prototype.hasOwnProperty.call(feeds, name)) continue;
+    const info = inputs.find((i) => i.name === name); // models have few inputs: no map to build
+    if (!info) {
       const known = inputs.map((i) => `'${i.name}' (${i.dtype} ${formatShape(i.shape)})`).join(', ');
       throw new InputNameError(`the model has no input named '${name}'; its inputs are ${known}`);
     }
-    return toNativeFeed(name, value, byName.get(name));
-  });
+    out.push(toNativeFeed(name, (feeds as Record<string, unknown>)[name], info));
+  }
+  return out;
 }
 
 interface NativeOutputArg {

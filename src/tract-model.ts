@@ -78,12 +78,18 @@ function call<T>(f: () => T): T {
   }
 }
 
-async function callAsync<T>(f: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-  throwIfAborted(signal);
+const rethrow = (e: unknown): never => {
+  throw fromNative(e);
+};
+
+/** Starts async work, converting whatever it throws or rejects with into OxinferErrors. Plain
+ * promise chaining (no async function) keeps the per-call overhead to one extra tick. */
+function callAsync<T>(f: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   try {
-    return await abortable(call(f), signal);
+    throwIfAborted(signal);
+    return abortable(f(), signal).then(undefined, rethrow);
   } catch (e) {
-    throw fromNative(e);
+    return Promise.reject(fromNative(e));
   }
 }
 
@@ -100,6 +106,7 @@ export class TractModel {
   readonly threads: number;
   #native: NativeTractModel;
   #copyInputs: boolean;
+  #disposed = false; // mirrors the native flag, read on every call without crossing into Rust
 
   private constructor(n: NativeTractModel, copyInputs: boolean) {
     this.#native = n;
@@ -137,15 +144,12 @@ export class TractModel {
   }
 
   get disposed(): boolean {
-    return this.#native.disposed;
+    return this.#disposed;
   }
 
   /** Runs the model on the libuv pool. Rejects with ERR_ABORTED if `signal` aborts first. */
   run(feeds: Feeds | TensorData, options: RunOptions = {}): Promise<Outputs> {
-    return callAsync(async () => {
-      const args = this.#feeds(feeds);
-      return toOutputs(await this.#native.run(args, options.signal));
-    }, options.signal);
+    return callAsync(() => this.#native.run(this.#feeds(feeds), options.signal).then(toOutputs), options.signal);
   }
 
   /**
@@ -217,11 +221,12 @@ export class TractModel {
 
   /** Frees the model once runs in flight finish. Later calls fail with ERR_DISPOSED. */
   async dispose(): Promise<void> {
+    this.#disposed = true;
     this.#native.dispose();
   }
 
   #feeds(feeds: unknown, what?: string): NativeFeedArg[] {
-    if (this.#native.disposed) throw new DisposedError('the model was disposed; load it again to use it');
+    if (this.#disposed) throw new DisposedError('the model was disposed; load it again to use it');
     return this.prepare(toNativeFeeds(feeds, this.inputs, what));
   }
 
@@ -261,10 +266,7 @@ export class TractSession {
    */
   run(feeds: Feeds | TensorData, options: RunOptions = {}): Promise<Outputs> {
     const step = this.#queue.then(() =>
-      callAsync(async () => {
-        const args = this.#feeds(feeds);
-        return toOutputs(await this.#native.run(args, options.signal));
-      }, options.signal),
+      callAsync(() => this.#native.run(this.#feeds(feeds), options.signal).then(toOutputs), options.signal),
     );
     this.#queue = step.catch(() => undefined);
     return step;
