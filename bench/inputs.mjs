@@ -1,16 +1,9 @@
 /** Deterministic benchmark inputs: one job, the same bytes for both engines on every run. */
+import { createRequire } from 'node:module';
 
-/** mulberry32: a small deterministic PRNG in [0, 1). */
-export function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The package's own seeded PRNG (built into dist/ by `npm run build:ts`).
+const { prng } = createRequire(import.meta.url)('../dist/cjs/prng.js');
+export { prng };
 
 export function randomF32(n, seed, scale = 1) {
   const r = prng(seed);
