@@ -588,6 +588,7 @@ function runChild(from, to) {
     let maxRssKB = 0;
     let killed = null;
     let finished = false;
+    let slowKilled = false;
     let stderr = '';
     let lastMessage = Date.now();
     child.stderr.on('data', (d) => {
@@ -605,6 +606,12 @@ function runChild(from, to) {
       else if (m.t === 'end') {
         ends.push(m);
         last = null;
+        if (m.outcome === 'slow') {
+          // Its native work goes on (and may keep allocating) and would hold up process.exit:
+          // kill the child now; the driver resumes after this case.
+          slowKilled = true;
+          child.kill('SIGKILL');
+        }
       }
     });
     // Memory cap and blocked-event-loop watchdog (a slow case is caught in the child itself;
@@ -612,6 +619,7 @@ function runChild(from, to) {
     const watch = setInterval(() => {
       const { rss, hwm } = vmRssKB(child.pid);
       maxRssKB = Math.max(maxRssKB, hwm);
+      if (slowKilled) return;
       if (rss > o.maxRssMB * 1024 && !killed) {
         killed = `memory: RSS ${Math.round(rss / 1024)} MB > --max-rss-mb ${o.maxRssMB}`;
         child.kill('SIGKILL');
@@ -622,7 +630,7 @@ function runChild(from, to) {
     }, 100);
     child.on('close', (code, signal) => {
       clearInterval(watch);
-      const exit = killed ? 'crash' : code === 0 && signal === null && finished ? 'ok' : code === SLOW_EXIT ? 'slow' : 'crash';
+      const exit = slowKilled ? 'slow' : killed ? 'crash' : code === 0 && signal === null && finished ? 'ok' : code === SLOW_EXIT ? 'slow' : 'crash';
       resolve({ ends, last, lastStage, exit, code, signal, killed, stderr, maxRssKB });
     });
   });
