@@ -2,35 +2,17 @@
  * Correctness against an independent implementation: onnxruntime-node on the same model files
  * and inputs. Tolerances are stated per model.
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { TractModel } from '../src/index';
 import { loadSileroVad } from '../src/vad';
+import { loadWav } from '../src/wav';
 import { fixture, maxAbsDiff, maxRelDiff, ort, randomF32, rng, SILERO } from './helpers';
-
-/** 16-bit PCM mono WAV → float samples (the bundled recording's format). */
-function readPcm16(path: string): Float32Array {
-  const buf = readFileSync(path);
-  let at = 12;
-  while (at < buf.length) {
-    const id = buf.toString('ascii', at, at + 4);
-    const size = buf.readUInt32LE(at + 4);
-    if (id === 'data') {
-      const n = size / 2;
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = buf.readInt16LE(at + 8 + 2 * i) / 32768;
-      return out;
-    }
-    at += 8 + size + (size % 2);
-  }
-  throw new Error('no data chunk');
-}
 
 describe('Silero VAD v5 matches onnxruntime frame by frame', () => {
   // Probabilities within 1e-4 absolute. The state holds LSTM cell values up to ~200 in
   // magnitude, so it is compared relatively: |a - b| <= 1e-4 * max(1, |b|).
   it('probabilities and state over the bundled recording, within 1e-4', async () => {
-    const samples = readPcm16(`${__dirname}/../assets/speech.wav`);
+    const { samples } = loadWav(`${__dirname}/../assets/speech.wav`);
     const model = await loadSileroVad(SILERO);
     const session = model.session();
     expect(session.carried).toEqual({ stateN: 'state' });

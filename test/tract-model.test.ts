@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { AbortedError, DisposedError, OxinferError, TractModel } from '../src/index';
+import { ARRAY_FOR_DTYPE } from '../src/tensor';
 import { fixture } from './helpers';
 
 describe('TractModel: load and metadata', () => {
@@ -69,7 +70,7 @@ describe('TractModel: run', () => {
   it('treats any nonzero byte of a bool input as true', async () => {
     const m = await TractModel.load(fixture('dtypes.onnx'));
     const feeds = Object.fromEntries(
-      m.inputs.map((i) => [i.name, { data: new (i.dtype === 'float32' ? Float32Array : i.dtype === 'float64' ? Float64Array : i.dtype === 'int64' ? BigInt64Array : i.dtype === 'int32' ? Int32Array : i.dtype === 'int8' ? Int8Array : Uint8Array)(1), shape: [1] }]),
+      m.inputs.map((i) => [i.name, { data: new ARRAY_FOR_DTYPE[i.dtype](1), shape: [1] }]),
     );
     feeds.x_bool = { data: new Uint8Array([7]), shape: [1] };
     const out = await m.run(feeds);
