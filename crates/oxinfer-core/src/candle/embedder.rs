@@ -1,0 +1,357 @@
+//! The sentence embedder: tokenizer + BERT encoder + pooling + L2 normalization, as
+//! sentence-transformers computes them.
+//!
+//! Texts are tokenized, sorted by length and cut into batches of similar lengths (less
+//! padding), each batch padded to its longest row and run as one tensor on the device; rows are
+//! written back in the caller's order. Padding is masked out, so a text's vector does not depend
+//! on its batch beyond float rounding.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType as CDType, Device, Tensor, D};
+
+use super::bert::{var_builder, Bert};
+use super::config::{read_bert_config, read_sentence_config, ModelFiles, Pooling};
+use super::device::{device, DeviceKind};
+use super::tokenize::{TextTokenizer, Tokens};
+use crate::error::{Error, ErrorCode, Result};
+use crate::panic::guard;
+
+/// Compute precision of the encoder. Pooling and normalization always run in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Precision {
+    F32,
+    F16,
+    BF16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "float32" => Ok(Precision::F32),
+            "float16" => Ok(Precision::F16),
+            "bfloat16" => Ok(Precision::BF16),
+            other => Err(Error::input_dtype(format!(
+                "embedder dtype '{other}' is not supported: expected float32, float16 or bfloat16"
+            ))),
+        }
+    }
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "float32",
+            Precision::F16 => "float16",
+            Precision::BF16 => "bfloat16",
+        }
+    }
+    fn candle(self) -> CDType {
+        match self {
+            Precision::F32 => CDType::F32,
+            Precision::F16 => CDType::F16,
+            Precision::BF16 => CDType::BF16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EmbedderOptions {
+    pub device: Option<DeviceKind>,
+    pub dtype: Option<Precision>,
+    /// Tokens per text, special tokens included; longer texts are truncated. Default:
+    /// sentence_bert_config.json's max_seq_length, else the model's position limit.
+    pub max_length: Option<usize>,
+    /// Default: 1_Pooling/config.json's mode, else mean.
+    pub pooling: Option<Pooling>,
+    /// L2-normalize vectors. Default: true.
+    pub normalize: Option<bool>,
+    /// CPU threads for this model (default: the CPUs this process may use).
+    pub threads: Option<usize>,
+}
+
+/// A row-major matrix of `rows` vectors of `dims` floats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub data: Vec<f32>,
+    pub rows: usize,
+    pub dims: usize,
+}
+
+/// Pre-tokenized ids or a mask, as the caller's integers.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenData<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl TokenData<'_> {
+    fn len(&self) -> usize {
+        match self {
+            TokenData::I32(v) => v.len(),
+            TokenData::I64(v) => v.len(),
+        }
+    }
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            TokenData::I32(v) => v[i] as i64,
+            TokenData::I64(v) => v[i],
+        }
+    }
+}
+
+pub struct Embedder {
+    bert: Bert,
+    tokenizer: TextTokenizer,
+    device: Device,
+    device_kind: DeviceKind,
+    precision: Precision,
+    max_length: usize,
+    pooling: Pooling,
+    normalize: bool,
+    threads: usize,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    weight_bytes: usize,
+}
+
+impl Embedder {
+    /// Loads a Hugging Face style folder: config.json, tokenizer.json, model.safetensors, and
+    /// sentence-transformers' files when present.
+    pub fn load(dir: &Path, options: &EmbedderOptions) -> Result<Embedder> {
+        guard(ErrorCode::ModelLoad, "loading the embedder", || Self::load_unguarded(dir, options))
+    }
+
+    fn load_unguarded(dir: &Path, o: &EmbedderOptions) -> Result<Embedder> {
+        let files = ModelFiles::in_dir(dir)?;
+        let config = read_bert_config(&files.config)?;
+        let st = read_sentence_config(dir)?;
+        let max_length = match o.max_length.or(st.max_seq_length) {
+            Some(0) => return Err(Error::model_load("maxLength must be at least 1")),
+            Some(n) if n > config.max_position_embeddings => {
+                return Err(Error::model_load(format!(
+                    "maxLength {n} exceeds the model's {} positions ({})",
+                    config.max_position_embeddings,
+                    files.config.display()
+                )))
+            }
+            Some(n) => n,
+            None => config.max_position_embeddings,
+        };
+        let (device, device_kind) = device(o.device.unwrap_or(DeviceKind::Cpu))?;
+        let precision = o.dtype.unwrap_or(Precision::F32);
+        let tokenizer = TextTokenizer::load(&files.tokenizer, max_length)?;
+        let bytes = std::fs::read(&files.weights)
+            .map_err(|e| Error::model_load(format!("cannot read {}: {e}", files.weights.display())))?;
+        let weight_bytes = bytes.len();
+        let bad_weights =
+            |e: candle_core::Error| Error::model_load(format!("{}: {e}", files.weights.display()));
+        let vb = var_builder(bytes, precision.candle(), &device).map_err(bad_weights)?;
+        let bert = Bert::load(vb, &config).map_err(bad_weights)?;
+        let threads = o.threads.unwrap_or_else(crate::threads::available_cpus).max(1);
+        let pool = match device_kind {
+            DeviceKind::Cpu => Some(crate::threads::rayon_pool(threads)?),
+            _ => None,
+        };
+        Ok(Embedder {
+            bert,
+            tokenizer,
+            device,
+            device_kind,
+            precision,
+            max_length,
+            pooling: o.pooling.or(st.pooling).unwrap_or(Pooling::Mean),
+            normalize: o.normalize.unwrap_or(true),
+            threads,
+            pool,
+            weight_bytes,
+        })
+    }
+
+    pub fn dims(&self) -> usize {
+        self.bert.hidden_size
+    }
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+    pub fn device(&self) -> DeviceKind {
+        self.device_kind
+    }
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+    pub fn normalize(&self) -> bool {
+        self.normalize
+    }
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+    pub fn vocab_size(&self) -> usize {
+        self.bert.vocab_size
+    }
+    /// Estimated memory of the weights.
+    pub fn weight_bytes(&self) -> usize {
+        self.weight_bytes
+    }
+
+    /// Runs `f` on this model's CPU pool (so candle's and the tokenizer's parallel work uses
+    /// this model's thread budget), or directly for a GPU.
+    fn on_pool<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        guard(ErrorCode::Engine, "embedding", || match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        })
+    }
+
+    /// Embeds texts, `batch_size` rows per engine call; `cancelled` is checked between batches.
+    pub fn embed(
+        &self,
+        texts: &[String],
+        batch_size: usize,
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Embeddings> {
+        self.on_pool(|| {
+            let tokens = self.tokenizer.encode(texts)?;
+            // Longest first, so each batch holds texts of similar length.
+            let mut order: Vec<usize> = (0..tokens.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
+            let mut out = vec![0f32; texts.len() * self.dims()];
+            for chunk in order.chunks(batch_size.max(1)) {
+                if cancelled() {
+                    return Err(Error::aborted());
+                }
+                let rows: Vec<&Tokens> = chunk.iter().map(|&i| &tokens[i]).collect();
+                let vectors = self.run_padded(&rows)?;
+                for (r, &i) in chunk.iter().enumerate() {
+                    let d = self.dims();
+                    out[i * d..(i + 1) * d].copy_from_slice(&vectors[r * d..(r + 1) * d]);
+                }
+            }
+            Ok(Embeddings { data: out, rows: texts.len(), dims: self.dims() })
+        })
+    }
+
+    /// Embeds pre-tokenized rows: `ids` and `mask` (1 token, 0 padding; default all ones) of
+    /// shape [rows, seq].
+    pub fn embed_tokens(
+        &self,
+        ids: TokenData<'_>,
+        mask: Option<TokenData<'_>>,
+        shape: [usize; 2],
+        batch_size: usize,
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Embeddings> {
+        let [rows, seq] = shape;
+        let n = rows.checked_mul(seq).ok_or_else(|| Error::input_shape("ids: shape is too large"))?;
+        if ids.len() != n {
+            return Err(Error::input_shape(format!(
+                "ids: {} values do not fill shape [{rows},{seq}] ({n} values)",
+                ids.len()
+            )));
+        }
+        if seq > self.bert.max_positions {
+            return Err(Error::input_shape(format!(
+                "ids: sequence length {seq} exceeds the model's {} positions",
+                self.bert.max_positions
+            )));
+        }
+        if let Some(m) = mask {
+            if m.len() != n {
+                return Err(Error::input_shape(format!(
+                    "attentionMask: {} values do not match ids' shape [{rows},{seq}]",
+                    m.len()
+                )));
+            }
+        }
+        let vocab = self.bert.vocab_size as i64;
+        let mut all_ids = Vec::with_capacity(n);
+        let mut all_mask = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = ids.get(i);
+            if !(0..vocab).contains(&id) {
+                return Err(Error::input_shape(format!(
+                    "ids[{i}] = {id} is outside the vocabulary (0..{vocab})"
+                )));
+            }
+            let m = mask.map(|m| m.get(i)).unwrap_or(1);
+            if m != 0 && m != 1 {
+                return Err(Error::input_shape(format!("attentionMask[{i}] = {m}: expected 0 or 1")));
+            }
+            all_ids.push(id as u32);
+            all_mask.push(m as u32);
+        }
+        self.on_pool(|| {
+            let mut out = Vec::with_capacity(rows * self.dims());
+            for start in (0..rows).step_by(batch_size.max(1)) {
+                if cancelled() {
+                    return Err(Error::aborted());
+                }
+                let b = batch_size.max(1).min(rows - start);
+                let range = start * seq..(start + b) * seq;
+                out.extend(self.run(
+                    all_ids[range.clone()].to_vec(),
+                    vec![0; b * seq],
+                    all_mask[range].to_vec(),
+                    [b, seq],
+                )?);
+            }
+            Ok(Embeddings { data: out, rows, dims: self.dims() })
+        })
+    }
+
+    /// Pads rows to the longest and runs them as one batch.
+    fn run_padded(&self, rows: &[&Tokens]) -> Result<Vec<f32>> {
+        let seq = rows.iter().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![self.tokenizer.pad_id(); rows.len() * seq];
+        let mut types = vec![0u32; rows.len() * seq];
+        let mut mask = vec![0u32; rows.len() * seq];
+        for (r, t) in rows.iter().enumerate() {
+            let at = r * seq;
+            ids[at..at + t.ids.len()].copy_from_slice(&t.ids);
+            for (k, &ty) in t.types.iter().enumerate() {
+                // A tokenizer's type ids beyond the model's table would index out of range.
+                types[at + k] = ty.min(self.bert.type_vocab_size as u32 - 1);
+            }
+            mask[at..at + t.ids.len()].fill(1);
+        }
+        self.run(ids, types, mask, [rows.len(), seq])
+    }
+
+    /// One engine call: upload, encode, pool, normalize, download once.
+    fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
+        let engine = |e: candle_core::Error| Error::engine(format!("embedding failed: {e}"));
+        let ids = Tensor::from_vec(ids, (b, s), &self.device).map_err(engine)?;
+        let types = Tensor::from_vec(types, (b, s), &self.device).map_err(engine)?;
+        let mask = Tensor::from_vec(mask, (b, s), &self.device).map_err(engine)?;
+        let pooled = (|| {
+            let hidden = self.bert.forward(&ids, &types, &mask)?.to_dtype(CDType::F32)?;
+            let pooled = match self.pooling {
+                Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+                Pooling::Mean => {
+                    let m = mask.to_dtype(CDType::F32)?.unsqueeze(2)?; // [B, S, 1]
+                    let sum = hidden.broadcast_mul(&m)?.sum(1)?;
+                    let count = m.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+                    sum.broadcast_div(&count)?
+                }
+            };
+            if self.normalize {
+                let norm = pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+                pooled.broadcast_div(&norm)
+            } else {
+                Ok(pooled)
+            }
+        })()
+        .map_err(engine)?;
+        pooled.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(engine)
+    }
+}
+
+impl crate::cache::Weigh for Embedder {
+    fn bytes(&self) -> usize {
+        self.weight_bytes
+    }
+}

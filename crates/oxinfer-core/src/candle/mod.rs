@@ -1,0 +1,17 @@
+//! The candle engine: sentence embeddings with BERT-family encoders on CPU, CUDA or Metal.
+//!
+//! - [`device`]: device names, created once per process.
+//! - [`config`]: a model folder's files (config.json, sentence-transformers settings).
+//! - [`tokenize`]: tokenizer.json, offline.
+//! - [`bert`]: the encoder.
+//! - [`embedder`]: tokenize → encode → pool → normalize, batched.
+
+pub mod bert;
+pub mod config;
+pub mod device;
+pub mod embedder;
+pub mod tokenize;
+
+pub use config::Pooling;
+pub use device::DeviceKind;
+pub use embedder::{Embedder, EmbedderOptions, Embeddings, Precision, TokenData};
