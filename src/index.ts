@@ -8,6 +8,10 @@
  * ```
  */
 export { TractModel, TractSession } from './tract-model';
+export { CandleEmbedder, Embeddings, cosineSimilarity } from './embedder';
+export type { EmbedderLoadOptions, EmbedOptions, TokenBatch, EmbedderDevice, EmbedderDType, Pooling } from './embedder';
+export { cache } from './cache';
+export type { CacheStats, CacheEntry } from './cache';
 export { Batcher } from './batcher';
 export type { BatcherOptions } from './batcher';
 export type { TractLoadOptions, InputFact, RunOptions, SessionOptions, OpCount } from './tract-model';

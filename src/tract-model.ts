@@ -8,9 +8,9 @@
  * of one shared buffer.
  */
 import type { NativeTractModel, NativeTractSession } from '../index';
-import { DisposedError, InputNameError, InputShapeError, ModelLoadError, fromNative } from './errors';
+import { call, callAsync } from './call';
+import { DisposedError, InputNameError, InputShapeError, ModelLoadError } from './errors';
 import { native } from './native';
-import { abortable, throwIfAborted } from './signal';
 import {
   type DType,
   type Dim,
@@ -47,6 +47,11 @@ export interface TractLoadOptions {
    * what depends on them is folded (a sample-rate input that selects a branch, say).
    */
   constants?: Feeds;
+  /**
+   * Load through the model cache (default true): the same file (path, size, mtime) or bytes
+   * with the same options give the same native model, loaded once. See `cache`.
+   */
+  cache?: boolean;
   signal?: AbortSignal;
 }
 
@@ -67,30 +72,6 @@ export interface SessionOptions {
   carry?: Record<string, string>;
   /** Inputs fed on every run unless the run gives them (e.g. a sample rate). */
   constants?: Feeds;
-}
-
-/** Calls the native layer, converting what it throws into OxinferErrors. */
-function call<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    throw fromNative(e);
-  }
-}
-
-const rethrow = (e: unknown): never => {
-  throw fromNative(e);
-};
-
-/** Starts async work, converting whatever it throws or rejects with into OxinferErrors. Plain
- * promise chaining (no async function) keeps the per-call overhead to one extra tick. */
-function callAsync<T>(f: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-  try {
-    throwIfAborted(signal);
-    return abortable(f(), signal).then(undefined, rethrow);
-  } catch (e) {
-    return Promise.reject(fromNative(e));
-  }
 }
 
 function toInfo(i: { name: string; dtype: string; shape: Array<number | string> }): TensorInfo {
@@ -133,7 +114,11 @@ export class TractModel {
     }
     const n = await callAsync(() => {
       const constants = Object.entries(options.constants ?? {}).map(([name, value]) => toNativeFeed(name, value, undefined));
-      return native().loadTractModel(source, { inputs, threads: options.threads, constants }, signal);
+      return native().loadTractModel(
+        source,
+        { inputs, threads: options.threads, constants, cache: options.cache },
+        signal,
+      );
     }, signal);
     return new TractModel(n, options.copyInputs === true);
   }

@@ -3,6 +3,7 @@
 import { OxinferError } from '../errors';
 import { UsageError } from './args';
 import * as demo from './demo';
+import * as embed from './embed';
 import * as inspect from './inspect';
 import { packageVersion } from './package-root';
 import * as run from './run';
@@ -13,7 +14,7 @@ interface Command {
   main(argv: readonly string[]): Promise<void>;
 }
 
-const COMMANDS: Record<string, Command> = { demo, inspect, run };
+const COMMANDS: Record<string, Command> = { demo, embed, inspect, run };
 
 function usage(): string {
   const names = Object.keys(COMMANDS);
@@ -21,7 +22,7 @@ function usage(): string {
   return [
     'Usage: oxinfer <command> [options]',
     '',
-    'ONNX inference for Node.js on tract.',
+    'ML inference for Node.js on Rust engines: ONNX on tract, sentence embeddings on candle.',
     '',
     'Commands:',
     ...names.map((n) => `  ${n.padEnd(width)}  ${COMMANDS[n]!.summary}`),

@@ -268,6 +268,24 @@ impl<M: Send + Sync + 'static> Drop for Handle<M> {
     }
 }
 
+/// A model held through the cache or owned outright (a load with the cache turned off).
+pub enum Held<M: Send + Sync + 'static> {
+    Cached(Handle<M>),
+    Owned(Arc<M>),
+}
+
+impl<M: Send + Sync + 'static> Held<M> {
+    pub fn load(use_cache: bool, cached: impl FnOnce() -> Result<Handle<M>>, owned: impl FnOnce() -> Result<M>) -> Result<Self> {
+        if use_cache { cached().map(Held::Cached) } else { owned().map(|m| Held::Owned(Arc::new(m))) }
+    }
+    pub fn model(&self) -> &Arc<M> {
+        match self {
+            Held::Cached(h) => h.model(),
+            Held::Owned(m) => m,
+        }
+    }
+}
+
 fn same_model<M: 'static>(a: &AnyModel, b: &Arc<M>) -> bool {
     std::ptr::eq(Arc::as_ptr(a) as *const u8, Arc::as_ptr(b) as *const u8)
 }

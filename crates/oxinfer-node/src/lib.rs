@@ -1,10 +1,13 @@
 //! The napi-rs binding of oxinfer-core. It converts JS values, schedules work on the libuv
 //! pool and maps errors; it holds no ML logic.
 
+mod cache;
+mod embedder;
 mod error;
 mod tensor;
 mod tract_model;
 
+pub use embedder::{NativeCancelToken, NativeCandleEmbedder};
 pub use tract_model::{NativeTractModel, NativeTractSession};
 
 /// Panics inside the engines are caught and returned as ERR_ENGINE errors that carry the panic

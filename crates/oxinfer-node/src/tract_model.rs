@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use oxinfer_core::cache::Held;
 use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession};
 use oxinfer_core::{DType, Dim, Error, ErrorCode, TensorInfo};
 
@@ -47,6 +48,8 @@ pub struct NativeLoadOptions {
     pub threads: Option<u32>,
     /// Inputs fixed to a value at load time.
     pub constants: Option<Vec<NativeFeed>>,
+    /// Load through the model cache (default true).
+    pub cache: Option<bool>,
 }
 
 #[napi(object)]
@@ -85,13 +88,14 @@ pub struct LoadTask {
     inputs: Vec<(String, InputSpec)>,
     threads: Option<usize>,
     constants: Vec<NativeFeed>,
+    cache: bool,
 }
 
 impl Task for LoadTask {
-    type Output = TractModel;
+    type Output = Held<TractModel>;
     type JsValue = NativeTractModel;
 
-    fn compute(&mut self) -> napi::Result<TractModel> {
+    fn compute(&mut self) -> napi::Result<Held<TractModel>> {
         let source = match &self.source {
             Either::A(path) => ModelSource::Path(std::path::Path::new(path)),
             Either::B(bytes) => ModelSource::Bytes(bytes),
@@ -102,10 +106,15 @@ impl Task for LoadTask {
             constants: converted.feeds(&self.constants),
             threads: self.threads,
         };
-        TractModel::load(source, &options).js()
+        Held::load(
+            self.cache,
+            || TractModel::load_cached(source, &options),
+            || TractModel::load(source, &options),
+        )
+        .js()
     }
 
-    fn resolve(&mut self, _env: Env, model: TractModel) -> napi::Result<NativeTractModel> {
+    fn resolve(&mut self, _env: Env, model: Held<TractModel>) -> napi::Result<NativeTractModel> {
         Ok(NativeTractModel::new(model))
     }
 }
@@ -122,13 +131,14 @@ pub fn load_tract_model(
         inputs: input_specs(&options)?,
         threads: options.threads.map(|t| t as usize),
         constants: options.constants.unwrap_or_default(),
+        cache: options.cache.unwrap_or(true),
     };
     Ok(AsyncTask::with_optional_signal(task, signal))
 }
 
 #[napi]
 pub struct NativeTractModel {
-    model: Mutex<Option<Arc<TractModel>>>,
+    model: Mutex<Option<Held<TractModel>>>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
     sha256: String,
@@ -137,20 +147,21 @@ pub struct NativeTractModel {
 }
 
 impl NativeTractModel {
-    fn new(model: TractModel) -> Self {
+    fn new(held: Held<TractModel>) -> Self {
+        let model = held.model();
         NativeTractModel {
             inputs: model.inputs().to_vec(),
             outputs: model.outputs().to_vec(),
             sha256: model.sha256().to_string(),
             ops: model.ops().iter().map(|o| (o.op.clone(), o.count)).collect(),
             threads: model.threads(),
-            model: Mutex::new(Some(Arc::new(model))),
+            model: Mutex::new(Some(held)),
         }
     }
 
     fn get(&self) -> napi::Result<Arc<TractModel>> {
         let slot = self.model.lock().unwrap_or_else(|p| p.into_inner());
-        slot.clone().ok_or_else(|| to_js(Error::disposed("the model")))
+        slot.as_ref().map(|h| Arc::clone(h.model())).ok_or_else(|| to_js(Error::disposed("the model")))
     }
 }
 

@@ -6,7 +6,7 @@
 //! The whole batch goes through as one tensor: one upload of the ids and mask, one matmul per
 //! projection over all B*S tokens, no per-row host round trips.
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use super::config::{Activation, BertConfig};

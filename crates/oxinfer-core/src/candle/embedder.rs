@@ -123,6 +123,21 @@ impl Embedder {
         guard(ErrorCode::ModelLoad, "loading the embedder", || Self::load_unguarded(dir, options))
     }
 
+    /// Loads through the process-wide model cache (same folder, files and options: same model).
+    pub fn load_cached(dir: &Path, options: &EmbedderOptions) -> Result<crate::cache::Handle<Embedder>> {
+        let files = ModelFiles::in_dir(dir)?;
+        let mut key = String::from("candle:");
+        for f in [&files.config, &files.tokenizer, &files.weights] {
+            let id = crate::cache::file_identity(f)
+                .map_err(|e| Error::model_load(format!("cannot read {}: {e}", f.display())))?;
+            key.push_str(&id);
+            key.push('|');
+        }
+        let threads = options.threads.unwrap_or_else(crate::threads::available_cpus);
+        key.push_str(&format!("{:?}|threads={threads}", EmbedderOptions { threads: None, ..options.clone() }));
+        crate::cache::global().acquire("candle", key, || Embedder::load(dir, options))
+    }
+
     fn load_unguarded(dir: &Path, o: &EmbedderOptions) -> Result<Embedder> {
         let files = ModelFiles::in_dir(dir)?;
         let config = read_bert_config(&files.config)?;

@@ -60,6 +60,7 @@ pub struct TractModel {
     sha256: String,
     ops: Vec<OpCount>,
     threads: usize,
+    file_bytes: usize,
 }
 
 impl TractModel {
@@ -93,6 +94,16 @@ impl TractModel {
     }
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Loads through the process-wide model cache: the same source and options give the same
+    /// model, and concurrent loads of one key load once.
+    pub fn load_cached(
+        source: ModelSource<'_>,
+        options: &LoadOptions<'_>,
+    ) -> Result<crate::cache::Handle<TractModel>> {
+        let key = cache_key(source, options)?;
+        crate::cache::global().acquire("tract", key, || TractModel::load(source, options))
     }
 
     pub(crate) fn input_index(&self, name: &str) -> Option<usize> {
@@ -164,7 +175,7 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
     let plan = typed
         .into_runnable_with_options(&run_options)
         .map_err(|e| fail("plan", &e))?;
-    Ok(TractModel { plan, inputs, outputs, sha256, ops, threads })
+    Ok(TractModel { plan, inputs, outputs, sha256, ops, threads, file_bytes: bytes.len() })
 }
 
 fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) -> Result<()> {
@@ -325,4 +336,34 @@ fn count_ops(model: &InferenceModel) -> Vec<OpCount> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl crate::cache::Weigh for TractModel {
+    /// The file's size: an estimate (tract's optimized plan is usually of that order).
+    fn bytes(&self) -> usize {
+        self.file_bytes
+    }
+}
+
+/// The cache key of a load: where the model comes from (a file's path, size and mtime, or the
+/// bytes' hash) and every option that changes the loaded plan.
+fn cache_key(source: ModelSource<'_>, options: &LoadOptions<'_>) -> Result<String> {
+    let origin = match source {
+        ModelSource::Path(p) => crate::cache::file_identity(p).map_err(|e| {
+            Error::model_load(format!("cannot read model file '{}': {e}", p.display()))
+        })?,
+        ModelSource::Bytes(b) => format!("bytes:{}", hex(&Sha256::digest(b))),
+    };
+    let threads = options.threads.unwrap_or_else(available_cpus);
+    let mut key = format!("tract:{origin}|threads={threads}|inputs={:?}", options.inputs);
+    for c in &options.constants {
+        key.push_str(&format!(
+            "|const {}:{}{:?}={}",
+            c.name,
+            c.tensor.dtype,
+            c.tensor.shape,
+            hex(&Sha256::digest(c.tensor.data))
+        ));
+    }
+    Ok(key)
 }

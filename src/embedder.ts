@@ -1,0 +1,214 @@
+/**
+ * CandleEmbedder: sentence embeddings with a BERT-family encoder (all-MiniLM, BGE, E5, ...)
+ * through candle, as sentence-transformers computes them: tokenize (truncating to
+ * `maxLength`), encode, mean-pool over real tokens (or take [CLS]), L2-normalize.
+ *
+ * ```ts
+ * const emb = await CandleEmbedder.load('models/all-MiniLM-L6-v2');
+ * const m = await emb.embed(['a cat sits', 'a dog runs']);
+ * m.row(0); // Float32Array view of the first vector, no copy
+ * ```
+ */
+import type { NativeCandleEmbedder, NativeEmbeddings } from '../index';
+import { call, callAsync } from './call';
+import { DisposedError, InputDtypeError, InputShapeError, ModelLoadError } from './errors';
+import { native } from './native';
+
+export type EmbedderDevice = 'cpu' | 'cuda' | `cuda:${number}` | 'metal' | 'auto';
+export type EmbedderDType = 'float32' | 'float16' | 'bfloat16';
+export type Pooling = 'mean' | 'cls';
+
+export interface EmbedderLoadOptions {
+  /** Where the encoder runs (default 'cpu'). 'auto' picks a GPU when this build has one. */
+  device?: EmbedderDevice;
+  /** Compute precision of the encoder (default 'float32'); pooling is always float32. */
+  dtype?: EmbedderDType;
+  /**
+   * Tokens per text, [CLS]/[SEP] included; longer texts are truncated, never an error.
+   * Default: the folder's sentence_bert_config.json max_seq_length, else the model's limit.
+   */
+  maxLength?: number;
+  /** Default: the folder's 1_Pooling/config.json, else 'mean'. */
+  pooling?: Pooling;
+  /** L2-normalize vectors (default true), so a dot product is the cosine similarity. */
+  normalize?: boolean;
+  /** CPU threads for this model (default: the CPUs this process may use). */
+  threads?: number;
+  /** Texts per engine call in `embed` (default 32). */
+  batchSize?: number;
+  /** Load through the model cache (default true). See `cache`. */
+  cache?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface EmbedOptions {
+  signal?: AbortSignal;
+  /** Overrides the embedder's batchSize for this call. */
+  batchSize?: number;
+}
+
+/** Token ids (and optionally the attention mask) of `rows` texts padded to `seq`. */
+export interface TokenBatch {
+  ids: Int32Array | BigInt64Array;
+  /** 1 for tokens, 0 for padding; default all ones. */
+  attentionMask?: Int32Array | BigInt64Array;
+  shape: [rows: number, seq: number];
+}
+
+/** `rows` vectors of `dims` floats in one row-major Float32Array. */
+export class Embeddings {
+  constructor(
+    readonly data: Float32Array,
+    readonly rows: number,
+    readonly dims: number,
+  ) {}
+
+  /** Row `i` as a view of `data` (no copy). */
+  row(i: number): Float32Array {
+    if (!Number.isInteger(i) || i < 0 || i >= this.rows) {
+      throw new RangeError(`row ${String(i)} is out of range (0..${this.rows - 1})`);
+    }
+    return this.data.subarray(i * this.dims, (i + 1) * this.dims);
+  }
+
+  *[Symbol.iterator](): IterableIterator<Float32Array> {
+    for (let i = 0; i < this.rows; i++) yield this.row(i);
+  }
+}
+
+/** Cosine similarity of two vectors (for normalized vectors, their dot product). */
+export function cosineSimilarity(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new RangeError(`vectors differ in length: ${a.length} vs ${b.length}`);
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
+}
+
+function positiveInt(what: string, v: number | undefined): void {
+  if (v !== undefined && (!Number.isInteger(v) || v < 1)) {
+    throw new ModelLoadError(`${what} must be a positive integer, got ${String(v)}`);
+  }
+}
+
+function batchSizeOf(v: number | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (!Number.isInteger(v) || v < 1) throw new InputShapeError(`batchSize must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+const toEmbeddings = (n: NativeEmbeddings) => new Embeddings(n.data, n.rows, n.dims);
+
+export class CandleEmbedder {
+  /** Vector size. */
+  readonly dims: number;
+  /** Tokens per text after truncation. */
+  readonly maxLength: number;
+  /** The device in use ('auto' resolved to what answered). */
+  readonly device: 'cpu' | 'cuda' | `cuda:${number}` | 'metal';
+  readonly dtype: EmbedderDType;
+  readonly pooling: Pooling;
+  readonly normalize: boolean;
+  readonly threads: number;
+  readonly batchSize: number;
+  #native: NativeCandleEmbedder;
+  #disposed = false;
+
+  private constructor(n: NativeCandleEmbedder, batchSize: number) {
+    this.#native = n;
+    this.dims = n.dims;
+    this.maxLength = n.maxLength;
+    this.device = n.device as CandleEmbedder['device'];
+    this.dtype = n.dtype as EmbedderDType;
+    this.pooling = n.pooling as Pooling;
+    this.normalize = n.normalize;
+    this.threads = n.threads;
+    this.batchSize = batchSize;
+  }
+
+  /** Loads a model folder (config.json, tokenizer.json, model.safetensors) off the JS thread. */
+  static async load(dir: string, options: EmbedderLoadOptions = {}): Promise<CandleEmbedder> {
+    if (typeof dir !== 'string') throw new ModelLoadError('CandleEmbedder.load takes the model folder path (a string)');
+    positiveInt('load option maxLength', options.maxLength);
+    positiveInt('load option threads', options.threads);
+    positiveInt('load option batchSize', options.batchSize);
+    const n = await callAsync(
+      () =>
+        native().loadCandleEmbedder(
+          dir,
+          {
+            device: options.device,
+            dtype: options.dtype,
+            maxLength: options.maxLength,
+            pooling: options.pooling,
+            normalize: options.normalize,
+            threads: options.threads,
+            cache: options.cache,
+          },
+          options.signal,
+        ),
+      options.signal,
+    );
+    return new CandleEmbedder(n, options.batchSize ?? 32);
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /**
+   * Embeds texts off the JS thread, `batchSize` texts per engine call (similar lengths are
+   * batched together). Resolves with one matrix, row i for texts[i]. An empty list gives an
+   * empty matrix. Aborting stops the work between batches and rejects with ERR_ABORTED.
+   */
+  embed(texts: readonly string[], options: EmbedOptions = {}): Promise<Embeddings> {
+    return this.#start(options, (token, batch) => {
+      if (!Array.isArray(texts)) throw new InputDtypeError('embed takes an array of strings');
+      texts.forEach((t, i) => {
+        if (typeof t !== 'string') throw new InputDtypeError(`texts[${i}] is ${t === null ? 'null' : typeof t}, expected a string`);
+      });
+      return this.#native.embed(texts as string[], batch, token);
+    });
+  }
+
+  /** Embeds pre-tokenized input (ids from your own tokenizer), `shape` = [rows, seq]. */
+  embedTokens(tokens: TokenBatch, options: EmbedOptions = {}): Promise<Embeddings> {
+    return this.#start(options, (token, batch) => {
+      const { ids, attentionMask, shape } = tokens ?? ({} as TokenBatch);
+      const intArray = (v: unknown) => v instanceof Int32Array || v instanceof BigInt64Array;
+      if (!intArray(ids)) throw new InputDtypeError('embedTokens: ids must be an Int32Array or a BigInt64Array');
+      if (attentionMask !== undefined && !intArray(attentionMask)) {
+        throw new InputDtypeError('embedTokens: attentionMask must be an Int32Array or a BigInt64Array');
+      }
+      const ok = Array.isArray(shape) && shape.length === 2 && shape.every((d) => Number.isInteger(d) && d >= 0 && d < 2 ** 32);
+      if (!ok) throw new InputShapeError(`embedTokens: shape must be [rows, seq] of non-negative integers, got ${JSON.stringify(shape)}`);
+      return this.#native.embedTokens(ids, attentionMask, shape[0], shape[1], batch, token);
+    });
+  }
+
+  #start(options: EmbedOptions, f: (token: InstanceType<ReturnType<typeof native>['NativeCancelToken']>, batch: number) => Promise<NativeEmbeddings>): Promise<Embeddings> {
+    const { signal } = options;
+    return callAsync(() => {
+      if (this.#disposed) throw new DisposedError('the embedder was disposed; load it again to use it');
+      const batch = batchSizeOf(options.batchSize, this.batchSize);
+      const token = new (native().NativeCancelToken)();
+      const cancel = () => token.cancel();
+      signal?.addEventListener('abort', cancel, { once: true });
+      const done = () => signal?.removeEventListener('abort', cancel);
+      const work = f(token, batch);
+      work.then(done, done);
+      return work.then(toEmbeddings);
+    }, signal);
+  }
+
+  /** Releases this handle; the model is freed when no other handle (cache) or call holds it. */
+  async dispose(): Promise<void> {
+    this.#disposed = true;
+    call(() => this.#native.dispose());
+  }
+}
