@@ -10,6 +10,7 @@ Writes (all deterministic, fixed seeds):
     cnn.onnx                   small image CNN, image[N,3,32,32] -> probs[N,10]
     encoder.onnx               tiny BERT-style encoder (hidden 64, 2 layers)
     encoder-minilm.onnx        MiniLM-L6 shaped encoder (random weights)
+    minilm.onnx                the same graph with all-MiniLM-L6-v2's trained weights
     add.onnx                   c = a + b, float32[1]
     dtypes.onnx                one input/output pair per supported dtype
     reference/<model>/...      sample inputs + outputs of the models above,
@@ -288,9 +289,10 @@ def build_cnn() -> onnx.ModelProto:
 
 def build_encoder(*, name: str, vocab: int, hidden: int, layers: int, heads: int,
                   ffn: int, max_pos: int, type_vocab: int = 2, seed: int = 0,
-                  std: float = 0.02) -> onnx.ModelProto:
+                  std: float = 0.02, weights: dict | None = None) -> onnx.ModelProto:
     """BERT encoder from plain opset-17 ops. Random N(0, std) weights, zero biases,
-    LayerNorm gamma=1/beta=0, like BERT's initializer."""
+    LayerNorm gamma=1/beta=0, like BERT's initializer; or, with `weights`, a trained BERT's
+    parameters by their ONNX names here (see bert_weights)."""
     assert hidden % heads == 0
     head_dim = hidden // heads
     rng = np.random.default_rng(seed)
@@ -299,8 +301,13 @@ def build_encoder(*, name: str, vocab: int, hidden: int, layers: int, heads: int
     inits: list[onnx.TensorProto] = []
 
     def w(n, shape):
-        inits.append(init(n, (rng.standard_normal(shape) * std).astype(f32)))
+        arr = weights[n] if weights is not None else (rng.standard_normal(shape) * std).astype(f32)
+        assert arr.shape == tuple(shape), (n, arr.shape, shape)
+        inits.append(init(n, arr))
         return n
+
+    def param(n, arr):  # biases and LayerNorm parameters: given, or BERT's initial values
+        return const(n, weights[n] if weights is not None else arr)
 
     def const(n, arr):
         inits.append(init(n, np.asarray(arr)))
@@ -311,13 +318,13 @@ def build_encoder(*, name: str, vocab: int, hidden: int, layers: int, heads: int
         return out
 
     def layer_norm(x, prefix):
-        g = const(f"{prefix}.gamma", np.ones(hidden, f32))
-        b = const(f"{prefix}.beta", np.zeros(hidden, f32))
+        g = param(f"{prefix}.gamma", np.ones(hidden, f32))
+        b = param(f"{prefix}.beta", np.zeros(hidden, f32))
         return node("LayerNormalization", [x, g, b], f"{prefix}.out", axis=-1, epsilon=1e-12)
 
     def linear(x, prefix, d_in, d_out):
         W = w(f"{prefix}.W", (d_in, d_out))
-        B = const(f"{prefix}.B", np.zeros(d_out, f32))
+        B = param(f"{prefix}.B", np.zeros(d_out, f32))
         return node("Add", [node("MatMul", [x, W], f"{prefix}.mm"), B], f"{prefix}.out")
 
     # shared constants
@@ -383,6 +390,44 @@ def build_encoder(*, name: str, vocab: int, hidden: int, layers: int, heads: int
         initializer=inits,
     )
     return make_model(graph)
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The float32 tensors of a .safetensors file (8-byte header size, JSON header, data)."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for key, t in header.items():
+        if key == "__metadata__" or t["dtype"] != "F32":  # e.g. BERT's int64 position_ids buffer
+            continue
+        a, b = t["data_offsets"]
+        out[key] = np.frombuffer(raw[8 + n + a:8 + n + b], np.float32).reshape(t["shape"])
+    return out
+
+
+def bert_weights(st: dict[str, np.ndarray], layers: int) -> dict[str, np.ndarray]:
+    """Maps transformers' BERT parameter names to build_encoder's (Linear weights transposed:
+    torch stores (out, in), MatMul here takes (in, out))."""
+    st = {k.removeprefix("bert."): v for k, v in st.items()}
+    w = {
+        "emb.word": st["embeddings.word_embeddings.weight"],
+        "emb.pos": st["embeddings.position_embeddings.weight"],
+        "emb.type": st["embeddings.token_type_embeddings.weight"],
+        "emb.ln.gamma": st["embeddings.LayerNorm.weight"],
+        "emb.ln.beta": st["embeddings.LayerNorm.bias"],
+    }
+    for i in range(layers):
+        p, t = f"l{i}", f"encoder.layer.{i}."
+        for ours, theirs in [("q", "attention.self.query"), ("k", "attention.self.key"),
+                             ("v", "attention.self.value"), ("attn_out", "attention.output.dense"),
+                             ("ffn1", "intermediate.dense"), ("ffn2", "output.dense")]:
+            w[f"{p}.{ours}.W"] = np.ascontiguousarray(st[t + theirs + ".weight"].T)
+            w[f"{p}.{ours}.B"] = st[t + theirs + ".bias"]
+        for ours, theirs in [("attn_ln", "attention.output.LayerNorm"), ("ffn_ln", "output.LayerNorm")]:
+            w[f"{p}.{ours}.gamma"] = st[t + theirs + ".weight"]
+            w[f"{p}.{ours}.beta"] = st[t + theirs + ".bias"]
+    return w
 
 
 ENCODERS = {
@@ -496,6 +541,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".cache/fixtures", help="output folder (default: %(default)s)")
     ap.add_argument("--skip-conformance", action="store_true", help="only build the hand-made models")
+    ap.add_argument("--minilm", default=".cache/models/all-MiniLM-L6-v2",
+                    help="all-MiniLM-L6-v2 folder (scripts/fetch_models.py) for minilm.onnx (default: %(default)s)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -522,6 +569,25 @@ def main() -> int:
             "reference_shapes": ref,
         }
         print(f"wrote {fn} ({summary_models[fn]['bytes']} bytes)", file=sys.stderr)
+
+    # The real all-MiniLM-L6-v2 as ONNX (same graph as encoder-minilm.onnx, trained weights):
+    # tract, onnxruntime and the candle embedder side by side on the same weights.
+    st = Path(args.minilm) / "model.safetensors"
+    if st.is_file():
+        cfg = {**ENCODERS["encoder-minilm.onnx"], "name": "all_minilm_l6_v2"}
+        model = build_encoder(**cfg, weights=bert_weights(read_safetensors(st), cfg["layers"]))
+        save_model(model, out / "minilm.onnx")
+        summary_models["minilm.onnx"] = {
+            "bytes": (out / "minilm.onnx").stat().st_size,
+            "sha256": sha256(out / "minilm.onnx"),
+            "opset": OPSET,
+            "weights": str(st),
+            "inputs": [vi_desc(v) for v in model.graph.input],
+            "outputs": [vi_desc(v) for v in model.graph.output],
+        }
+        print(f"wrote minilm.onnx ({summary_models['minilm.onnx']['bytes']} bytes)", file=sys.stderr)
+    else:
+        print(f"no {st}: minilm.onnx not written (run scripts/fetch_models.py)", file=sys.stderr)
 
     conf = None
     if not args.skip_conformance:
