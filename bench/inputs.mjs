@@ -55,3 +55,20 @@ export function expectClose(what, a, b, tol) {
   if (!(d <= tol)) throw new Error(`correctness check failed: ${what}: max abs diff ${d} > ${tol}`);
   return d;
 }
+
+/** Masked mean pooling then L2 normalization (all-ones masks here), as sentence-transformers. */
+export function meanPoolNormalize(hidden, n, s, dims) {
+  const out = new Float32Array(n * dims);
+  for (let r = 0; r < n; r++) {
+    const v = out.subarray(r * dims, (r + 1) * dims);
+    for (let t = 0; t < s; t++) {
+      const at = (r * s + t) * dims;
+      for (let d = 0; d < dims; d++) v[d] += hidden[at + d];
+    }
+    let norm = 0;
+    for (let d = 0; d < dims; d++) norm += v[d] * v[d];
+    norm = Math.sqrt(norm);
+    for (let d = 0; d < dims; d++) v[d] /= norm;
+  }
+  return out;
+}

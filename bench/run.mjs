@@ -4,7 +4,7 @@
  * intra-op thread count. Each case warms up, then runs N repetitions (interleaved between the
  * engines) and reports the median with min/max. See bench/README.md.
  *
- *   node bench/run.mjs [--quick] [--only call,silero,encoder,cnn,stall,concurrency]
+ *   node bench/run.mjs [--quick] [--only call,silero,encoder,candle,cnn,stall,concurrency]
  *                      [--threads N] [--reps N] [--no-write]
  */
 import { existsSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bertInputs, expectClose, randomF32, vadFrames } from './inputs.mjs';
+import { bertInputs, expectClose, meanPoolNormalize, randomF32, vadFrames } from './inputs.mjs';
 import { describeMachine } from './machine.mjs';
 import { spread, table, verdict, writeResults } from './report.mjs';
 import { calibrate, interleave, summarize, timeMs } from './stats.mjs';
@@ -25,7 +25,7 @@ const SILERO = join(ROOT, 'models', 'silero_vad_v5.onnx');
 const SPEECH = join(ROOT, 'assets', 'speech.wav');
 
 // ---- command line ---------------------------------------------------------------------------
-const CASES = ['call', 'silero', 'encoder', 'cnn', 'stall', 'concurrency'];
+const CASES = ['call', 'silero', 'encoder', 'candle', 'cnn', 'stall', 'concurrency'];
 const args = process.argv.slice(2);
 function option(name) {
   const i = args.indexOf(name);
@@ -238,7 +238,55 @@ async function caseEncoder() {
       }),
     );
   }
-  rows.push({ label: 'MiniLM batch 32, S=128: candle embedder', unit: 'sentences/s', note: 'n/a (candle engine not built yet)' });
+  return rows;
+}
+
+/**
+ * all-MiniLM-L6-v2 with its trained weights, S = 128: the candle embedder (embedTokens: encoder,
+ * mean pooling, normalization) against onnxruntime on the same weights as ONNX (minilm.onnx,
+ * pooled in JS, which costs it nothing measurable), and tract on that ONNX.
+ */
+async function caseCandle() {
+  const dir = join(ROOT, '.cache', 'models', 'all-MiniLM-L6-v2');
+  if (!existsSync(join(dir, 'model.safetensors'))) throw new Error(`missing ${dir}: run \`node scripts/fixtures.mjs\``);
+  const path = fixture('minilm.onnx');
+  const emb = await ox.CandleEmbedder.load(dir, { threads, cache: false });
+  const model = await oxLoad(path);
+  const session = await ortLoad(path);
+  const rows = [];
+  for (const n of [1, 32]) {
+    const x = bertInputs(n, 128, 200 + n);
+    const tokens = { ids: x.ids, attentionMask: x.mask, shape: [n, 128] };
+    const pooled = (hidden) => meanPoolNormalize(hidden, n, 128, 384);
+    const want = pooled((await session.run(ortBert(x))).last_hidden_state.data);
+    const dCandle = expectClose(`candle batch ${n} vs ort`, (await emb.embedTokens(tokens, { batchSize: n })).data, want, 1e-4);
+    const dTract = expectClose(`tract batch ${n} vs ort`, pooled((await model.run(oxBert(x))).last_hidden_state.data), want, 1e-4);
+    const runs = n === 1 ? P.encB1Runs : 1;
+    const rate = (ms) => (n * runs) / (ms / 1000);
+    const timed = (key, once) => ({
+      key,
+      warmup: once,
+      rep: async () => rate(await timeMs(async () => { for (let i = 0; i < runs; i++) await once(); })),
+    });
+    const r = await interleave(
+      [
+        timed('candle', () => emb.embedTokens(tokens, { batchSize: n })),
+        timed('tract', async () => pooled((await model.run(oxBert(x))).last_hidden_state.data)),
+        timed('ort', async () => pooled((await session.run(ortBert(x))).last_hidden_state.data)),
+      ],
+      n === 1 ? P.reps : P.slowReps,
+    );
+    const extra = `${runs} call(s) of batch ${n} per repetition; pooled vectors max |Δ| vs ort: candle ${dCandle.toExponential(1)}, tract ${dTract.toExponential(1)}`;
+    rows.push(
+      row(`all-MiniLM-L6-v2 batch ${n}, S=128: candle embedder vs ort`, 'sentences/s', 'higher', r.candle, r.ort, {
+        target: n === 32 ? { on: 'ratio', op: '>=', value: 1.0 } : undefined,
+        extra,
+      }),
+      row(`all-MiniLM-L6-v2 batch ${n}, S=128: tract run vs ort`, 'sentences/s', 'higher', r.tract, r.ort, { extra }),
+    );
+  }
+  await emb.dispose();
+  await session.release();
   return rows;
 }
 
@@ -367,7 +415,7 @@ async function caseConcurrency() {
   ];
 }
 
-const RUNNERS = { call: caseCall, silero: caseSilero, encoder: caseEncoder, cnn: caseCnn, stall: caseStall, concurrency: caseConcurrency };
+const RUNNERS = { call: caseCall, silero: caseSilero, encoder: caseEncoder, candle: caseCandle, cnn: caseCnn, stall: caseStall, concurrency: caseConcurrency };
 
 // ---- main -------------------------------------------------------------------------------------
 const started = new Date();

@@ -21,7 +21,38 @@ function oxinfer(...args: string[]) {
 const tmp = mkdtempSync(join(tmpdir(), 'oxinfer-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
+const MINILM = join(ROOT, '.cache', 'models', 'all-MiniLM-L6-v2');
+
 describe('oxinfer CLI', () => {
+  it('embed prints dims, norms and pairwise similarities (related sentences score higher)', () => {
+    const texts = ['A cat sleeps on the sofa.', 'A kitten naps on the couch.', 'Interest rates rose again.'];
+    const r = oxinfer('embed', '--model', MINILM, '--threads', '2', '--json', ...texts);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      dims: number;
+      texts: Array<{ text: string; norm: number; vector: number[] }>;
+      similarities: Array<{ a: number; b: number; cosine: number }>;
+    };
+    expect(out.dims).toBe(384);
+    expect(out.texts.map((t) => t.text)).toEqual(texts);
+    for (const t of out.texts) expect(t.norm).toBeCloseTo(1, 5);
+    const sim = (a: number, b: number) => out.similarities.find((s) => s.a === a && s.b === b)!.cosine;
+    expect(sim(0, 1)).toBeGreaterThan(sim(0, 2) + 0.3);
+    const text = oxinfer('embed', '--model', MINILM, '--threads', '2', ...texts);
+    expect(text.status).toBe(0);
+    expect(text.stdout).toMatch(/3 texts, 384 dims, cpu float32, mean pooling/);
+    expect(text.stdout).toMatch(/\[0\] ~ \[1\]  0\.\d{4}/);
+  });
+
+  it('embed without --model or texts is a usage error; a bad folder is an error naming it', () => {
+    expect(oxinfer('embed', 'hello').status).toBe(2);
+    expect(oxinfer('embed', '--model', MINILM).status).toBe(2);
+    const bad = oxinfer('embed', '--model', join(ROOT, 'models'), 'hello');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/config\.json is missing.*ERR_MODEL_LOAD/);
+  });
+
   it('inspect --json lists the Silero inputs and the file hash', () => {
     // Silero needs its sample rate fixed (it selects the 16 kHz graph) and its window shape.
     const r = oxinfer('inspect', 'models/silero_vad_v5.onnx', '--shape', 'input=1,576', '--shape', 'state=2,1,128', '--const', 'sr=16000', '--json');
