@@ -45,6 +45,17 @@ describe('oxinfer CLI', () => {
     expect(text.stdout).toMatch(/\[0\] ~ \[1\]  0\.\d{4}/);
   });
 
+  it("the README's semantic-search example ranks the cat sentences first", () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'examples', 'semantic-search.mjs'), MINILM], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { ranked: Array<{ text: string; score: number }> };
+    expect(out.ranked.slice(0, 2).map((x) => x.text).sort()).toEqual(['Kittens love to nap in the sun.', 'The cat sits on the mat.']);
+  });
+
   it('embed without --model or texts is a usage error; a bad folder is an error naming it', () => {
     expect(oxinfer('embed', 'hello').status).toBe(2);
     expect(oxinfer('embed', '--model', MINILM).status).toBe(2);

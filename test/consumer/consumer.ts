@@ -36,6 +36,18 @@ import {
   type TensorInfo,
   type TensorInput,
   type TractLoadOptions,
+  CandleEmbedder,
+  Embeddings,
+  cosineSimilarity,
+  cache,
+  type CacheStats,
+  type CacheEntry,
+  type EmbedderLoadOptions,
+  type EmbedOptions,
+  type TokenBatch,
+  type EmbedderDevice,
+  type EmbedderDType,
+  type Pooling,
 } from 'oxinfer';
 import { readFileSync } from 'node:fs';
 
@@ -177,4 +189,34 @@ export async function main(): Promise<void> {
   // @ts-expect-error: runBatch takes an array of feeds objects
   await model.runBatch(feeds);
   console.log(badType, badCode);
+}
+
+export async function embeddings(): Promise<void> {
+  const device: EmbedderDevice = 'auto';
+  const dtype: EmbedderDType = 'float16';
+  const pooling: Pooling = 'cls';
+  const options: EmbedderLoadOptions = { device, dtype, pooling, maxLength: 128, normalize: true, threads: 2, batchSize: 16, cache: false };
+  const emb: CandleEmbedder = await CandleEmbedder.load('models/all-MiniLM-L6-v2', options);
+  const eo: EmbedOptions = { signal: AbortSignal.timeout(1000), batchSize: 8 };
+  const m: Embeddings = await emb.embed(['a', 'b'], eo);
+  const row: Float32Array = m.row(0);
+  for (const v of m) console.log(cosineSimilarity(row, v));
+  const tokens: TokenBatch = { ids: new Int32Array([101, 102]), attentionMask: new Int32Array([1, 1]), shape: [1, 2] };
+  const fromTokens: Embeddings = await emb.embedTokens(tokens);
+  const used: 'cpu' | 'cuda' | `cuda:${number}` | 'metal' = emb.device;
+  const stats: CacheStats = cache.stats();
+  const entries: CacheEntry[] = stats.entries;
+  cache.setBudget(1 << 30);
+  cache.setBudget(null);
+  cache.clear();
+  console.log(m.data, m.rows, m.dims, fromTokens, used, entries, emb.dims, emb.maxLength);
+  await emb.dispose();
+  // @ts-expect-error: texts are strings
+  await emb.embed([1, 2]);
+  // @ts-expect-error: not a device
+  await CandleEmbedder.load('dir', { device: 'tpu' });
+  // @ts-expect-error: pooling is mean or cls
+  await CandleEmbedder.load('dir', { pooling: 'max' });
+  // @ts-expect-error: ids are integers
+  await emb.embedTokens({ ids: new Float32Array(2), shape: [1, 2] });
 }
