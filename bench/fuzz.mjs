@@ -2,7 +2,7 @@
 // may crash the process.
 //
 //   node bench/fuzz.mjs [--cases 10000] [--seed 1] [--report FILE] [--jobs 1] [--chunk 250]
-//                       [--timeout-ms 5000] [--max-rss-mb 4096] [--kind onnx]
+//                       [--timeout-ms 5000] [--max-rss-mb 4096] [--kind onnx|safetensors|tokenizer]
 //   node bench/fuzz.mjs --replay FILE        # one file, in this process: its outcome
 //
 // Seeds: the generated fixtures (add, cnn, dtypes, encoder), the committed Silero VAD model and
@@ -10,7 +10,14 @@
 // seed i unmodified; every later case is one seed (or two, spliced) under 1-3 mutations drawn
 // from a PRNG seeded by (--seed, i), so any case can be rebuilt alone from its number.
 //
-// Each case: `TractModel.load(bytes)`; if it loads, one run with zero-filled inputs built from
+// --kind safetensors / tokenizer: the seed is tiny-bert/'s model.safetensors or tokenizer.json
+// (scripts/gen_fixtures.py); mutations are the raw ones plus header-aware ones (safetensors: the
+// 8-byte header length, each tensor's dtype / shape / data_offsets, deleted and renamed entries,
+// truncated data) or JSON-aware ones (tokenizer: a node replaced by a hostile number, string,
+// null, other type, 100,000-deep nesting, deleted, vocab ids duplicated or huge). A case writes
+// the file into a copy of tiny-bert/, loads it with CandleEmbedder and embeds four texts.
+//
+// --kind onnx, each case: `TractModel.load(bytes)`; if it loads, one run with zero-filled inputs built from
 // `model.inputs` (symbolic dims = 1; more than 2^24 elements is 'skipped-huge'). A load or run
 // taking longer than --timeout-ms is 'slow' (the worker exits, since native work cannot be
 // cancelled, and the driver resumes after it). Errors must be OxinferErrors with a known code;
@@ -23,7 +30,8 @@
 // when it does not reproduce alone, and saves the bytes to .cache/fuzz-crashes/.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -366,6 +374,221 @@ function ensureHostile() {
   writeFileSync(stamp, want);
 }
 
+
+// --------------------------------------------------------------------------------------------
+// The candle embedder's files: model.safetensors and tokenizer.json of tiny-bert/ (a tiny BERT
+// with all-MiniLM's tokenizer, made by scripts/gen_fixtures.py). A case replaces one file of
+// the folder; the others stay valid, so the mutation is what the loader meets.
+// --------------------------------------------------------------------------------------------
+
+const TINY_BERT = join(FIXTURES, 'tiny-bert');
+
+function folderSeeds(file) {
+  const f = join(TINY_BERT, file);
+  if (!existsSync(f)) throw new Error(`missing seed ${f}: run \`node scripts/fixtures.mjs\``);
+  return [f];
+}
+
+/** The safetensors header: { n (declared JSON size), header (parsed, or null), data }. */
+function splitSafetensors(b) {
+  if (b.length < 8) return null;
+  const n = Number(new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true));
+  if (n > b.length - 8) return null;
+  try {
+    return { header: JSON.parse(new TextDecoder().decode(b.subarray(8, 8 + n))), data: b.subarray(8 + n) };
+  } catch {
+    return null;
+  }
+}
+
+function joinSafetensors(header, data) {
+  const h = new TextEncoder().encode(JSON.stringify(header));
+  const len = new Uint8Array(8);
+  new DataView(len.buffer).setBigUint64(0, BigInt(h.length), true);
+  return concat([len, h, data]);
+}
+
+const HOSTILE_JSON_NUMBERS = [-1, 0, 1, 2 ** 31, 2 ** 32 + 1, 2 ** 53, 2 ** 64, 1e308, -1e308, 0.5];
+const hostileDim = (r) => pick(r, [0, 1, 2, 3, 7, 384, 2 ** 31, 2 ** 32, 2 ** 40, 2 ** 53, -1, 1.5]);
+
+const safetensorsMutators = {
+  headerLength(b, r) {
+    const out = b.slice();
+    const v = hostileInt(r, b.length >= 8 ? new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true) : 0n);
+    if (out.length >= 8) new DataView(out.buffer).setBigUint64(0, v, true);
+    return { bytes: out, what: `header-length ${v}` };
+  },
+  tensorEntry(b, r) {
+    const st = splitSafetensors(b);
+    if (!st) return raw.bitflip(b, r);
+    const names = Object.keys(st.header).filter((k) => k !== '__metadata__');
+    if (names.length === 0) return { bytes: b, what: 'tensor-entry(none)' };
+    const name = pick(r, names);
+    const t = { ...st.header[name] };
+    const field = pick(r, ['dtype', 'shape', 'offsets', 'delete', 'rename', 'junk']);
+    const header = { ...st.header };
+    switch (field) {
+      case 'dtype':
+        t.dtype = pick(r, ['F16', 'BF16', 'F64', 'I64', 'I32', 'U8', 'BOOL', 'F8_E4M3', 'F8_E5M2', 'F4', 'X', '', 7]);
+        break;
+      case 'shape': {
+        const shape = [...(t.shape ?? [])];
+        const k = pick(r, ['set', 'push', 'pop', 'empty', 'type']);
+        if (k === 'set' && shape.length) shape[int(r, 0, shape.length - 1)] = hostileDim(r);
+        if (k === 'push') shape.push(hostileDim(r));
+        if (k === 'pop') shape.pop();
+        t.shape = k === 'empty' ? [] : k === 'type' ? pick(r, ['384', null, {}, [[1]]]) : shape;
+        break;
+      }
+      case 'offsets': {
+        const [a, z] = t.data_offsets ?? [0, 0];
+        t.data_offsets = pick(r, [[z, a], [a, z + 4], [a, st.data.length + 4], [a - 4, z], [0, 2 ** 53], [a, a], [a], [a, z, 0], 'x'].map((v) => v));
+        break;
+      }
+      case 'delete':
+        delete header[name];
+        return { bytes: joinSafetensors(header, st.data), what: `delete ${name}` };
+      case 'rename':
+        delete header[name];
+        header[`${name}.x`] = t;
+        return { bytes: joinSafetensors(header, st.data), what: `rename ${name}` };
+      case 'junk':
+        header[pick(r, ['__metadata__', 'junk', ''])] = pick(r, [{ a: 1 }, 5, 'x', null, [1, 2]]);
+        return { bytes: joinSafetensors(header, st.data), what: 'junk entry' };
+    }
+    header[name] = t;
+    return { bytes: joinSafetensors(header, st.data), what: `${field} of ${name}` };
+  },
+  dataTruncate(b, r) {
+    const st = splitSafetensors(b);
+    if (!st) return raw.truncate(b, r);
+    const keep = int(r, 0, st.data.length - 1);
+    return { bytes: b.subarray(0, b.length - st.data.length + keep), what: `data-truncate to ${keep}` };
+  },
+};
+
+/** Paths to a sample of the JSON's nodes (the big vocab is sampled, not walked whole). */
+function jsonPaths(doc, r, limit = 400) {
+  const paths = [];
+  const walk = (v, path, depth) => {
+    if (paths.length >= limit * 4 || depth > 40) return;
+    paths.push(path);
+    if (v && typeof v === 'object') {
+      const keys = Object.keys(v);
+      const sample = keys.length > 64 ? Array.from({ length: 16 }, () => pick(r, keys)) : keys;
+      for (const k of sample) walk(v[k], [...path, k], depth + 1);
+    }
+  };
+  walk(doc, [], 0);
+  return paths;
+}
+
+function deepNest(n) {
+  let v = 1;
+  for (let i = 0; i < n; i++) v = [v];
+  return v;
+}
+
+const jsonMutators = {
+  jsonValue(b, r) {
+    let doc;
+    try {
+      doc = JSON.parse(new TextDecoder().decode(b));
+    } catch {
+      return raw.bitflip(b, r);
+    }
+    const paths = jsonPaths(doc, r).filter((p) => p.length > 0);
+    if (paths.length === 0) return { bytes: b, what: 'json(empty)' };
+    const path = pick(r, paths);
+    let parent = doc;
+    for (const k of path.slice(0, -1)) parent = parent[k];
+    const key = path[path.length - 1];
+    const op = pick(r, ['number', 'string', 'null', 'type', 'delete', 'nest', 'dup-vocab']);
+    switch (op) {
+      case 'number':
+        parent[key] = pick(r, HOSTILE_JSON_NUMBERS);
+        break;
+      case 'string':
+        parent[key] = pick(r, ['', 'x'.repeat(int(r, 1, 100000)), '\u0000', '\ud800', '##', '[UNK]']);
+        break;
+      case 'null':
+        parent[key] = null;
+        break;
+      case 'type':
+        parent[key] = pick(r, [[], {}, true, [null], { type: 'Nope' }]);
+        break;
+      case 'delete':
+        if (Array.isArray(parent)) parent.splice(Number(key), 1);
+        else delete parent[key];
+        break;
+      case 'nest':
+        parent[key] = deepNest(int(r, 100, 100000));
+        break;
+      case 'dup-vocab': {
+        const vocab = doc?.model?.vocab;
+        if (vocab && typeof vocab === 'object') {
+          const keys = Object.keys(vocab);
+          vocab[pick(r, keys)] = pick(r, [vocab[pick(r, keys)], 2 ** 31, 2 ** 32 + 5, -3, 1e9]);
+        }
+        break;
+      }
+    }
+    let text;
+    try {
+      text = JSON.stringify(doc);
+    } catch {
+      return { bytes: b, what: `json ${op} (unserializable)` };
+    }
+    return { bytes: new TextEncoder().encode(text), what: `json ${op} @${path.slice(0, 4).join('.')}` };
+  },
+};
+
+let folder; // a worker's case folder: the seed folder's other files, and the mutated one
+function caseFolder() {
+  if (!folder) {
+    folder = mkdtempSync(join(tmpdir(), 'oxinfer-fuzz-folder-'));
+    for (const f of ['config.json', 'tokenizer.json', 'model.safetensors']) copyFileSync(join(TINY_BERT, f), join(folder, f));
+    process.on('exit', () => rmSync(folder, { recursive: true, force: true }));
+  }
+  return folder;
+}
+
+const TEXTS = ['hello world', '', 'Ünïcödé 😀 日本語', 'word '.repeat(300)];
+
+/** Loads the folder with `file` replaced by the case's bytes, then embeds a few texts. */
+function exerciseFolder(file) {
+  return async (bytes, timeoutMs, onStage = () => {}) => {
+    const { CandleEmbedder } = loadApi();
+    const dir = caseFolder();
+    writeFileSync(join(dir, file), bytes);
+    const t0 = performance.now();
+    let loaded;
+    try {
+      loaded = await guarded(CandleEmbedder.load(dir, { threads: 1, cache: false }), timeoutMs);
+    } catch (e) {
+      loaded = { error: e };
+    }
+    const loadMs = performance.now() - t0;
+    // Restore the valid file for the next case only after the load has read it.
+    copyFileSync(join(TINY_BERT, file), join(dir, file));
+    if (loaded.slow) return { stage: 'load', outcome: 'slow', ms: loadMs };
+    if (loaded.error) return { stage: 'load', ms: loadMs, ...classify(loaded.error) };
+    const emb = loaded.value;
+    onStage('run');
+    const t1 = performance.now();
+    let ran;
+    try {
+      ran = await guarded(emb.embed(TEXTS), timeoutMs);
+    } catch (e) {
+      ran = { error: e };
+    }
+    const runMs = performance.now() - t1;
+    if (ran.slow) return { stage: 'run', outcome: 'slow', ms: runMs, loadMs };
+    await emb.dispose();
+    return ran.error ? { stage: 'run', ms: runMs, loadMs, ...classify(ran.error) } : { stage: 'run', outcome: 'ran', ms: runMs, loadMs };
+  };
+}
+
 const KINDS = {
   onnx: {
     prepare: ensureHostile,
@@ -382,13 +605,16 @@ const KINDS = {
     mutators: MUTATORS,
     exercise: exerciseOnnx,
   },
-  // TODO(candle engine): `--kind safetensors` — seeds: .safetensors fixtures; mutators: the raw
-  // ones above plus header-aware ones (the 8-byte little-endian header length, the JSON header's
-  // dtype / shape / data_offsets: overlapping, out of range, reversed, huge); exercise: load
-  // through the candle engine's loader, then read each tensor.
-  // TODO(candle engine): `--kind tokenizer` — seeds: tokenizer.json fixtures; mutators: raw plus
-  // JSON-aware ones (wrong types, huge vocab ids, cyclic merges, deep nesting); exercise: load,
-  // then encode a few strings.
+  safetensors: {
+    seedFiles: () => folderSeeds('model.safetensors'),
+    mutators: [...Object.entries(raw), ...Object.entries(safetensorsMutators)],
+    exercise: exerciseFolder('model.safetensors'),
+  },
+  tokenizer: {
+    seedFiles: () => folderSeeds('tokenizer.json'),
+    mutators: [...Object.entries(raw), ...Object.entries(jsonMutators)],
+    exercise: exerciseFolder('tokenizer.json'),
+  },
 };
 
 let api; // the package, loaded in workers and --replay only
@@ -638,7 +864,7 @@ function runChild(from, to) {
 
 async function driver() {
   if (!KINDS[o.kind]) {
-    throw new Error(`--kind ${o.kind} is not available yet (known: ${Object.keys(KINDS).join(', ')}); safetensors and tokenizer arrive with the candle engine`);
+    throw new Error(`unknown --kind ${o.kind} (known: ${Object.keys(KINDS).join(', ')})`);
   }
   const started = Date.now();
   KINDS[o.kind].prepare?.();
@@ -697,7 +923,8 @@ async function driver() {
     }
     const c = make(suspect);
     mkdirSync(o.crashDir, { recursive: true });
-    const file = join(o.crashDir, `${o.kind}-seed${o.seed}-case${suspect}.onnx`);
+    const ext = { onnx: 'onnx', safetensors: 'safetensors', tokenizer: 'json' }[o.kind];
+    const file = join(o.crashDir, `${o.kind}-seed${o.seed}-case${suspect}.${ext}`);
     writeFileSync(file, c.bytes);
     const crash = {
       case: suspect,

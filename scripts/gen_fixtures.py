@@ -11,6 +11,8 @@ Writes (all deterministic, fixed seeds):
     encoder.onnx               tiny BERT-style encoder (hidden 64, 2 layers)
     encoder-minilm.onnx        MiniLM-L6 shaped encoder (random weights)
     minilm.onnx                the same graph with all-MiniLM-L6-v2's trained weights
+    tiny-bert/                 a tiny BERT folder (MiniLM's tokenizer, random weights) for
+                               fast embedder tests and the safetensors/tokenizer fuzzers
     add.onnx                   c = a + b, float32[1]
     dtypes.onnx                one input/output pair per supported dtype
     reference/<model>/...      sample inputs + outputs of the models above,
@@ -406,6 +408,52 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict | None = None) -> None:
+    """Writes float32 tensors in the safetensors layout (8-byte LE header size, JSON, data)."""
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, arr in tensors.items():
+        b = np.ascontiguousarray(arr, dtype=np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)  # data starts 8-aligned
+    path.write_bytes(len(h).to_bytes(8, "little") + h + b"".join(blobs))
+
+
+def build_tiny_bert(out: Path, tokenizer_json: Path) -> None:
+    """A tiny BERT folder for fast embedder tests and fuzzing: all-MiniLM's tokenizer and
+    vocabulary, hidden 32, 2 layers, random weights (seeded)."""
+    rng = np.random.default_rng(7)
+    vocab, hidden, layers, ffn, max_pos = 30522, 32, 2, 64, 128
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"model_type": "bert", "architectures": ["BertModel"], "vocab_size": vocab, "hidden_size": hidden,
+              "num_hidden_layers": layers, "num_attention_heads": 4, "intermediate_size": ffn,
+              "hidden_act": "gelu", "max_position_embeddings": max_pos, "type_vocab_size": 2,
+              "layer_norm_eps": 1e-12, "pad_token_id": 0, "position_embedding_type": "absolute"}
+    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    shutil.copyfile(tokenizer_json, out / "tokenizer.json")
+    w = lambda *shape: (rng.standard_normal(shape) * 0.05).astype(np.float32)  # noqa: E731
+    t = {"embeddings.word_embeddings.weight": w(vocab, hidden),
+         "embeddings.position_embeddings.weight": w(max_pos, hidden),
+         "embeddings.token_type_embeddings.weight": w(2, hidden),
+         "embeddings.LayerNorm.weight": np.ones(hidden, np.float32),
+         "embeddings.LayerNorm.bias": np.zeros(hidden, np.float32)}
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for name, (o, n) in {"attention.self.query": (hidden, hidden), "attention.self.key": (hidden, hidden),
+                             "attention.self.value": (hidden, hidden), "attention.output.dense": (hidden, hidden),
+                             "intermediate.dense": (ffn, hidden), "output.dense": (hidden, ffn)}.items():
+            t[p + name + ".weight"] = w(o, n)
+            t[p + name + ".bias"] = w(o)
+        for name in ["attention.output.LayerNorm", "output.LayerNorm"]:
+            t[p + name + ".weight"] = np.ones(hidden, np.float32)
+            t[p + name + ".bias"] = np.zeros(hidden, np.float32)
+    write_safetensors(out / "model.safetensors", t, {"format": "pt"})
+
+
 def bert_weights(st: dict[str, np.ndarray], layers: int) -> dict[str, np.ndarray]:
     """Maps transformers' BERT parameter names to build_encoder's (Linear weights transposed:
     torch stores (out, in), MatMul here takes (in, out))."""
@@ -586,8 +634,10 @@ def main() -> int:
             "outputs": [vi_desc(v) for v in model.graph.output],
         }
         print(f"wrote minilm.onnx ({summary_models['minilm.onnx']['bytes']} bytes)", file=sys.stderr)
+        build_tiny_bert(out / "tiny-bert", Path(args.minilm) / "tokenizer.json")
+        print("wrote tiny-bert/", file=sys.stderr)
     else:
-        print(f"no {st}: minilm.onnx not written (run scripts/fetch_models.py)", file=sys.stderr)
+        print(f"no {st}: minilm.onnx and tiny-bert/ not written (run scripts/fetch_models.py)", file=sys.stderr)
 
     conf = None
     if not args.skip_conformance:

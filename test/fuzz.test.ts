@@ -125,6 +125,21 @@ describe('mutation fuzzing (bench/fuzz.mjs) in child processes', () => {
     for (const c of Object.keys(report.typedErrors)) expect(ERROR_CODES).toContain(c);
   });
 
+  // The candle embedder's files: mutated model.safetensors and tokenizer.json in a tiny BERT
+  // folder, loaded and run through CandleEmbedder.
+  it.each([
+    ['safetensors', 150],
+    ['tokenizer', 150],
+  ])('--kind %s, %i cases: no crash, no untyped error', { timeout: 300_000 }, async (kind, cases) => {
+    const { code, report, stderr } = await fuzz(['--kind', String(kind), '--cases', String(cases), '--seed', '1', '--quiet', '--crash-dir', join(tmp, `crashes-${kind}`)]);
+    expect(report.cases, stderr).toBe(cases);
+    expect(report.crashList, 'crashes (bytes saved under the crash dir)').toEqual([]);
+    expect(report.untypedList, 'errors that are not OxinferErrors').toEqual([]);
+    expect(code).toBe(0);
+    expect(report.outcomes.ran).toBeGreaterThan(0); // some mutants still load and embed
+    expect(report.outcomes['load-error'].ERR_MODEL_LOAD).toBeGreaterThan(0);
+  });
+
   it('sees a crash, pins it to its case and saves the bytes (harness self-test)', { timeout: 120_000 }, async () => {
     const crashDir = join(tmp, 'self-test');
     const { code, report } = await fuzz(['--cases', '8', '--first', '100', '--chunk', '4', '--inject-crash', '105', '--quiet', '--crash-dir', crashDir]);

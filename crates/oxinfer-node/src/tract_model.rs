@@ -165,18 +165,36 @@ impl NativeTractModel {
     }
 }
 
-pub struct RunTask {
-    model: Arc<TractModel>,
+/// Something that runs one set of feeds: a model, or a session of one.
+pub trait Runs: Send + Sync + 'static {
+    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>]) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>>;
+}
+
+impl Runs for TractModel {
+    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>]) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
+        self.run(feeds)
+    }
+}
+
+impl Runs for TractSession {
+    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>]) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
+        self.run(feeds)
+    }
+}
+
+/// One run of a model or a session on the libuv pool.
+pub struct RunTask<R: Runs> {
+    target: Arc<R>,
     feeds: Vec<NativeFeed>,
 }
 
-impl Task for RunTask {
+impl<R: Runs> Task for RunTask<R> {
     type Output = Vec<oxinfer_core::OutputTensor>;
     type JsValue = Vec<NativeOutput>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         let converted = Converted::new(&self.feeds)?;
-        self.model.run(&converted.feeds(&self.feeds)).js()
+        self.target.run_feeds(&converted.feeds(&self.feeds)).js()
     }
 
     fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
@@ -245,8 +263,8 @@ impl NativeTractModel {
         &self,
         feeds: Vec<NativeFeed>,
         signal: Option<AbortSignal>,
-    ) -> napi::Result<AsyncTask<RunTask>> {
-        Ok(AsyncTask::with_optional_signal(RunTask { model: self.get()?, feeds }, signal))
+    ) -> napi::Result<AsyncTask<RunTask<TractModel>>> {
+        Ok(AsyncTask::with_optional_signal(RunTask { target: self.get()?, feeds }, signal))
     }
 
     #[napi]
@@ -309,25 +327,6 @@ pub struct NativeTractSession {
     session: Arc<TractSession>,
 }
 
-pub struct SessionRunTask {
-    session: Arc<TractSession>,
-    feeds: Vec<NativeFeed>,
-}
-
-impl Task for SessionRunTask {
-    type Output = Vec<oxinfer_core::OutputTensor>;
-    type JsValue = Vec<NativeOutput>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        let converted = Converted::new(&self.feeds)?;
-        self.session.run(&converted.feeds(&self.feeds)).js()
-    }
-
-    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(to_native_outputs(out))
-    }
-}
-
 #[napi]
 impl NativeTractSession {
     #[napi(ts_return_type = "Promise<NativeOutput[]>")]
@@ -335,8 +334,8 @@ impl NativeTractSession {
         &self,
         feeds: Vec<NativeFeed>,
         signal: Option<AbortSignal>,
-    ) -> AsyncTask<SessionRunTask> {
-        let task = SessionRunTask { session: Arc::clone(&self.session), feeds };
+    ) -> AsyncTask<RunTask<TractSession>> {
+        let task = RunTask { target: Arc::clone(&self.session), feeds };
         AsyncTask::with_optional_signal(task, signal)
     }
 

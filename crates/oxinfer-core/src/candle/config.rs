@@ -210,3 +210,54 @@ pub fn read_sentence_config(dir: &Path) -> Result<SentenceConfig> {
     }
     Ok(sc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn folder(files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("oxinfer-config-{}-{}", std::process::id(), files.len()));
+        let _ = fs::remove_dir_all(&dir);
+        for (name, text) in files {
+            let p = dir.join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    const BERT: &str = r#"{"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,
+        "num_attention_heads":2,"intermediate_size":16,"hidden_act":"gelu","max_position_embeddings":32}"#;
+
+    #[test]
+    fn bert_config_is_checked_and_names_the_file() {
+        let dir = folder(&[("config.json", BERT)]);
+        let c = read_bert_config(&dir.join("config.json")).unwrap();
+        assert_eq!((c.hidden_size, c.hidden_act, c.type_vocab_size), (8, Activation::Gelu, 2));
+        for (bad, why) in [
+            (BERT.replace("\"bert\"", "\"roberta\""), "model_type 'roberta' is not supported"),
+            (BERT.replace("\"hidden_size\":8", "\"hidden_size\":7"), "multiple of num_attention_heads"),
+            (BERT.replace("\"gelu\"", "\"swiglu\""), "not a valid BERT config"),
+            ("[]".to_string(), "not a valid BERT config"),
+        ] {
+            fs::write(dir.join("config.json"), &bad).unwrap();
+            let e = read_bert_config(&dir.join("config.json")).unwrap_err();
+            assert_eq!(e.code, crate::ErrorCode::ModelLoad);
+            assert!(e.message.contains("config.json") && e.message.contains(why), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn sentence_transformers_settings() {
+        let dir = folder(&[
+            ("sentence_bert_config.json", r#"{"max_seq_length": 128}"#),
+            ("1_Pooling/config.json", r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#),
+            ("modules.json", r#"[{"type":"sentence_transformers.models.Transformer"}]"#),
+        ]);
+        let sc = read_sentence_config(&dir).unwrap();
+        assert_eq!((sc.max_seq_length, sc.pooling, sc.normalize), (Some(128), Some(Pooling::Cls), Some(false)));
+        fs::write(dir.join("1_Pooling/config.json"), r#"{"pooling_mode_max_tokens": true}"#).unwrap();
+        assert!(read_sentence_config(&dir).unwrap_err().message.contains("only mean or cls pooling"));
+    }
+}
