@@ -12,6 +12,7 @@ import {
   InputDtypeError,
   InputShapeError,
   ModelLoadError,
+  TractModel,
   cache,
   cosineSimilarity,
 } from '../src/index';
@@ -99,6 +100,12 @@ describe('CandleEmbedder vs sentence-transformers (all-MiniLM-L6-v2, fp32 CPU)',
     await short.dispose();
   });
 
+  it('concurrent calls share the model and give the same vectors as sequential ones', async () => {
+    const one = await emb.embed(ref.sentences.slice(0, 6));
+    const many = await Promise.all([0, 1, 2, 3].map(() => emb.embed(ref.sentences.slice(0, 6), { batchSize: 2 })));
+    for (const m of many) expect(maxAbsDiff(m.data, one.data)).toBeLessThanOrEqual(1e-5);
+  });
+
   it('returns an empty matrix for an empty list', async () => {
     const m = await emb.embed([]);
     expect([m.rows, m.dims, m.data.length]).toEqual([0, 384, 0]);
@@ -129,6 +136,24 @@ describe('the model cache', () => {
     expect((await b.embed(['still here'])).rows).toBe(1);
     await b.dispose();
     expect(cache.stats().entries.some((e) => e.key === entry[0]!.key)).toBe(false); // freed: no budget
+  });
+
+  it('TractModel loads go through the same cache (same file and options: one load)', async () => {
+    const onnx = join(root, '.cache', 'fixtures', 'add.onnx');
+    const before = cache.stats();
+    const [a, b] = await Promise.all([TractModel.load(onnx, { threads: 1 }), TractModel.load(onnx, { threads: 1 })]);
+    const mid = cache.stats();
+    expect([mid.loads - before.loads, mid.hits - before.hits]).toEqual([1, 1]);
+    const entry = mid.entries.find((e) => e.engine === 'tract' && e.key.includes('add.onnx') && e.key.includes('threads=1'));
+    expect(entry?.holders).toBe(2);
+    // Different options are a different model; cache: false stays out of the cache.
+    const c = await TractModel.load(onnx, { threads: 1, inputs: { a: { shape: [1] } } });
+    const d = await TractModel.load(onnx, { threads: 1, cache: false });
+    expect(cache.stats().loads - before.loads).toBe(2);
+    await a.dispose();
+    expect(b.runSync({ a: new Float32Array([1]), b: new Float32Array([2]) }).c!.data[0]).toBe(3);
+    for (const m of [b, c, d]) await m.dispose();
+    expect(cache.stats().entries.some((e) => e.key === entry!.key)).toBe(false);
   });
 
   it('with a budget keeps unheld models warm, and cache: false bypasses it', async () => {
