@@ -20,7 +20,9 @@ if (!existsSync(python)) run('bash', ['scripts/setup-python.sh']);
 // when they are there with the pinned hash.
 run(python, ['scripts/fetch_models.py', '--out', join(root, '.cache', 'models')]);
 
-if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want && existsSync(join(out, 'fixtures.json'))) {
+// minilm.onnx and tiny-bert/ are made from the fetched model: regenerate if they are missing.
+const complete = ['fixtures.json', 'minilm.onnx', 'tiny-bert/model.safetensors'].every((f) => existsSync(join(out, f)));
+if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want && complete) {
   process.exit(0);
 }
 console.log('fixtures: setting up the Python venv and generating test models into .cache/fixtures');
