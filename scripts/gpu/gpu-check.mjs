@@ -1,0 +1,68 @@
+// The GPU check, run on the GPU machine from the folder scripts/gpu/assemble.sh makes (node and
+// the CUDA addon inside; no npm, no Rust there). 1) CUDA embeddings vs sentence-transformers'
+// vectors (the committed CPU fp32 reference, and torch on this GPU when torch-refs.json is
+// there): cosine >= 0.9999 in fp32. 2) Embeddings per second at batch 1, 32, 256, S=128, fp32
+// and fp16, medians of repetitions. Writes gpu-check.json into $OUT (or the cwd).
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+
+const here = import.meta.dirname;
+const require = createRequire(join(here, 'package.json'));
+const { CandleEmbedder, cosineSimilarity, nativeAddonPath } = require('./dist/cjs/index.js');
+const MODEL = join(here, 'all-MiniLM-L6-v2');
+const ref = JSON.parse(readFileSync(join(here, 'minilm-reference.json'), 'utf8'));
+const torchRefs = existsSync(join(here, 'torch-refs.json')) ? JSON.parse(readFileSync(join(here, 'torch-refs.json'), 'utf8')) : null;
+const out = { date: new Date().toISOString(), addon: nativeAddonPath(), node: process.version };
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function check(dtype) {
+  const emb = await CandleEmbedder.load(MODEL, { device: 'cuda', dtype, cache: false });
+  const m = await emb.embed(ref.sentences);
+  const cos = ref.sentences.map((_, i) => cosineSimilarity(m.row(i), Float32Array.from(ref.embeddings[i])));
+  const r = { device: emb.device, dtype, minCosineVsCpuReference: Math.min(...cos) };
+  if (torchRefs) {
+    const t = torchRefs.embeddings[dtype];
+    if (t) r.minCosineVsTorchGpu = Math.min(...ref.sentences.map((_, i) => cosineSimilarity(m.row(i), Float32Array.from(t[i]))));
+  }
+  return { emb, r };
+}
+
+function ids(n, s, seed) {
+  let x = seed >>> 0;
+  const a = new Int32Array(n * s);
+  for (let i = 0; i < a.length; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    a[i] = 1000 + (x % 28000);
+  }
+  return a;
+}
+
+async function bench(emb, n, reps) {
+  const tokens = { ids: ids(n, 128, n), shape: [n, 128] };
+  for (let i = 0; i < 3; i++) await emb.embedTokens(tokens, { batchSize: n }); // warm-up
+  const times = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await emb.embedTokens(tokens, { batchSize: n });
+    times.push(performance.now() - t0);
+  }
+  const ms = median(times);
+  return { batch: n, seq: 128, medianMs: ms, perSecond: (n * 1000) / ms, reps };
+}
+
+out.checks = [];
+out.bench = [];
+for (const dtype of ['float32', 'float16']) {
+  const { emb, r } = await check(dtype);
+  out.checks.push(r);
+  for (const n of [1, 32, 256]) out.bench.push({ engine: 'oxinfer-cuda', dtype, ...(await bench(emb, n, n === 256 ? 10 : 20)) });
+  await emb.dispose();
+}
+const fp32 = out.checks.find((c) => c.dtype === 'float32');
+out.pass = fp32.minCosineVsCpuReference >= 0.9999 && (fp32.minCosineVsTorchGpu ?? 1) >= 0.9999;
+const dest = join(process.env.OUT ?? '.', 'gpu-check.json');
+writeFileSync(dest, JSON.stringify(out, null, 1) + '\n');
+console.log(JSON.stringify(out, null, 1));
+process.exitCode = out.pass ? 0 : 1;
