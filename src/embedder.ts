@@ -11,8 +11,8 @@
  */
 import type { NativeCandleEmbedder, NativeEmbeddings } from '../index';
 import { call, callAsync } from './call';
-import { DisposedError, InputDtypeError, InputShapeError, ModelLoadError } from './errors';
-import { native } from './native';
+import { DeviceUnavailableError, DisposedError, InputDtypeError, InputShapeError, ModelLoadError } from './errors';
+import { type NativeBinding, cudaNative, native } from './native';
 
 export type EmbedderDevice = 'cpu' | 'cuda' | `cuda:${number}` | 'metal' | 'auto';
 export type EmbedderDType = 'float32' | 'float16' | 'bfloat16';
@@ -104,6 +104,21 @@ function batchSizeOf(v: number | undefined, fallback: number): number {
 
 const toEmbeddings = (n: NativeEmbeddings) => new Embeddings(n.data, n.rows, n.dims);
 
+/**
+ * The addon to load an embedder with: this build, or the CUDA build when a CUDA device is asked
+ * for and this build has no CUDA backend. 'cuda' fails with the reason when the CUDA build does
+ * not load; 'auto' then stays on this build (and so on the CPU).
+ */
+function bindingFor(device: EmbedderDevice): NativeBinding {
+  const own = native();
+  const wantsCuda = device === 'auto' || device === 'cuda' || device.startsWith('cuda:');
+  if (!wantsCuda || own.compiledBackends().includes('cuda')) return own;
+  const cuda = cudaNative();
+  if ('binding' in cuda) return cuda.binding;
+  if (device === 'auto') return own;
+  throw new DeviceUnavailableError(`device '${device}' is unavailable: ${cuda.reason}`);
+}
+
 export class CandleEmbedder {
   /** Vector size. */
   readonly dims: number;
@@ -117,10 +132,12 @@ export class CandleEmbedder {
   readonly threads: number;
   readonly batchSize: number;
   #native: NativeCandleEmbedder;
+  #binding: NativeBinding; // the addon that made #native (the CPU or the CUDA build)
   #disposed = false;
 
-  private constructor(n: NativeCandleEmbedder, batchSize: number) {
+  private constructor(n: NativeCandleEmbedder, binding: NativeBinding, batchSize: number) {
     this.#native = n;
+    this.#binding = binding;
     this.dims = n.dims;
     this.maxLength = n.maxLength;
     this.device = n.device as CandleEmbedder['device'];
@@ -137,9 +154,10 @@ export class CandleEmbedder {
     positiveInt('load option maxLength', options.maxLength);
     positiveInt('load option threads', options.threads);
     positiveInt('load option batchSize', options.batchSize);
+    let binding = native();
     const n = await callAsync(
       () =>
-        native().loadCandleEmbedder(
+        (binding = bindingFor(options.device ?? 'cpu')).loadCandleEmbedder(
           dir,
           {
             device: options.device,
@@ -154,7 +172,7 @@ export class CandleEmbedder {
         ),
       options.signal,
     );
-    return new CandleEmbedder(n, options.batchSize ?? 32);
+    return new CandleEmbedder(n, binding, options.batchSize ?? 32);
   }
 
   get disposed(): boolean {
@@ -191,12 +209,12 @@ export class CandleEmbedder {
     });
   }
 
-  #start(options: EmbedOptions, f: (token: InstanceType<ReturnType<typeof native>['NativeCancelToken']>, batch: number) => Promise<NativeEmbeddings>): Promise<Embeddings> {
+  #start(options: EmbedOptions, f: (token: InstanceType<NativeBinding['NativeCancelToken']>, batch: number) => Promise<NativeEmbeddings>): Promise<Embeddings> {
     const { signal } = options;
     return callAsync(() => {
       if (this.#disposed) throw new DisposedError('the embedder was disposed; load it again to use it');
       const batch = batchSizeOf(options.batchSize, this.batchSize);
-      const token = new (native().NativeCancelToken)();
+      const token = new this.#binding.NativeCancelToken();
       const cancel = () => token.cancel();
       signal?.addEventListener('abort', cancel, { once: true });
       const done = () => signal?.removeEventListener('abort', cancel);

@@ -103,6 +103,44 @@ export function native(): NativeBinding {
   return load().binding;
 }
 
+let cuda: { binding: NativeBinding; path: string } | { reason: string } | undefined;
+
+/**
+ * The CUDA build of the addon (a separate .node that links the CUDA libraries), for the candle
+ * engine's `device: 'cuda' | 'auto'`. Order: OXINFER_CUDA_NATIVE_PATH → oxinfer.<triple>.cuda.node
+ * in the package root → the package oxinfer-<triple>-cuda. Returns why when none loads (not
+ * installed, or its CUDA libraries / driver are missing here).
+ */
+export function cudaNative(): { binding: NativeBinding; path: string } | { reason: string } {
+  if (cuda) return cuda;
+  const triple = platformTriple();
+  const local = join(PACKAGE_ROOT, `oxinfer.${triple}.cuda.node`);
+  const list: Candidate[] = [];
+  const override = process.env.OXINFER_CUDA_NATIVE_PATH;
+  if (override) list.push({ what: `OXINFER_CUDA_NATIVE_PATH=${override}`, resolve: () => override });
+  list.push({ what: local, resolve: () => (existsSync(local) ? local : undefined) });
+  list.push({ what: `the package oxinfer-${triple}-cuda`, resolve: () => `oxinfer-${triple}-cuda` });
+  const tried: string[] = [];
+  for (const c of list) {
+    try {
+      const target = c.resolve();
+      if (target === undefined) {
+        tried.push(`${c.what} (not found)`);
+        continue;
+      }
+      const binding = require(target) as NativeBinding;
+      if (!binding.compiledBackends().includes('cuda')) {
+        tried.push(`${c.what} (not a CUDA build)`);
+        continue;
+      }
+      return (cuda = { binding, path: require.resolve(target) });
+    } catch (e) {
+      tried.push(`${c.what} (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+  return (cuda = { reason: `the CUDA build of oxinfer did not load; tried ${tried.join('; ')}` });
+}
+
 /** The file the native addon was loaded from (loading it if needed): for support and checks. */
 export function nativeAddonPath(): string {
   return load().path;

@@ -1,5 +1,6 @@
 // CandleEmbedder against sentence-transformers (PyTorch) on the same weights, plus batching,
 // pre-tokenized input, the model cache, bad folders and bad calls.
+import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -288,13 +289,25 @@ describe('bad calls get typed errors and leave the embedder usable', () => {
   });
 
   it('devices: a GPU this build lacks is ERR_DEVICE_UNAVAILABLE with the reason; auto falls back to cpu', async () => {
+    // No CUDA build is installed here: 'cuda' says what was tried.
     const e = await CandleEmbedder.load(MODEL, { device: 'cuda' }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(DeviceUnavailableError);
-    expect((e as Error).message).toMatch(/no CUDA backend/);
+    expect((e as Error).message).toMatch(/the CUDA build of oxinfer did not load; tried .*oxinfer\.linux-x64-gnu\.cuda\.node \(not found\)/);
     await expect(CandleEmbedder.load(MODEL, { device: 'tpu' as 'cpu' })).rejects.toThrow(DeviceUnavailableError);
     const auto = await CandleEmbedder.load(MODEL, { device: 'auto', threads: 2 });
     expect(auto.device).toBe('cpu');
     await auto.dispose();
+  });
+
+  it('OXINFER_CUDA_NATIVE_PATH at an addon without CUDA: refused with the reason', () => {
+    const script = `require('./dist/cjs/index.js').CandleEmbedder.load(${JSON.stringify(MODEL)}, { device: 'cuda' })
+      .then(() => console.log('loaded'), (e) => console.log(e.code + ' ' + e.message))`;
+    const r = spawnSync(process.execPath, ['-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, OXINFER_CUDA_NATIVE_PATH: join(root, 'oxinfer.linux-x64-gnu.node') },
+    });
+    expect(r.stdout).toMatch(/^ERR_DEVICE_UNAVAILABLE .*OXINFER_CUDA_NATIVE_PATH=.* \(not a CUDA build\)/);
   });
 
   it('disposed', async () => {
