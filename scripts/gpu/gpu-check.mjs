@@ -54,14 +54,19 @@ async function bench(emb, n, reps) {
 
 out.checks = [];
 out.bench = [];
-for (const dtype of ['float32', 'float16']) {
-  const { emb, r } = await check(dtype);
-  out.checks.push(r);
-  for (const n of [1, 32, 256]) out.bench.push({ engine: 'oxinfer-cuda', dtype, ...(await bench(emb, n, n === 256 ? 10 : 20)) });
-  await emb.dispose();
+try {
+  for (const dtype of ['float32', 'float16']) {
+    const { emb, r } = await check(dtype);
+    out.checks.push(r);
+    for (const n of [1, 32, 256]) out.bench.push({ engine: 'oxinfer-cuda', dtype, ...(await bench(emb, n, n === 256 ? 10 : 20)) });
+    await emb.dispose();
+  }
+  const fp32 = out.checks.find((c) => c.dtype === 'float32');
+  out.pass = fp32.device === 'cuda' && fp32.minCosineVsCpuReference >= 0.9999 && (fp32.minCosineVsTorchGpu ?? 1) >= 0.9999;
+} catch (e) {
+  out.pass = false;
+  out.error = `${e?.code ?? ''} ${e?.message ?? e}`.trim();
 }
-const fp32 = out.checks.find((c) => c.dtype === 'float32');
-out.pass = fp32.minCosineVsCpuReference >= 0.9999 && (fp32.minCosineVsTorchGpu ?? 1) >= 0.9999;
 const dest = join(process.env.OUT ?? '.', 'gpu-check.json');
 writeFileSync(dest, JSON.stringify(out, null, 1) + '\n');
 console.log(JSON.stringify(out, null, 1));

@@ -94,6 +94,21 @@ pub fn device(kind: DeviceKind) -> Result<(Device, DeviceKind)> {
     }
 }
 
+/// Makes the device's CUDA context current on this thread. Loads and runs happen on whichever
+/// libuv worker picks them up, and CUDA calls on a thread without the context fail with
+/// CUDA_ERROR_INVALID_CONTEXT. A no-op for the CPU and Metal.
+pub fn bind_to_thread(device: &Device) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        d.cuda_stream()
+            .context()
+            .bind_to_thread()
+            .map_err(|e| Error::engine(format!("cannot use the CUDA device on this thread: {e}")))?;
+    }
+    let _ = device;
+    Ok(())
+}
+
 fn unavailable(kind: DeviceKind, why: impl fmt::Display) -> Error {
     Error::new(ErrorCode::DeviceUnavailable, format!("device '{kind}' is unavailable: {why}"))
 }

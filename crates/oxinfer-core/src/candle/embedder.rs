@@ -155,6 +155,7 @@ impl Embedder {
             None => config.max_position_embeddings,
         };
         let (device, device_kind) = device(o.device.unwrap_or(DeviceKind::Cpu))?;
+        super::device::bind_to_thread(&device)?;
         let precision = o.dtype.unwrap_or(Precision::F32);
         let tokenizer = TextTokenizer::load(&files.tokenizer, max_length)?;
         let bytes = std::fs::read(&files.weights)
@@ -218,7 +219,10 @@ impl Embedder {
     fn on_pool<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         guard(ErrorCode::Engine, "embedding", || match &self.pool {
             Some(pool) => pool.install(f),
-            None => f(),
+            None => {
+                super::device::bind_to_thread(&self.device)?;
+                f()
+            }
         })
     }
 
@@ -362,6 +366,15 @@ impl Embedder {
         })()
         .map_err(engine)?;
         pooled.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(engine)
+    }
+}
+
+impl Drop for Embedder {
+    /// The last handle may go on any thread (a JS `dispose()` on the main thread, a libuv
+    /// worker finishing a run): make the CUDA context current before the weights are freed, or
+    /// the frees fail and leave the context in an error state for every later model.
+    fn drop(&mut self) {
+        let _ = super::device::bind_to_thread(&self.device);
     }
 }
 
