@@ -561,31 +561,17 @@ function exerciseFolder(file) {
     const { CandleEmbedder } = loadApi();
     const dir = caseFolder();
     writeFileSync(join(dir, file), bytes);
-    const t0 = performance.now();
-    let loaded;
-    try {
-      loaded = await guarded(CandleEmbedder.load(dir, { threads: 1, cache: false }), timeoutMs);
-    } catch (e) {
-      loaded = { error: e };
-    }
-    const loadMs = performance.now() - t0;
+    const loaded = await timed(() => CandleEmbedder.load(dir, { threads: 1, cache: false }), timeoutMs);
     // Restore the valid file for the next case only after the load has read it.
     copyFileSync(join(TINY_BERT, file), join(dir, file));
-    if (loaded.slow) return { stage: 'load', outcome: 'slow', ms: loadMs };
-    if (loaded.error) return { stage: 'load', ms: loadMs, ...classify(loaded.error) };
+    const loadFailed = stageFailure('load', loaded);
+    if (loadFailed) return loadFailed;
     const emb = loaded.value;
     onStage('run');
-    const t1 = performance.now();
-    let ran;
-    try {
-      ran = await guarded(emb.embed(TEXTS), timeoutMs);
-    } catch (e) {
-      ran = { error: e };
-    }
-    const runMs = performance.now() - t1;
-    if (ran.slow) return { stage: 'run', outcome: 'slow', ms: runMs, loadMs };
+    const ran = await timed(() => emb.embed(TEXTS), timeoutMs);
+    if (ran.slow) return stageFailure('run', ran, { loadMs: loaded.ms });
     await emb.dispose();
-    return ran.error ? { stage: 'run', ms: runMs, loadMs, ...classify(ran.error) } : { stage: 'run', outcome: 'ran', ms: runMs, loadMs };
+    return stageFailure('run', ran, { loadMs: loaded.ms }) ?? { stage: 'run', outcome: 'ran', ms: ran.ms, loadMs: loaded.ms };
   };
 }
 
@@ -681,35 +667,42 @@ async function guarded(promise, ms) {
   }
 }
 
+/** Starts one stage under the case timeout: { ms, slow?, error?, value? }; a synchronous throw
+ * counts as an error. */
+async function timed(start, timeoutMs) {
+  const t0 = performance.now();
+  let r;
+  try {
+    r = await guarded(start(), timeoutMs);
+  } catch (e) {
+    r = { error: e };
+  }
+  return { ...r, ms: performance.now() - t0 };
+}
+
+/** A case's result from a timed stage that failed or took too long; null when it succeeded. */
+function stageFailure(stage, r, extra = {}) {
+  if (r.slow) return { stage, outcome: 'slow', ms: r.ms, ...extra };
+  if (r.error) return { stage, ms: r.ms, ...extra, ...classify(r.error) };
+  return null;
+}
+
 async function exerciseOnnx(bytes, timeoutMs, onStage = () => {}) {
   const { TractModel } = loadApi();
-  const t0 = performance.now();
-  let loaded;
-  try {
-    loaded = await guarded(TractModel.load(bytes, { threads: 1 }), timeoutMs);
-  } catch (e) {
-    loaded = { error: e }; // a synchronous throw
-  }
-  const loadMs = performance.now() - t0;
-  if (loaded.slow) return { stage: 'load', outcome: 'slow', ms: loadMs };
-  if (loaded.error) return { stage: 'load', ms: loadMs, ...classify(loaded.error) };
+  const loaded = await timed(() => TractModel.load(bytes, { threads: 1 }), timeoutMs);
+  const loadFailed = stageFailure('load', loaded);
+  if (loadFailed) return loadFailed;
   const model = loaded.value;
+  const loadMs = loaded.ms;
   let res;
   const feeds = zeroFeeds(model.inputs);
   if (!feeds) {
     res = { stage: 'run', outcome: 'skipped-huge', ms: loadMs };
   } else {
     onStage('run');
-    const t1 = performance.now();
-    let ran;
-    try {
-      ran = await guarded(model.run(feeds), timeoutMs);
-    } catch (e) {
-      ran = { error: e };
-    }
-    const runMs = performance.now() - t1;
-    if (ran.slow) return { stage: 'run', outcome: 'slow', ms: runMs, loadMs };
-    res = ran.error ? { stage: 'run', ms: runMs, loadMs, ...classify(ran.error) } : { stage: 'run', outcome: 'ran', ms: runMs, loadMs };
+    const ran = await timed(() => model.run(feeds), timeoutMs);
+    if (ran.slow) return stageFailure('run', ran, { loadMs });
+    res = stageFailure('run', ran, { loadMs }) ?? { stage: 'run', outcome: 'ran', ms: ran.ms, loadMs };
   }
   await model.dispose();
   return res;
