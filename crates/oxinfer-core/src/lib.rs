@@ -12,6 +12,8 @@ pub mod cache;
 pub mod candle;
 pub mod dtype;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod panic;
 pub mod tensor;
 pub mod threads;
