@@ -25,11 +25,21 @@ impl Linear {
         Ok(Linear { weight_t: weight.t()?.contiguous()?, bias })
     }
 
+    /// Multiplies both by `k` (folds a constant scale of the output into the weights).
+    fn scaled(self, k: f64) -> Result<Self> {
+        Ok(Linear { weight_t: (self.weight_t * k)?, bias: (self.bias * k)? })
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.matmul(x)?.broadcast_add(&self.bias)
+    }
+
+    /// x W^T without the bias, for callers that fuse the bias into what follows.
+    fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let inp = dims[dims.len() - 1];
         let rows = x.elem_count() / inp.max(1);
-        let y = x.reshape((rows, inp))?.matmul(&self.weight_t)?.broadcast_add(&self.bias)?;
+        let y = x.reshape((rows, inp))?.matmul(&self.weight_t)?;
         let mut out_dims = dims;
         *out_dims.last_mut().expect("rank >= 1") = self.bias.dim(0)?;
         y.reshape(out_dims)
@@ -91,8 +101,11 @@ impl Layer {
     fn load(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let att = vb.pp("attention");
+        let head_dim = h / c.num_attention_heads;
         Ok(Layer {
-            query: Linear::load(att.pp("self").pp("query"), h, h)?,
+            // softmax(q k^T / sqrt(d)): the scale is folded into the query projection, which saves
+            // a pass over the [B, heads, S, S] scores.
+            query: Linear::load(att.pp("self").pp("query"), h, h)?.scaled(1.0 / (head_dim as f64).sqrt())?,
             key: Linear::load(att.pp("self").pp("key"), h, h)?,
             value: Linear::load(att.pp("self").pp("value"), h, h)?,
             attn_out: Linear::load(att.pp("output").pp("dense"), h, h)?,
@@ -105,8 +118,9 @@ impl Layer {
         })
     }
 
-    /// `mask_bias`: [B, 1, 1, S], 0 for tokens and a large negative for padding.
-    fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+    /// `mask_bias`: [B, 1, 1, S], 0 for tokens and a large negative for padding; `None` when
+    /// the batch has no padding.
+    fn forward(&self, x: &Tensor, mask_bias: Option<&Tensor>) -> Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let d = h / self.heads;
         // [B, S, H] -> [B, heads, S, d]
@@ -114,16 +128,19 @@ impl Layer {
         let q = split(self.query.forward(x)?)?;
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.broadcast_add(mask_bias)?;
+        let scores = q.matmul(&k.t()?)?;
+        let scores = match mask_bias {
+            Some(bias) => scores.broadcast_add(bias)?,
+            None => scores,
+        };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
         let x = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
-        let up = self.up.forward(&x)?;
         let up = match self.act {
-            Activation::Gelu => up.gelu_erf()?,
-            Activation::GeluTanh => up.gelu()?,
-            Activation::Relu => up.relu()?,
-            Activation::Silu => up.silu()?,
+            Activation::Gelu => super::gelu::bias_gelu_erf(&self.up.matmul(&x)?, &self.up.bias)?,
+            Activation::GeluTanh => self.up.forward(&x)?.gelu()?,
+            Activation::Relu => self.up.forward(&x)?.relu()?,
+            Activation::Silu => self.up.forward(&x)?.silu()?,
         };
         self.out_norm.forward(&(self.down.forward(&up)? + x)?)
     }
@@ -157,16 +174,20 @@ impl Bert {
         })
     }
 
-    /// ids, token types: [B, S] u32; mask: [B, S] (1 token, 0 padding) in the model's dtype.
+    /// ids, token types: [B, S] u32; mask: [B, S] (1 token, 0 padding), or `None` when every
+    /// position is a token (the attention then skips the mask add over [B, heads, S, S]).
     /// Returns the last hidden state [B, S, H].
-    pub fn forward(&self, ids: &Tensor, token_types: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, token_types: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         // (mask - 1) * 10000: 0 for tokens, -10000 for padding, which softmax turns into exact
         // zeros, so padded rows give the same vectors as unpadded ones.
-        let bias = ((mask.to_dtype(self.dtype)? - 1.0)? * 10_000.0)?.reshape((b, 1, 1, s))?;
+        let bias = match mask {
+            Some(m) => Some(((m.to_dtype(self.dtype)? - 1.0)? * 10_000.0)?.reshape((b, 1, 1, s))?),
+            None => None,
+        };
         let mut x = self.embeddings.forward(ids, token_types)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &bias)?;
+            x = layer.forward(&x, bias.as_ref())?;
         }
         Ok(x)
     }

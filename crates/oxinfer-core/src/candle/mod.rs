@@ -10,6 +10,7 @@ pub mod bert;
 pub mod config;
 pub mod device;
 pub mod embedder;
+mod gelu;
 pub mod tokenize;
 
 pub use config::Pooling;
