@@ -156,6 +156,9 @@ def bad_ops() -> dict[str, onnx.ModelProto]:
     # Attributes of the wrong type.
     out["attr_transpose_perm_string"] = unary("Transpose", [2, 3], perm="01")
     out["attr_transpose_perm_out_of_range"] = unary("Transpose", [2, 3], perm=[5, -9])
+    # A repeated axis: tract accepted it and its analysis then ran for seconds and gigabytes
+    # (found by mutating encoder.onnx's [0, 2, 1, 3] perms).
+    out["attr_transpose_perm_repeated"] = unary("Transpose", ["B", 128, 12, 32], perm=[0, 2, 3, 3])
     out["attr_cast_to_float"] = unary("Cast", [1], to=1.5)
     out["attr_cast_to_unknown_type"] = unary("Cast", [1], to=12345)
     out["attr_softmax_axis_tensor"] = unary("Softmax", [1], axis=helper.make_tensor("a", F, [1], [1.0]))

@@ -106,9 +106,24 @@ describe('hand-made hostile models get typed errors (or load), never a crash or 
       await model.dispose();
     }
     // Some of them must be refused outright.
-    if (/^(external_|cycle_|nested_if_200|unknown_op|init_dims_|zero_bytes|no_graph|length_prefix)/.test(file)) {
+    if (/^(external_|cycle_|nested_if_200|unknown_op|init_dims_|zero_bytes|no_graph|length_prefix|attr_transpose_perm_repeated)/.test(file)) {
       expect(outcome).toBe('ERR_MODEL_LOAD');
     }
+  });
+});
+
+describe('graph checks before analysis', () => {
+  // Without the check, tract's analysis of this model grew past 20 GB and the OOM killer ended
+  // the process (found by fuzzing encoder.onnx).
+  it('a Transpose whose perm repeats an axis is refused at once, naming the node and the perm', async () => {
+    const t0 = performance.now();
+    const err = await TractModel.load(join(HOSTILE, 'attr_transpose_perm_repeated.onnx'), { threads: 1 }).then(
+      () => undefined,
+      (e: unknown) => e as OxinferError,
+    );
+    expect(err?.code).toBe('ERR_MODEL_LOAD');
+    expect(err?.message).toMatch(/\(Transpose\): perm \[0, 2, 3, 3\] is not a permutation of 0\.\.4: axis 3 appears twice/);
+    expect(performance.now() - t0).toBeLessThan(2_000);
   });
 });
 

@@ -145,7 +145,11 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
     };
     let mut onnx = tract_onnx::onnx();
     if_op::register(&mut onnx.op_register);
-    let mut model = onnx.model_for_read(&mut &bytes[..]).map_err(|e| fail("parse", &e))?;
+    let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| fail("parse", &e))?;
+    super::validate::check_model(&proto)
+        .map_err(|why| Error::model_load(format!("the ONNX model from {origin} is invalid: {why}")))?;
+    let mut model = onnx.model_for_proto_model(&proto).map_err(|e| fail("parse", &e))?;
+    drop(proto);
     let ops = count_ops(&model);
     apply_input_specs(&mut model, &options.inputs)?;
     apply_constants(&mut model, &options.constants)?;

@@ -10,6 +10,7 @@ mod if_op;
 mod load;
 mod run;
 mod session;
+mod validate;
 
 pub use load::{InputSpec, LoadOptions, ModelSource, OpCount, TractModel};
 pub use session::{SessionOptions, TractSession, carry_pairs};
