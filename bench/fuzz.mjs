@@ -28,13 +28,14 @@
 // exit, killed by the driver for passing --max-rss-mb or for a blocked event loop) points at
 // its last announced case; the driver reruns that case alone to confirm it, bisects the chunk
 // when it does not reproduce alone, and saves the bytes to .cache/fuzz-crashes/.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
+import { ensureHostile } from '../scripts/hostile-fixtures.mjs';
 
 const root = join(import.meta.dirname, '..');
 const require = createRequire(import.meta.url);
@@ -364,16 +365,6 @@ const HOSTILE = join(FIXTURES, 'hostile');
 /** Seeds used unmodified only: loading them takes seconds, so mutating them costs too much. */
 const NO_MUTATE = new Set(['hostile/chain_20000.onnx']);
 
-/** Generates the hostile models when missing or when their generator changed (as the tests do). */
-function ensureHostile() {
-  const script = join(root, 'scripts', 'gen_hostile.py');
-  const want = createHash('sha256').update(readFileSync(script)).digest('hex');
-  const stamp = join(HOSTILE, '.stamp');
-  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return;
-  execFileSync(join(root, '.venv', 'bin', 'python'), [script, '--out', HOSTILE], { cwd: root, stdio: 'ignore' });
-  writeFileSync(stamp, want);
-}
-
 
 // --------------------------------------------------------------------------------------------
 // The candle embedder's files: model.safetensors and tokenizer.json of tiny-bert/ (a tiny BERT
@@ -577,7 +568,7 @@ function exerciseFolder(file) {
 
 const KINDS = {
   onnx: {
-    prepare: ensureHostile,
+    prepare: () => ensureHostile(root),
     seedFiles() {
       const files = ['add.onnx', 'cnn.onnx', 'dtypes.onnx', 'encoder.onnx'].map((f) => join(FIXTURES, f));
       files.push(join(root, 'models', 'silero_vad_v5.onnx'));

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { ensureHostile } from './hostile-fixtures.mjs';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const out = join(root, '.cache', 'fixtures');
@@ -22,10 +23,11 @@ run(python, ['scripts/fetch_models.py', '--out', join(root, '.cache', 'models')]
 
 // minilm.onnx and tiny-bert/ are made from the fetched model: regenerate if they are missing.
 const complete = ['fixtures.json', 'minilm.onnx', 'tiny-bert/model.safetensors'].every((f) => existsSync(join(out, f)));
-if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want && complete) {
-  process.exit(0);
+if (!(existsSync(stamp) && readFileSync(stamp, 'utf8') === want && complete)) {
+  console.log('fixtures: setting up the Python venv and generating test models into .cache/fixtures');
+  run('bash', ['scripts/setup-python.sh']);
+  run(python, ['scripts/gen_fixtures.py', '--out', out]);
+  writeFileSync(stamp, want);
 }
-console.log('fixtures: setting up the Python venv and generating test models into .cache/fixtures');
-run('bash', ['scripts/setup-python.sh']);
-run(python, ['scripts/gen_fixtures.py', '--out', out]);
-writeFileSync(stamp, want);
+// The hostile models (own stamp): the fuzz tests of both languages use them as seeds.
+ensureHostile(root);

@@ -4,30 +4,20 @@
  * crash is seen and not suffered). Every failure must be a typed OxinferError; nothing may
  * crash or hang.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, OxinferError, TractModel, type Feeds } from '../src/index';
 import { FIXTURES, ROOT } from './helpers';
+import { ensureHostile } from '../scripts/hostile-fixtures.mjs';
 
 const HOSTILE = join(FIXTURES, 'hostile');
 const FUZZ = join(ROOT, 'bench', 'fuzz.mjs');
 const CASES = Number(process.env.OXINFER_FUZZ_CASES ?? 300);
 const run = promisify(execFile);
-
-/** Generates the hostile models when missing or when their generator changed. */
-function ensureHostile(): void {
-  const script = join(ROOT, 'scripts', 'gen_hostile.py');
-  const want = createHash('sha256').update(readFileSync(script)).digest('hex');
-  const stamp = join(HOSTILE, '.stamp');
-  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return;
-  execFileSync(join(ROOT, '.venv', 'bin', 'python'), [script, '--out', HOSTILE], { cwd: ROOT, stdio: 'pipe' });
-  writeFileSync(stamp, want);
-}
 
 interface FuzzReport {
   cases: number;
@@ -41,7 +31,7 @@ interface FuzzReport {
 
 let tmp: string;
 beforeAll(() => {
-  ensureHostile();
+  ensureHostile(ROOT);
   tmp = mkdtempSync(join(tmpdir(), 'oxinfer-fuzz-'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -81,7 +71,7 @@ async function typed(p: Promise<unknown>): Promise<string> {
 }
 
 describe('hand-made hostile models get typed errors (or load), never a crash or a hang', () => {
-  ensureHostile();
+  ensureHostile(ROOT);
   const files = readdirSync(HOSTILE).filter((f) => f.endsWith('.onnx')).sort();
 
   it('the generator wrote the whole set', () => {
