@@ -1,6 +1,7 @@
 //! Tensors across the boundary: inputs are read in place from JS typed arrays (held by a
 //! reference until the work completes); outputs become external ArrayBuffers that own the
-//! engine's buffer (napi-rs copies instead where the runtime forbids external buffers).
+//! engine's buffer (napi-rs copies instead where the runtime forbids external buffers), except
+//! small ones (<= 4 KiB), which are copied into a JS-owned buffer because that is cheaper.
 
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -178,9 +179,50 @@ macro_rules! external {
     }};
 }
 
+/// Outputs up to this size are copied into a JS-owned ArrayBuffer instead of wrapped as an
+/// external one: an external buffer costs a finalizer and a global handle (about a microsecond
+/// per output, measured on a 1-element model), more than copying a few KiB.
+const COPY_AT_MOST: usize = 4096;
+
+/// A typed array of `kind` over a fresh JS ArrayBuffer holding a copy of `bytes`.
+unsafe fn copied(env: sys::napi_env, kind: sys::napi_typedarray_type, bytes: &[u8], len: usize) -> Result<sys::napi_value> {
+    let mut data = std::ptr::null_mut();
+    let mut buffer = std::ptr::null_mut();
+    let status = unsafe { sys::napi_create_arraybuffer(env, bytes.len(), &mut data, &mut buffer) };
+    if status != sys::Status::napi_ok || (data.is_null() && !bytes.is_empty()) {
+        return Err(js_error(ErrorCode::Engine, "cannot allocate an output ArrayBuffer"));
+    }
+    if !bytes.is_empty() {
+        // SAFETY: `data` points at `bytes.len()` writable bytes just allocated by the runtime.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), data as *mut u8, bytes.len()) };
+    }
+    let mut array = std::ptr::null_mut();
+    let status = unsafe { sys::napi_create_typedarray(env, kind, len, buffer, 0, &mut array) };
+    if status != sys::Status::napi_ok {
+        return Err(js_error(ErrorCode::Engine, "cannot create an output typed array"));
+    }
+    Ok(array)
+}
+
 impl ToNapiValue for OutputData {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
         let t = &val.0;
+        use sys::TypedarrayType as T;
+        if t.bytes().len() <= COPY_AT_MOST {
+            let kind = match t.dtype {
+                DType::Float32 => T::float32_array,
+                DType::Float64 => T::float64_array,
+                DType::Int64 => T::bigint64_array,
+                DType::Uint64 => T::biguint64_array,
+                DType::Int32 => T::int32_array,
+                DType::Uint32 => T::uint32_array,
+                DType::Int16 => T::int16_array,
+                DType::Uint16 | DType::Float16 => T::uint16_array,
+                DType::Int8 => T::int8_array,
+                DType::Uint8 | DType::Bool => T::uint8_array,
+            };
+            return unsafe { copied(env, kind, t.bytes(), t.len()) };
+        }
         match t.dtype {
             DType::Float32 => external!(Float32Array, f32, t, env),
             DType::Float64 => external!(Float64Array, f64, t, env),
