@@ -30,16 +30,12 @@ impl Linear {
         Ok(Linear { weight_t: (self.weight_t * k)?, bias: (self.bias * k)? })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.matmul(x)?.broadcast_add(&self.bias)
-    }
-
-    /// x W^T without the bias, for callers that fuse the bias into what follows.
-    fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+    /// `threads`: how many threads the matmul may use (see linear.rs).
+    fn forward(&self, x: &Tensor, threads: usize) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let inp = dims[dims.len() - 1];
         let rows = x.elem_count() / inp.max(1);
-        let y = x.reshape((rows, inp))?.matmul(&self.weight_t)?;
+        let y = super::linear::linear(&x.reshape((rows, inp))?, &self.weight_t, &self.bias, threads)?;
         let mut out_dims = dims;
         *out_dims.last_mut().expect("rank >= 1") = self.bias.dim(0)?;
         y.reshape(out_dims)
@@ -119,15 +115,15 @@ impl Layer {
     }
 
     /// `mask_bias`: [B, 1, 1, S], 0 for tokens and a large negative for padding; `None` when
-    /// the batch has no padding.
-    fn forward(&self, x: &Tensor, mask_bias: Option<&Tensor>) -> Result<Tensor> {
+    /// the batch has no padding. `threads`: for the matmuls.
+    fn forward(&self, x: &Tensor, mask_bias: Option<&Tensor>, threads: usize) -> Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let d = h / self.heads;
         // [B, S, H] -> [B, heads, S, d]
         let split = |t: Tensor| t.reshape((b, s, self.heads, d))?.transpose(1, 2)?.contiguous();
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
+        let q = split(self.query.forward(x, threads)?)?;
+        let k = split(self.key.forward(x, threads)?)?;
+        let v = split(self.value.forward(x, threads)?)?;
         let scores = q.matmul(&k.t()?)?;
         let scores = match mask_bias {
             Some(bias) => scores.broadcast_add(bias)?,
@@ -135,14 +131,15 @@ impl Layer {
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
-        let x = self.attn_norm.forward(&(self.attn_out.forward(&ctx)? + x)?)?;
+        let x = self.attn_norm.forward(&(self.attn_out.forward(&ctx, threads)? + x)?)?;
+        let up = self.up.forward(&x, threads)?;
         let up = match self.act {
-            Activation::Gelu => super::gelu::bias_gelu_erf(&self.up.matmul(&x)?, &self.up.bias)?,
-            Activation::GeluTanh => self.up.forward(&x)?.gelu()?,
-            Activation::Relu => self.up.forward(&x)?.relu()?,
-            Activation::Silu => self.up.forward(&x)?.silu()?,
+            Activation::Gelu => super::gelu::gelu_erf(&up)?,
+            Activation::GeluTanh => up.gelu()?,
+            Activation::Relu => up.relu()?,
+            Activation::Silu => up.silu()?,
         };
-        self.out_norm.forward(&(self.down.forward(&up)? + x)?)
+        self.out_norm.forward(&(self.down.forward(&up, threads)? + x)?)
     }
 }
 
@@ -176,8 +173,8 @@ impl Bert {
 
     /// ids, token types: [B, S] u32; mask: [B, S] (1 token, 0 padding), or `None` when every
     /// position is a token (the attention then skips the mask add over [B, heads, S, S]).
-    /// Returns the last hidden state [B, S, H].
-    pub fn forward(&self, ids: &Tensor, token_types: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// `threads`: how many threads each matmul may use. Returns the last hidden state [B, S, H].
+    pub fn forward(&self, ids: &Tensor, token_types: &Tensor, mask: Option<&Tensor>, threads: usize) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         // (mask - 1) * 10000: 0 for tokens, -10000 for padding, which softmax turns into exact
         // zeros, so padded rows give the same vectors as unpadded ones.
@@ -187,7 +184,7 @@ impl Bert {
         };
         let mut x = self.embeddings.forward(ids, token_types)?;
         for layer in &self.layers {
-            x = layer.forward(&x, bias.as_ref())?;
+            x = layer.forward(&x, bias.as_ref(), threads)?;
         }
         Ok(x)
     }

@@ -341,16 +341,20 @@ impl Embedder {
     }
 
     /// Runs a [b, s] batch. On the CPU the rows are split into one part per thread, each run as
-    /// its own engine call in parallel: most of candle's CPU ops are single-threaded, and its
+    /// its own engine call in parallel: most of candle's CPU ops are single-threaded, and
     /// matmuls split poorly at these sizes (measured: 2 threads gave gemm 1.05-1.3x), while
-    /// independent rows scale with the threads. A GPU gets the batch whole.
+    /// independent rows scale with the threads. A batch with fewer rows than threads gives the
+    /// spare threads to its matmuls. A GPU gets the batch whole.
     fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
         let parts = if self.pool.is_some() { self.threads.min(b).max(1) } else { 1 };
         let per = b.div_ceil(parts).max(1);
         let starts: Vec<usize> = (0..b).step_by(per).collect();
+        // Threads left over by the row split (a batch smaller than the thread count) go to the
+        // matmuls of each part.
+        let matmul_threads = if self.pool.is_some() { (self.threads / starts.len().max(1)).max(1) } else { 1 };
         let part = |&start: &usize| {
             let rows = start * s..(start + per.min(b - start)) * s;
-            self.run_part(&ids[rows.clone()], &types[rows.clone()], &mask[rows], s)
+            self.run_part(&ids[rows.clone()], &types[rows.clone()], &mask[rows], s, matmul_threads)
         };
         let outs: Vec<Vec<f32>> = if starts.len() > 1 {
             use rayon::prelude::*;
@@ -365,7 +369,7 @@ impl Embedder {
     /// are padding in every row are dropped first (they change nothing: padded keys get zero
     /// attention and padded queries are not pooled), and a batch without padding skips the
     /// attention mask.
-    fn run_part(&self, ids: &[u32], types: &[u32], mask: &[u32], s: usize) -> Result<Vec<f32>> {
+    fn run_part(&self, ids: &[u32], types: &[u32], mask: &[u32], s: usize, threads: usize) -> Result<Vec<f32>> {
         let b = ids.len() / s.max(1);
         let used = (0..s).rev().find(|&c| (0..b).any(|r| mask[r * s + c] != 0)).map_or(1, |c| c + 1);
         let take = |v: &[u32]| -> Vec<u32> { v.chunks(s).flat_map(|row| &row[..used]).copied().collect() };
@@ -376,7 +380,7 @@ impl Embedder {
         let types = Tensor::from_vec(types, (b, s), &self.device).map_err(engine)?;
         let mask = Tensor::from_vec(mask, (b, s), &self.device).map_err(engine)?;
         let pooled = (|| {
-            let hidden = self.bert.forward(&ids, &types, padded.then_some(&mask))?.to_dtype(CDType::F32)?;
+            let hidden = self.bert.forward(&ids, &types, padded.then_some(&mask), threads)?.to_dtype(CDType::F32)?;
             let pooled = match self.pooling {
                 Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
                 Pooling::Mean => {

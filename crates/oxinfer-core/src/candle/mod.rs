@@ -11,6 +11,7 @@ pub mod config;
 pub mod device;
 pub mod embedder;
 mod gelu;
+mod linear;
 pub mod tokenize;
 
 pub use config::Pooling;

@@ -1,0 +1,107 @@
+//! `x W^T + b` for f32 on the CPU as one `gemm` call: the output starts as the bias, rows
+//! repeated, and the product is accumulated onto it, so the bias costs no pass of its own.
+//!
+//! Why not candle's matmul: its CPU matmul picks its thread count from RAYON_NUM_THREADS or a
+//! guess of "preferred" CPUs (1 on some VMs) rather than from the pool it runs in, and the bias
+//! add after it is a second pass over the output. Here the caller says how many threads the
+//! matmul may use (the embedder gives them to the matmul when a batch is too small to split
+//! across threads by rows). Other dtypes and devices use candle's matmul and add.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+
+/// `x [rows, k] @ w_t [k, n] + bias [n]`, with the matmul on up to `threads` threads.
+pub fn linear(x: &Tensor, w_t: &Tensor, bias: &Tensor, threads: usize) -> Result<Tensor> {
+    let cpu_f32 = matches!(x.device(), Device::Cpu) && [x.dtype(), w_t.dtype(), bias.dtype()] == [DType::F32; 3];
+    if cpu_f32 && x.is_contiguous() && w_t.is_contiguous() && bias.is_contiguous() {
+        x.apply_op3_no_bwd(w_t, bias, &Linear { threads })
+    } else {
+        x.matmul(w_t)?.broadcast_add(bias)
+    }
+}
+
+struct Linear {
+    threads: usize,
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "oxinfer-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(bias)) = (s1, s2, s3) else {
+            candle_core::bail!("{}: f32 inputs expected", self.name())
+        };
+        let (Some((x0, x1)), Some((w0, w1)), Some((b0, b1))) =
+            (l1.contiguous_offsets(), l2.contiguous_offsets(), l3.contiguous_offsets())
+        else {
+            candle_core::bail!("{}: contiguous inputs expected", self.name())
+        };
+        let ((rows, k), (k2, n)) = (l1.shape().dims2()?, l2.shape().dims2()?);
+        if k != k2 || l3.dims() != [n] {
+            candle_core::bail!("{}: shapes {:?} @ {:?} + {:?} do not fit", self.name(), l1.dims(), l2.dims(), l3.dims())
+        }
+        let (x, w, bias) = (&x[x0..x1], &w[w0..w1], &bias[b0..b1]);
+        let mut out = Vec::with_capacity(rows * n);
+        for _ in 0..rows {
+            out.extend_from_slice(bias);
+        }
+        let parallelism = if self.threads > 1 { gemm::Parallelism::Rayon(self.threads) } else { gemm::Parallelism::None };
+        // SAFETY: out is rows x n, x is rows x k and w is k x n, all row-major and contiguous,
+        // as checked above; gemm reads and writes only inside those bounds.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                true, // out = 1 * out + 1 * (x @ w)
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        }
+        Ok((CpuStorage::F32(out), Shape::from((rows, n))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equals_matmul_plus_bias_on_one_and_two_threads() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::arange(0f32, 130.0 * 67.0, &dev)?.affine(0.001, -3.0)?.sin()?.reshape((130, 67))?;
+        let w = Tensor::arange(0f32, 67.0 * 45.0, &dev)?.affine(0.01, 0.5)?.cos()?.reshape((67, 45))?;
+        let b = Tensor::arange(0f32, 45.0, &dev)?.affine(0.1, -2.0)?;
+        let want = x.matmul(&w)?.broadcast_add(&b)?.flatten_all()?.to_vec1::<f32>()?;
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+            let got = pool.install(|| linear(&x, &w, &b, threads))?.flatten_all()?.to_vec1::<f32>()?;
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "threads {threads}: worst |linear - matmul+bias| = {worst:e}");
+        }
+        assert!(linear(&x, &w.narrow(0, 0, 60)?, &b, 1).is_err(), "mismatched k must be an error");
+        Ok(())
+    }
+}
