@@ -31,7 +31,6 @@ interface FuzzReport {
 
 let tmp: string;
 beforeAll(() => {
-  ensureHostile(ROOT);
   tmp = mkdtempSync(join(tmpdir(), 'oxinfer-fuzz-'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -204,36 +204,32 @@ unsafe fn copied(env: sys::napi_env, kind: sys::napi_typedarray_type, bytes: &[u
     Ok(array)
 }
 
+/// One output as a typed array of its dtype: copied when small, external otherwise.
+macro_rules! output {
+    ($array:ident, $elem:ty, $kind:expr, $t:expr, $env:expr) => {{
+        if $t.bytes().len() <= COPY_AT_MOST {
+            unsafe { copied($env, $kind, $t.bytes(), $t.len()) }
+        } else {
+            external!($array, $elem, $t, $env)
+        }
+    }};
+}
+
 impl ToNapiValue for OutputData {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
         let t = &val.0;
         use sys::TypedarrayType as T;
-        if t.bytes().len() <= COPY_AT_MOST {
-            let kind = match t.dtype {
-                DType::Float32 => T::float32_array,
-                DType::Float64 => T::float64_array,
-                DType::Int64 => T::bigint64_array,
-                DType::Uint64 => T::biguint64_array,
-                DType::Int32 => T::int32_array,
-                DType::Uint32 => T::uint32_array,
-                DType::Int16 => T::int16_array,
-                DType::Uint16 | DType::Float16 => T::uint16_array,
-                DType::Int8 => T::int8_array,
-                DType::Uint8 | DType::Bool => T::uint8_array,
-            };
-            return unsafe { copied(env, kind, t.bytes(), t.len()) };
-        }
         match t.dtype {
-            DType::Float32 => external!(Float32Array, f32, t, env),
-            DType::Float64 => external!(Float64Array, f64, t, env),
-            DType::Int64 => external!(BigInt64Array, i64, t, env),
-            DType::Uint64 => external!(BigUint64Array, u64, t, env),
-            DType::Int32 => external!(Int32Array, i32, t, env),
-            DType::Uint32 => external!(Uint32Array, u32, t, env),
-            DType::Int16 => external!(Int16Array, i16, t, env),
-            DType::Uint16 | DType::Float16 => external!(Uint16Array, u16, t, env),
-            DType::Int8 => external!(Int8Array, i8, t, env),
-            DType::Uint8 | DType::Bool => external!(Uint8Array, u8, t, env),
+            DType::Float32 => output!(Float32Array, f32, T::float32_array, t, env),
+            DType::Float64 => output!(Float64Array, f64, T::float64_array, t, env),
+            DType::Int64 => output!(BigInt64Array, i64, T::bigint64_array, t, env),
+            DType::Uint64 => output!(BigUint64Array, u64, T::biguint64_array, t, env),
+            DType::Int32 => output!(Int32Array, i32, T::int32_array, t, env),
+            DType::Uint32 => output!(Uint32Array, u32, T::uint32_array, t, env),
+            DType::Int16 => output!(Int16Array, i16, T::int16_array, t, env),
+            DType::Uint16 | DType::Float16 => output!(Uint16Array, u16, T::uint16_array, t, env),
+            DType::Int8 => output!(Int8Array, i8, T::int8_array, t, env),
+            DType::Uint8 | DType::Bool => output!(Uint8Array, u8, T::uint8_array, t, env),
         }
     }
 }
