@@ -10,6 +10,7 @@
 import type { NativeTractModel, NativeTractSession } from '../index';
 import { call, callAsync } from './call';
 import { DisposedError, InputNameError, InputShapeError, ModelLoadError } from './errors';
+import { DEFAULT_INLINE_UNDER_US, InlinePolicy, shapeKey } from './inline';
 import { native } from './native';
 import {
   type DType,
@@ -52,6 +53,13 @@ export interface TractLoadOptions {
    * with the same options give the same native model, loaded once. See `cache`.
    */
   cache?: boolean;
+  /**
+   * `run()` and `session().run()` of input shapes that measured under this many µs per call
+   * execute on the calling thread, since a hop to the thread pool and back costs more than that
+   * (about 20 µs). Shapes not yet measured, or measured above it, always run on the pool.
+   * Default 20; 0 keeps every run on the pool. See README, "Tiny models".
+   */
+  inlineUnderUs?: number;
   signal?: AbortSignal;
 }
 
@@ -87,11 +95,13 @@ export class TractModel {
   readonly threads: number;
   #native: NativeTractModel;
   #copyInputs: boolean;
+  #inline: InlinePolicy | undefined;
   #disposed = false; // mirrors the native flag, read on every call without crossing into Rust
 
-  private constructor(n: NativeTractModel, copyInputs: boolean) {
+  private constructor(n: NativeTractModel, copyInputs: boolean, inlineUnderUs: number) {
     this.#native = n;
     this.#copyInputs = copyInputs;
+    this.#inline = inlineUnderUs > 0 ? new InlinePolicy(inlineUnderUs) : undefined;
     this.inputs = Object.freeze(n.inputs.map(toInfo));
     this.outputs = Object.freeze(n.outputs.map(toInfo));
     this.sha256 = n.sha256;
@@ -109,6 +119,10 @@ export class TractModel {
     if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
       throw new ModelLoadError(`load option threads must be a positive integer, got ${String(options.threads)}`);
     }
+    const inlineUnderUs = options.inlineUnderUs ?? DEFAULT_INLINE_UNDER_US;
+    if (typeof inlineUnderUs !== 'number' || !(inlineUnderUs >= 0) || !Number.isFinite(inlineUnderUs)) {
+      throw new ModelLoadError(`load option inlineUnderUs must be a number >= 0 (µs), got ${String(options.inlineUnderUs)}`);
+    }
     if (typeof source !== 'string' && !(source instanceof Uint8Array)) {
       throw new ModelLoadError('model source must be a file path (string) or the model bytes (Uint8Array)');
     }
@@ -120,7 +134,7 @@ export class TractModel {
         signal,
       );
     }, signal);
-    return new TractModel(n, options.copyInputs === true);
+    return new TractModel(n, options.copyInputs === true, inlineUnderUs);
   }
 
   /** Op types of the model as written in the file, most frequent first. */
@@ -132,9 +146,38 @@ export class TractModel {
     return this.#disposed;
   }
 
-  /** Runs the model on the libuv pool. Rejects with ERR_ABORTED if `signal` aborts first. */
+  /**
+   * Runs the model on the libuv pool (or, for input shapes measured under `inlineUnderUs`, on
+   * the calling thread). Rejects with ERR_ABORTED if `signal` aborts first.
+   */
   run(feeds: Feeds | TensorData, options: RunOptions = {}): Promise<Outputs> {
-    return callAsync(() => this.#native.run(this.#feeds(feeds), options.signal).then(toOutputs), options.signal);
+    const { signal } = options;
+    return callAsync(() => this.dispatch(this.#native, this.#feeds(feeds), signal), signal);
+  }
+
+  /**
+   * @internal Runs resolved feeds on `target` (the model or one of its sessions): inline where
+   * the policy has measured the shape as cheaper than a pool hop, else on the pool, recording
+   * what each run cost.
+   */
+  dispatch(
+    target: NativeTractModel | NativeTractSession,
+    args: NativeFeedArg[],
+    signal: AbortSignal | undefined,
+  ): Promise<Outputs> {
+    const policy = this.#inline;
+    if (policy === undefined) return target.run(args, signal).then(toOutputs);
+    const key = shapeKey(args);
+    const t0 = performance.now();
+    if (policy.place(key) === 'inline') {
+      const out = toOutputs(target.runSync(args)); // throws: callAsync turns it into a rejection
+      policy.inlineRan(key, (performance.now() - t0) * 1000);
+      return Promise.resolve(out);
+    }
+    return target.run(args, signal).then((out) => {
+      policy.pooledRan(key, (performance.now() - t0) * 1000);
+      return toOutputs(out);
+    });
   }
 
   /**
@@ -231,6 +274,7 @@ export class TractSession {
   #model: TractModel;
   #free: TensorInfo[];
   #queue: Promise<unknown> = Promise.resolve();
+  #pending = 0; // steps queued or running; an inline step must not overtake one
 
   /** @internal */
   constructor(n: NativeTractSession, model: TractModel, constants: ReadonlySet<string>) {
@@ -250,10 +294,21 @@ export class TractSession {
    * input that is neither carried nor constant.
    */
   run(feeds: Feeds | TensorData, options: RunOptions = {}): Promise<Outputs> {
-    const step = this.#queue.then(() =>
-      callAsync(() => this.#native.run(this.#feeds(feeds), options.signal).then(toOutputs), options.signal),
+    const { signal } = options;
+    const model = this.#model;
+    const start = () => callAsync(() => model.dispatch(this.#native, this.#feeds(feeds), signal), signal);
+    // With nothing ahead of it, a step starts now (so a cheap one can run inline at once);
+    // otherwise once the steps before it have settled.
+    return this.#track(this.#pending === 0 ? start() : this.#queue.then(start));
+  }
+
+  #track(step: Promise<Outputs>): Promise<Outputs> {
+    this.#pending++;
+    const settled = step.then(
+      () => { this.#pending--; },
+      () => { this.#pending--; },
     );
-    this.#queue = step.catch(() => undefined);
+    this.#queue = settled;
     return step;
   }
 

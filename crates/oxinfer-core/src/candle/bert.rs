@@ -30,6 +30,13 @@ impl Linear {
         Ok(Linear { weight_t: (self.weight_t * k)?, bias: (self.bias * k)? })
     }
 
+    /// One projection computing all of `parts` side by side: their outputs are its columns.
+    fn concat(parts: &[Linear]) -> Result<Self> {
+        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight_t).collect();
+        let biases: Vec<&Tensor> = parts.iter().map(|p| &p.bias).collect();
+        Ok(Linear { weight_t: Tensor::cat(&weights, 1)?, bias: Tensor::cat(&biases, 0)? })
+    }
+
     /// `threads`: how many threads the matmul may use (see linear.rs).
     fn forward(&self, x: &Tensor, threads: usize) -> Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -81,9 +88,8 @@ impl Embeddings {
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// Query, key and value as one projection: one matmul instead of three.
+    qkv: Linear,
     attn_out: Linear,
     attn_norm: LayerNorm,
     up: Linear,
@@ -99,11 +105,13 @@ impl Layer {
         let att = vb.pp("attention");
         let head_dim = h / c.num_attention_heads;
         Ok(Layer {
-            // softmax(q k^T / sqrt(d)): the scale is folded into the query projection, which saves
-            // a pass over the [B, heads, S, S] scores.
-            query: Linear::load(att.pp("self").pp("query"), h, h)?.scaled(1.0 / (head_dim as f64).sqrt())?,
-            key: Linear::load(att.pp("self").pp("key"), h, h)?,
-            value: Linear::load(att.pp("self").pp("value"), h, h)?,
+            qkv: Linear::concat(&[
+                // softmax(q k^T / sqrt(d)): the scale is folded into the query projection, which
+                // saves a pass over the [B, heads, S, S] scores.
+                Linear::load(att.pp("self").pp("query"), h, h)?.scaled(1.0 / (head_dim as f64).sqrt())?,
+                Linear::load(att.pp("self").pp("key"), h, h)?,
+                Linear::load(att.pp("self").pp("value"), h, h)?,
+            ])?,
             attn_out: Linear::load(att.pp("output").pp("dense"), h, h)?,
             attn_norm: layer_norm(att.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
             up: Linear::load(vb.pp("intermediate").pp("dense"), h, i)?,
@@ -116,21 +124,13 @@ impl Layer {
 
     /// `mask_bias`: [B, 1, 1, S], 0 for tokens and a large negative for padding; `None` when
     /// the batch has no padding. `threads`: for the matmuls.
-    fn forward(&self, x: &Tensor, mask_bias: Option<&Tensor>, threads: usize) -> Result<Tensor> {
-        let (b, s, h) = x.dims3()?;
-        let d = h / self.heads;
-        // [B, S, H] -> [B, heads, S, d]
-        let split = |t: Tensor| t.reshape((b, s, self.heads, d))?.transpose(1, 2)?.contiguous();
-        let q = split(self.query.forward(x, threads)?)?;
-        let k = split(self.key.forward(x, threads)?)?;
-        let v = split(self.value.forward(x, threads)?)?;
-        let scores = q.matmul(&k.t()?)?;
-        let scores = match mask_bias {
-            Some(bias) => scores.broadcast_add(bias)?,
-            None => scores,
+    fn forward(&self, x: &Tensor, mask_bias: Option<&MaskBias>, threads: usize) -> Result<Tensor> {
+        let qkv = self.qkv.forward(x, threads)?;
+        let ctx = if matches!(qkv.device(), Device::Cpu) && qkv.dtype() == DType::F32 {
+            super::attention::attention(&qkv, self.heads, mask_bias.map(|m| m.host.clone()))?
+        } else {
+            self.attention_ops(&qkv, mask_bias.map(|m| &m.tensor))?
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
         let x = self.attn_norm.forward(&(self.attn_out.forward(&ctx, threads)? + x)?)?;
         let up = self.up.forward(&x, threads)?;
         let up = match self.act {
@@ -141,6 +141,32 @@ impl Layer {
         };
         self.out_norm.forward(&(self.down.forward(&up, threads)? + x)?)
     }
+
+    /// Attention with candle's ops, for GPUs and half precision: [B, S, 3H] -> [B, S, H].
+    fn attention_ops(&self, qkv: &Tensor, mask_bias: Option<&Tensor>) -> Result<Tensor> {
+        let (b, s, h3) = qkv.dims3()?;
+        let h = h3 / 3;
+        let d = h / self.heads;
+        // [B, S, 3H] -> q, k, v as [B, heads, S, d]
+        let split = |i: usize| -> Result<Tensor> {
+            qkv.narrow(2, i * h, h)?.contiguous()?.reshape((b, s, self.heads, d))?.transpose(1, 2)?.contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let scores = q.matmul(&k.t()?)?;
+        let scores = match mask_bias {
+            Some(bias) => scores.broadcast_add(bias)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
+    }
+}
+
+/// The attention mask as additive key biases: on the model's device for candle's ops, and as
+/// host values for the CPU attention op.
+struct MaskBias {
+    tensor: Tensor,
+    host: Vec<f32>,
 }
 
 pub struct Bert {
@@ -179,7 +205,14 @@ impl Bert {
         // (mask - 1) * 10000: 0 for tokens, -10000 for padding, which softmax turns into exact
         // zeros, so padded rows give the same vectors as unpadded ones.
         let bias = match mask {
-            Some(m) => Some(((m.to_dtype(self.dtype)? - 1.0)? * 10_000.0)?.reshape((b, 1, 1, s))?),
+            Some(m) => {
+                let tensor = ((m.to_dtype(self.dtype)? - 1.0)? * 10_000.0)?.reshape((b, 1, 1, s))?;
+                let host = match (tensor.device(), tensor.dtype()) {
+                    (Device::Cpu, DType::F32) => tensor.flatten_all()?.to_vec1::<f32>()?,
+                    _ => Vec::new(), // only the CPU f32 attention reads it
+                };
+                Some(MaskBias { tensor, host })
+            }
             None => None,
         };
         let mut x = self.embeddings.forward(ids, token_types)?;

@@ -9,6 +9,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::fastmath::exp_neg;
+
 /// `gelu_erf(x)`, elementwise.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
@@ -61,23 +63,6 @@ fn erf(x: f32) -> f32 {
     let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
     let y = 1.0 - poly * exp_neg(-z * z);
     y.copysign(x)
-}
-
-/// e^v for v in [-16, 0]: 2^n e^r with n the integer nearest v / ln 2, so |r| <= ln2/2, and e^r
-/// by its Taylor series to r^7 (relative error < 1e-8 there).
-#[inline(always)]
-fn exp_neg(v: f32) -> f32 {
-    const LN2: f32 = std::f32::consts::LN_2;
-    // For y <= 0, truncating y - 0.5 toward zero is ceil(y - 0.5): the nearest integer. A cast
-    // rather than f32::round, which has no SSE2 instruction and would stop vectorization.
-    let n = (v * std::f32::consts::LOG2_E - 0.5) as i32;
-    let r = v - n as f32 * LN2;
-    let p = 1.0
-        + r * (1.0
-            + r * (1.0 / 2.0
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    // 2^n built from its exponent bits; n >= -24 here, so the result stays normal.
-    p * f32::from_bits(((n + 127) as u32) << 23)
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ pub mod bert;
 pub mod config;
 pub mod device;
 pub mod embedder;
+mod attention;
+mod fastmath;
 mod gelu;
 mod linear;
 pub mod tokenize;

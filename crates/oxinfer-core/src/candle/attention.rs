@@ -1,0 +1,207 @@
+//! Multi-head self-attention for f32 on the CPU as one op: `softmax(q k^T + mask) v` per
+//! (row, head), read straight out of the fused QKV projection and written straight into the
+//! `[B, S, H]` context.
+//!
+//! Why: done with candle ops, each layer copies q, k and v into `[B, heads, S, d]`, runs two
+//! batched matmuls as one small `gemm` call per (row, head) with a thread-pool dispatch each,
+//! materializes the masked scores and softmax as two more `[B, heads, S, S]` tensors with a
+//! scalar `exp`, and copies the context back. Here each (row, head) is one task on the current
+//! rayon pool: two single-threaded `gemm` calls on strided views (no copies) around a softmax
+//! done in place in a per-task scores buffer, with a vectorizable `exp`. The query is expected
+//! to carry the 1/sqrt(d) scale already (bert.rs folds it into the weights).
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::fastmath::exp_le0;
+
+/// `qkv`: `[B, S, 3H]` contiguous f32 on the CPU, the query, key and value projections side by
+/// side. `mask_bias`: B*S additive key biases (0 for a token, a large negative for padding), or
+/// `None`. Returns the context `[B, S, H]`.
+pub fn attention(qkv: &Tensor, heads: usize, mask_bias: Option<Vec<f32>>) -> Result<Tensor> {
+    qkv.apply_op1_no_bwd(&Attention { heads, mask_bias })
+}
+
+struct Attention {
+    heads: usize,
+    mask_bias: Option<Vec<f32>>,
+}
+
+/// The output pointer, shared by tasks that each write their own (row, head) block.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: tasks write disjoint blocks (see cpu_fwd), and the buffer outlives the parallel loop.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Through a method, so closures capture the whole `Out` (Send + Sync), not its pointer field.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+impl CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "oxinfer-attention"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(all) = s else { candle_core::bail!("{}: f32 input expected", self.name()) };
+        let Some((o0, o1)) = l.contiguous_offsets() else {
+            candle_core::bail!("{}: contiguous input expected", self.name())
+        };
+        let (b, s, h3) = l.shape().dims3()?;
+        let h = h3 / 3;
+        if h3 != 3 * h || self.heads == 0 || h % self.heads != 0 {
+            candle_core::bail!("{}: {h3} columns are not q, k, v of {} heads", self.name(), self.heads)
+        }
+        if let Some(m) = &self.mask_bias {
+            if m.len() != b * s {
+                candle_core::bail!("{}: mask of {} values for {b}x{s} tokens", self.name(), m.len())
+            }
+        }
+        let qkv = &all[o0..o1];
+        let d = h / self.heads;
+        let mut out = vec![0f32; b * s * h];
+        let dst = Out(out.as_mut_ptr());
+        (0..b * self.heads).into_par_iter().for_each_init(
+            || vec![0f32; s * s],
+            |scores, task| {
+                let (row, head) = (task / self.heads, task % self.heads);
+                let base = row * s * h3;
+                let mask = self.mask_bias.as_ref().map(|m| &m[row * s..(row + 1) * s]);
+                // SAFETY: q, k and v of this (row, head) are s x d blocks of `qkv` with row stride
+                // 3h, at column offsets head*d, h + head*d and 2h + head*d: inside qkv, which is
+                // b x s x 3h. The destination is the s x d block at column head*d of this row's
+                // s x h slab of `out`: inside out, and written by this task alone.
+                unsafe {
+                    let q = qkv.as_ptr().add(base + head * d);
+                    let k = qkv.as_ptr().add(base + h + head * d);
+                    let v = qkv.as_ptr().add(base + 2 * h + head * d);
+                    let ctx = dst.at(row * s * h + head * d);
+                    head_attention(q, k, v, ctx, scores, s, d, h3 as isize, h as isize, mask);
+                }
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from((b, s, h))))
+    }
+}
+
+/// One head of one row: scores = q k^T (s x s), softmax over each row (keys), ctx = scores v.
+///
+/// # Safety
+/// `q`, `k`, `v` point at s x d blocks with row stride `qkv_rs`, `ctx` at an s x d block with row
+/// stride `ctx_rs`, all valid; `scores` holds s*s values.
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_attention(
+    q: *const f32,
+    k: *const f32,
+    v: *const f32,
+    ctx: *mut f32,
+    scores: &mut [f32],
+    s: usize,
+    d: usize,
+    qkv_rs: isize,
+    ctx_rs: isize,
+    mask: Option<&[f32]>,
+) {
+    // scores[i][j] = sum_c q[i][c] * k[j][c]: k read as its transpose through the strides.
+    gemm::gemm(
+        s, s, d, scores.as_mut_ptr(), 1, s as isize, false,
+        q, 1, qkv_rs,
+        k, qkv_rs, 1,
+        0.0, 1.0, false, false, false, gemm::Parallelism::None,
+    );
+    for row in scores.chunks_exact_mut(s) {
+        softmax_row(row, mask);
+    }
+    gemm::gemm(
+        s, d, s, ctx, 1, ctx_rs, false,
+        scores.as_ptr(), 1, s as isize,
+        v, 1, qkv_rs,
+        0.0, 1.0, false, false, false, gemm::Parallelism::None,
+    );
+}
+
+/// In place: x = softmax(x + mask). Masked keys (-1e4) come out as exact zeros.
+#[inline]
+fn softmax_row(x: &mut [f32], mask: Option<&[f32]>) {
+    if let Some(m) = mask {
+        for (x, m) in x.iter_mut().zip(m) {
+            *x += m;
+        }
+    }
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for x in x.iter_mut() {
+        *x = exp_le0(*x - max);
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in x.iter_mut() {
+        *x *= inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{D, Device};
+
+    /// The same attention with candle's own ops, as bert.rs did it before this op.
+    fn reference(qkv: &Tensor, heads: usize, mask_bias: Option<&[f32]>) -> Result<Tensor> {
+        let (b, s, h3) = qkv.dims3()?;
+        let h = h3 / 3;
+        let d = h / heads;
+        let part = |i: usize| -> Result<Tensor> {
+            qkv.narrow(2, i * h, h)?.contiguous()?.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous()
+        };
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(m) = mask_bias {
+            scores = scores.broadcast_add(&Tensor::from_slice(m, (b, 1, 1, s), qkv.device())?)?;
+        }
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
+    }
+
+    #[test]
+    fn matches_candle_ops_with_and_without_padding() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, s, heads, d) = (3, 17, 4, 8);
+        let h = heads * d;
+        let qkv = Tensor::arange(0f32, (b * s * 3 * h) as f32, &dev)?.affine(0.37, 0.1)?.sin()?.reshape((b, s, 3 * h))?;
+        // Row 1 has its last 5 tokens padded, row 2 its last one.
+        let mut mask = vec![0f32; b * s];
+        for j in s - 5..s {
+            mask[s + j] = -10_000.0;
+        }
+        mask[3 * s - 1] = -10_000.0;
+        for m in [None, Some(mask)] {
+            let want = reference(&qkv, heads, m.as_deref())?.flatten_all()?.to_vec1::<f32>()?;
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+            let got = pool.install(|| attention(&qkv, heads, m.clone()))?.flatten_all()?.to_vec1::<f32>()?;
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "padding {}: worst |fused - candle| = {worst:e}", m.is_some());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn masked_keys_get_exactly_zero_weight() {
+        let mut row = vec![0.5f32, 2.0, -1.0, 3.0];
+        softmax_row(&mut row, Some(&[0.0, 0.0, -10_000.0, -10_000.0]));
+        assert_eq!(&row[2..], &[0.0, 0.0]);
+        assert!((row[0] + row[1] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn refuses_shapes_that_are_not_qkv() -> Result<()> {
+        let x = Tensor::zeros((1, 2, 10), candle_core::DType::F32, &Device::Cpu)?;
+        assert!(attention(&x, 2, None).is_err());
+        let x = Tensor::zeros((1, 2, 12), candle_core::DType::F32, &Device::Cpu)?;
+        assert!(attention(&x, 3, Some(vec![0.0; 5])).is_err(), "a mask of the wrong size is an error");
+        Ok(())
+    }
+}

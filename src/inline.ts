@@ -1,0 +1,103 @@
+/**
+ * When `run()` may execute on the calling thread instead of the libuv pool.
+ *
+ * A hop to the pool and back costs about 20 µs of latency (a pool thread's wake-up, then the
+ * event loop's), more than a microsecond-scale model takes to run. So for each input-shape
+ * signature the policy learns what a run costs and lets runs that measured under `limitUs`
+ * execute inline: the caller still gets a Promise, the event loop is held for less than the
+ * hop would have cost, and larger runs never leave the pool.
+ *
+ * The policy never blocks for an unknown cost: the first run of a signature goes to the pool,
+ * and only a signature whose pool run came back within 1 ms (end to end, so its engine time is
+ * below that) is tried inline, measured (the first inline run is a warm-up and not counted),
+ * and kept inline while the median of its recent costs stays under the limit. A signature
+ * measured above the limit goes back to the pool and is measured again every 64 pool runs.
+ */
+
+/** Runs per signature whose cost is remembered (the median of these decides). */
+const WINDOW = 8;
+/** Signatures remembered per model; beyond this, new shapes go to the pool. */
+const MAX_SIGNATURES = 64;
+/** A shape measured above the limit is measured again after this many pool runs. */
+const REPROBE_AFTER = 64;
+
+interface Costs {
+  /** Inline run costs in µs, most recent last (at most WINDOW). */
+  sync: number[];
+  /** Whether the first inline run, which pays for cold caches and JIT warm-up, has happened. */
+  warmed: boolean;
+  /** The last end-to-end pool run time in µs. */
+  pooledUs: number;
+  /** Pool runs since the last inline one. */
+  pooledSince: number;
+}
+
+export type Placement = 'inline' | 'pool';
+
+export class InlinePolicy {
+  readonly limitUs: number;
+  readonly #probeCeilingUs: number;
+  readonly #costs = new Map<string, Costs>();
+
+  constructor(limitUs: number) {
+    this.limitUs = limitUs;
+    // A probe blocks for at most the engine time, which the pool round trip bounds. Round trips
+    // of a tiny model measured 20 µs on one VM and 60-100 µs on another, so the probe is allowed
+    // for any shape whose round trip stayed under 1 ms: at most that, once per REPROBE_AFTER runs.
+    this.#probeCeilingUs = Math.max(1000, 10 * limitUs);
+  }
+
+  /** Where the next run of this signature goes. */
+  place(key: string): Placement {
+    const c = this.#costs.get(key);
+    if (c === undefined) return 'pool';
+    if (c.sync.length > 0 && median(c.sync) <= this.limitUs) return 'inline';
+    const probe = c.sync.length === 0 || c.pooledSince >= REPROBE_AFTER;
+    return probe && c.pooledUs <= this.#probeCeilingUs ? 'inline' : 'pool';
+  }
+
+  /** Records the measured cost of an inline run. */
+  inlineRan(key: string, us: number): void {
+    const c = this.#entry(key);
+    if (!c) return;
+    c.pooledSince = 0;
+    if (!c.warmed) {
+      c.warmed = true; // not representative: measure again
+      return;
+    }
+    c.sync.push(us);
+    if (c.sync.length > WINDOW) c.sync.shift();
+  }
+
+  /** Records the end-to-end time of a pool run (an upper bound of its engine time). */
+  pooledRan(key: string, us: number): void {
+    const c = this.#entry(key);
+    if (!c) return;
+    c.pooledUs = us;
+    c.pooledSince++;
+  }
+
+  #entry(key: string): Costs | undefined {
+    let c = this.#costs.get(key);
+    if (c === undefined && this.#costs.size < MAX_SIGNATURES) {
+      c = { sync: [], warmed: false, pooledUs: Infinity, pooledSince: 0 };
+      this.#costs.set(key, c);
+    }
+    return c;
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1]!;
+}
+
+/** The shape signature of resolved feeds: the same shapes cost the same on a fixed plan. */
+export function shapeKey(feeds: ReadonlyArray<{ shape: readonly number[] }>): string {
+  let key = '';
+  for (const f of feeds) key += f.shape.join(',') + ';';
+  return key;
+}
+
+/** Default `inlineUnderUs`: about one pool round trip on the fastest machine measured (bench/). */
+export const DEFAULT_INLINE_UNDER_US = 20;
