@@ -13,7 +13,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::fastmath::exp_le0;
+use super::fastmath::{exp_le0, simd_kernel};
 
 /// `qkv`: `[B, S, 3H]` contiguous f32 on the CPU, the query, key and value projections side by
 /// side. `mask_bias`: B*S additive key biases (0 for a token, a large negative for padding), or
@@ -113,9 +113,7 @@ unsafe fn head_attention(
         k, qkv_rs, 1,
         0.0, 1.0, false, false, false, gemm::Parallelism::None,
     );
-    for row in scores.chunks_exact_mut(s) {
-        softmax_row(row, mask);
-    }
+    softmax_rows(scores, s, mask.unwrap_or(&[]));
     gemm::gemm(
         s, d, s, ctx, 1, ctx_rs, false,
         scores.as_ptr(), 1, s as isize,
@@ -124,23 +122,45 @@ unsafe fn head_attention(
     );
 }
 
-/// In place: x = softmax(x + mask). Masked keys (-1e4) come out as exact zeros.
-#[inline]
-fn softmax_row(x: &mut [f32], mask: Option<&[f32]>) {
-    if let Some(m) = mask {
-        for (x, m) in x.iter_mut().zip(m) {
-            *x += m;
+/// Lanes of the reductions below: enough independent accumulators for 16-wide vectors.
+const LANES: usize = 16;
+
+simd_kernel! {
+    /// In place, each row of `s` values: x = softmax(x + mask), `mask` (s values) or empty.
+    /// Masked keys (-1e4) come out as exact zeros.
+    fn softmax_rows(scores: &mut [f32], s: usize, mask: &[f32]) {
+        for x in scores.chunks_exact_mut(s) {
+            if mask.len() == x.len() {
+                for (x, m) in x.iter_mut().zip(mask) {
+                    *x += m;
+                }
+            }
+            // Reductions in LANES independent accumulators, so they vectorize (a single running
+            // max or sum is a dependency chain the compiler must keep in order).
+            let mut lanes = [f32::NEG_INFINITY; LANES];
+            let mut chunks = x.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (l, &v) in lanes.iter_mut().zip(c) {
+                    *l = l.max(v);
+                }
+            }
+            let max = chunks.remainder().iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
+            for x in x.iter_mut() {
+                *x = exp_le0(*x - max);
+            }
+            let mut lanes = [0f32; LANES];
+            let mut chunks = x.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (l, &v) in lanes.iter_mut().zip(c) {
+                    *l += v;
+                }
+            }
+            let sum: f32 = chunks.remainder().iter().sum::<f32>() + lanes.iter().sum::<f32>();
+            let inv = 1.0 / sum;
+            for x in x.iter_mut() {
+                *x *= inv;
+            }
         }
-    }
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for x in x.iter_mut() {
-        *x = exp_le0(*x - max);
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    for x in x.iter_mut() {
-        *x *= inv;
     }
 }
 
@@ -190,10 +210,26 @@ mod tests {
 
     #[test]
     fn masked_keys_get_exactly_zero_weight() {
-        let mut row = vec![0.5f32, 2.0, -1.0, 3.0];
-        softmax_row(&mut row, Some(&[0.0, 0.0, -10_000.0, -10_000.0]));
-        assert_eq!(&row[2..], &[0.0, 0.0]);
-        assert!((row[0] + row[1] - 1.0).abs() < 1e-6);
+        // Two rows of 37 (a remainder past the 16-lane chunks), the last 3 keys masked.
+        let s = 37;
+        let mut rows: Vec<f32> = (0..2 * s).map(|i| (i as f32 * 0.7).sin() * 5.0).collect();
+        let mut mask = vec![0f32; s];
+        mask[s - 3..].fill(-10_000.0);
+        let want: Vec<f32> = rows
+            .chunks(s)
+            .flat_map(|r| {
+                let m = r[..s - 3].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f64> = r[..s - 3].iter().map(|&v| ((v - m) as f64).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                e.into_iter().map(move |v| (v / sum) as f32).chain([0.0; 3])
+            })
+            .collect();
+        softmax_rows(&mut rows, s, &mask);
+        for row in rows.chunks(s) {
+            assert_eq!(&row[s - 3..], &[0.0, 0.0, 0.0]);
+        }
+        let worst = rows.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-6, "worst |softmax - f64 softmax| = {worst:e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::fastmath::exp_neg;
+use super::fastmath::{exp_neg, simd_kernel};
 
 /// `gelu_erf(x)`, elementwise.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
@@ -37,12 +37,17 @@ impl CustomOp1 for GeluErf {
         };
         let x = &x[x0..x1];
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| {
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = gelu(x);
-            }
-        });
+        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| gelu_slice(o, x));
         Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+simd_kernel! {
+    /// `out[i] = gelu(x[i])`.
+    fn gelu_slice(out: &mut [f32], x: &[f32]) {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = gelu(x);
+        }
     }
 }
 
