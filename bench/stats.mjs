@@ -1,5 +1,10 @@
 /** Timing and summary statistics: one job, measuring. */
 
+/** Idle time before each timed repetition (see `interleave`). */
+export const SETTLE_MS = 30;
+
+export const settle = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** Milliseconds taken by `fn()` (awaited when it returns a Promise; sync work is not awaited). */
 export async function timeMs(fn) {
   const t0 = process.hrtime.bigint();
@@ -22,12 +27,19 @@ export function summarize(samples) {
  * machine's state (a noisy neighbour, frequency changes) hits every contestant alike.
  * Each contestant: { key, warmup(): Promise|void, rep(): Promise<number>|number } where rep
  * returns the repetition's value in the case's unit. Returns { key: summary }.
+ *
+ * Between two repetitions the process idles for `settleMs`: engines' pool threads spin for a
+ * while after their work (onnxruntime's intra-op threads do by default, rayon's and tract's
+ * briefly), and without the pause that spinning takes cores from whichever contestant runs next.
  */
-export async function interleave(contestants, reps) {
+export async function interleave(contestants, reps, { settleMs = SETTLE_MS } = {}) {
   for (const c of contestants) await c.warmup?.();
   const values = Object.fromEntries(contestants.map((c) => [c.key, []]));
   for (let r = 0; r < reps; r++) {
-    for (const c of contestants) values[c.key].push(await c.rep());
+    for (const c of contestants) {
+      await settle(settleMs);
+      values[c.key].push(await c.rep());
+    }
   }
   return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, summarize(v)]));
 }
