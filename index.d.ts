@@ -30,8 +30,10 @@ export declare class NativeTractModel {
   get sha256(): string
   get threads(): number
   get ops(): Array<NativeOpCount>
-  run(feeds: Array<NativeFeed>, signal?: AbortSignal | undefined | null): Promise<NativeOutput[]>
-  runSync(feeds: Array<NativeFeed>): Array<NativeOutput>
+  /** Runs on the libuv pool. Feeds and outputs in the wire format of packed.rs. */
+  run(data: ArrayBufferView[], meta: Int32Array, signal?: AbortSignal | undefined | null): Promise<unknown[]>
+  /** Runs on the calling thread. Feeds and outputs in the wire format of packed.rs. */
+  runSync(data: ArrayBufferView[], meta: Int32Array): unknown[]
   runBatch(requests: Array<Array<NativeFeed>>, signal?: AbortSignal | undefined | null): Promise<NativeOutput[][]>
   session(options: NativeSessionOptions): NativeTractSession
   /** Frees the model once in-flight runs finish; later calls fail with ERR_DISPOSED. */
@@ -40,8 +42,10 @@ export declare class NativeTractModel {
 }
 
 export declare class NativeTractSession {
-  run(feeds: Array<NativeFeed>, signal?: AbortSignal | undefined | null): Promise<NativeOutput[]>
-  runSync(feeds: Array<NativeFeed>): Array<NativeOutput>
+  /** One step on the libuv pool. Feeds and outputs in the wire format of packed.rs. */
+  run(data: ArrayBufferView[], meta: Int32Array, signal?: AbortSignal | undefined | null): Promise<unknown[]>
+  /** One step on the calling thread. Feeds and outputs in the wire format of packed.rs. */
+  runSync(data: ArrayBufferView[], meta: Int32Array): unknown[]
   reset(): void
   /** `[output, input]` pairs carried from one run to the next. */
   get carried(): Array<Array<string>>
@@ -53,6 +57,9 @@ export declare function clearCache(): void
 
 /** Backends compiled into this addon (`cpu`, and `cuda` / `metal` in those builds). */
 export declare function compiledBackends(): Array<string>
+
+/** Dtype names by code, for the TypeScript side of the wire format. */
+export declare function dtypeNames(): Array<string>
 
 /** The stable error codes, so the TypeScript layer can check it knows them all. */
 export declare function errorCodes(): Array<string>

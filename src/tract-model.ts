@@ -11,6 +11,7 @@ import type { NativeTractModel, NativeTractSession } from '../index';
 import { call, callAsync } from './call';
 import { DisposedError, InputNameError, InputShapeError, ModelLoadError } from './errors';
 import { DEFAULT_INLINE_UNDER_US, InlinePolicy, shapeKey } from './inline';
+import { packFeeds, unpackOutputs } from './packed';
 import { native } from './native';
 import {
   type DType,
@@ -166,17 +167,17 @@ export class TractModel {
     signal: AbortSignal | undefined,
   ): Promise<Outputs> {
     const policy = this.#inline;
-    if (policy === undefined) return target.run(args, signal).then(toOutputs);
+    if (policy === undefined) return this.runPooled(target, args, signal);
     const key = shapeKey(args);
     const t0 = performance.now();
     if (policy.place(key) === 'inline') {
-      const out = toOutputs(target.runSync(args)); // throws: callAsync turns it into a rejection
+      const out = this.runNow(target, args); // throws: callAsync turns it into a rejection
       policy.inlineRan(key, (performance.now() - t0) * 1000);
       return Promise.resolve(out);
     }
-    return target.run(args, signal).then((out) => {
+    return this.runPooled(target, args, signal).then((out) => {
       policy.pooledRan(key, (performance.now() - t0) * 1000);
-      return toOutputs(out);
+      return out;
     });
   }
 
@@ -185,7 +186,19 @@ export class TractModel {
    * a thread hop costs more than the work; prefer `run` for anything larger.
    */
   runSync(feeds: Feeds | TensorData): Outputs {
-    return call(() => toOutputs(this.#native.runSync(this.#feeds(feeds))));
+    return call(() => this.runNow(this.#native, this.#feeds(feeds)));
+  }
+
+  /** @internal Runs resolved feeds on `target` (the model or one of its sessions), blocking. */
+  runNow(target: NativeTractModel | NativeTractSession, args: NativeFeedArg[]): Outputs {
+    const [data, meta] = packFeeds(args, this.inputs);
+    return unpackOutputs(target.runSync(data, meta), this.outputs);
+  }
+
+  /** @internal Runs resolved feeds on `target` on the libuv pool. */
+  runPooled(target: NativeTractModel | NativeTractSession, args: NativeFeedArg[], signal: AbortSignal | undefined): Promise<Outputs> {
+    const [data, meta] = packFeeds(args, this.inputs);
+    return target.run(data, meta, signal).then((raw) => unpackOutputs(raw, this.outputs));
   }
 
   /**
@@ -314,7 +327,7 @@ export class TractSession {
 
   /** One step on the calling thread (blocking). */
   runSync(feeds: Feeds | TensorData): Outputs {
-    return call(() => toOutputs(this.#native.runSync(this.#feeds(feeds))));
+    return call(() => this.#model.runNow(this.#native, this.#feeds(feeds)));
   }
 
   /** Forgets the carried state; the next run starts from zeros. */

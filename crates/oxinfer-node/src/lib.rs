@@ -4,6 +4,7 @@
 mod cache;
 mod embedder;
 mod error;
+mod packed;
 mod tensor;
 mod tract_model;
 

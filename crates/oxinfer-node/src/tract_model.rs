@@ -10,7 +10,8 @@ use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, T
 use oxinfer_core::{DType, Dim, Error, ErrorCode, TensorInfo};
 
 use crate::error::{IntoJs, to_js};
-use crate::tensor::{Converted, NativeFeed, NativeOutput, to_native_outputs};
+use crate::packed::{PackedFeeds, PackedOutputs};
+use crate::tensor::{Converted, NativeFeed, NativeOutput, TensorData, to_native_outputs};
 
 #[napi(object)]
 pub struct NativeTensorInfo {
@@ -139,7 +140,7 @@ pub fn load_tract_model(
 #[napi]
 pub struct NativeTractModel {
     model: Mutex<Option<Held<TractModel>>>,
-    inputs: Vec<TensorInfo>,
+    inputs: Arc<[TensorInfo]>,
     outputs: Vec<TensorInfo>,
     sha256: String,
     ops: Vec<(String, usize)>,
@@ -150,7 +151,7 @@ impl NativeTractModel {
     fn new(held: Held<TractModel>) -> Self {
         let model = held.model();
         NativeTractModel {
-            inputs: model.inputs().to_vec(),
+            inputs: model.inputs().into(),
             outputs: model.outputs().to_vec(),
             sha256: model.sha256().to_string(),
             ops: model.ops().iter().map(|o| (o.op.clone(), o.count)).collect(),
@@ -182,23 +183,34 @@ impl Runs for TractSession {
     }
 }
 
-/// One run of a model or a session on the libuv pool.
+/// One run of a model or a session on the libuv pool, in the wire format of packed.rs.
 pub struct RunTask<R: Runs> {
     target: Arc<R>,
-    feeds: Vec<NativeFeed>,
+    inputs: Arc<[TensorInfo]>,
+    feeds: PackedFeeds,
+}
+
+impl<R: Runs> RunTask<R> {
+    fn new(target: Arc<R>, inputs: &Arc<[TensorInfo]>, data: Vec<TensorData>, meta: &[i32]) -> napi::Result<Self> {
+        let feeds = PackedFeeds::new(data, meta, inputs.len())?;
+        Ok(RunTask { target, inputs: Arc::clone(inputs), feeds })
+    }
+
+    fn run(&self) -> napi::Result<PackedOutputs> {
+        self.target.run_feeds(&self.feeds.feeds(&self.inputs)).js().map(PackedOutputs)
+    }
 }
 
 impl<R: Runs> Task for RunTask<R> {
-    type Output = Vec<oxinfer_core::OutputTensor>;
-    type JsValue = Vec<NativeOutput>;
+    type Output = PackedOutputs;
+    type JsValue = PackedOutputs;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        let converted = Converted::new(&self.feeds)?;
-        self.target.run_feeds(&converted.feeds(&self.feeds)).js()
+        self.run()
     }
 
     fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(to_native_outputs(out))
+        Ok(out)
     }
 }
 
@@ -258,20 +270,26 @@ impl NativeTractModel {
         self.ops.iter().map(|(op, n)| NativeOpCount { op: op.clone(), count: *n as u32 }).collect()
     }
 
-    #[napi(ts_return_type = "Promise<NativeOutput[]>")]
+    /// Runs on the libuv pool. Feeds and outputs in the wire format of packed.rs.
+    #[napi(ts_return_type = "Promise<unknown[]>")]
     pub fn run(
         &self,
-        feeds: Vec<NativeFeed>,
+        #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
+        meta: Int32Array,
         signal: Option<AbortSignal>,
     ) -> napi::Result<AsyncTask<RunTask<TractModel>>> {
-        Ok(AsyncTask::with_optional_signal(RunTask { target: self.get()?, feeds }, signal))
+        let task = RunTask::new(self.get()?, &self.inputs, data, &meta)?;
+        Ok(AsyncTask::with_optional_signal(task, signal))
     }
 
-    #[napi]
-    pub fn run_sync(&self, feeds: Vec<NativeFeed>) -> napi::Result<Vec<NativeOutput>> {
-        let model = self.get()?;
-        let converted = Converted::new(&feeds)?;
-        Ok(to_native_outputs(model.run(&converted.feeds(&feeds)).js()?))
+    /// Runs on the calling thread. Feeds and outputs in the wire format of packed.rs.
+    #[napi(ts_return_type = "unknown[]")]
+    pub fn run_sync(
+        &self,
+        #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
+        meta: Int32Array,
+    ) -> napi::Result<PackedOutputs> {
+        RunTask::new(self.get()?, &self.inputs, data, &meta)?.run()
     }
 
     #[napi(ts_return_type = "Promise<NativeOutput[][]>")]
@@ -307,7 +325,7 @@ impl NativeTractModel {
             SessionOptions { carry, constants: converted.feeds(&constants) },
         )
         .js()?;
-        Ok(NativeTractSession { session: Arc::new(session) })
+        Ok(NativeTractSession { session: Arc::new(session), inputs: Arc::clone(&self.inputs) })
     }
 
     /// Frees the model once in-flight runs finish; later calls fail with ERR_DISPOSED.
@@ -325,24 +343,32 @@ impl NativeTractModel {
 #[napi]
 pub struct NativeTractSession {
     session: Arc<TractSession>,
+    /// The model's inputs, which the wire format's input indices refer to.
+    inputs: Arc<[TensorInfo]>,
 }
 
 #[napi]
 impl NativeTractSession {
-    #[napi(ts_return_type = "Promise<NativeOutput[]>")]
+    /// One step on the libuv pool. Feeds and outputs in the wire format of packed.rs.
+    #[napi(ts_return_type = "Promise<unknown[]>")]
     pub fn run(
         &self,
-        feeds: Vec<NativeFeed>,
+        #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
+        meta: Int32Array,
         signal: Option<AbortSignal>,
-    ) -> AsyncTask<RunTask<TractSession>> {
-        let task = RunTask { target: Arc::clone(&self.session), feeds };
-        AsyncTask::with_optional_signal(task, signal)
+    ) -> napi::Result<AsyncTask<RunTask<TractSession>>> {
+        let task = RunTask::new(Arc::clone(&self.session), &self.inputs, data, &meta)?;
+        Ok(AsyncTask::with_optional_signal(task, signal))
     }
 
-    #[napi]
-    pub fn run_sync(&self, feeds: Vec<NativeFeed>) -> napi::Result<Vec<NativeOutput>> {
-        let converted = Converted::new(&feeds)?;
-        Ok(to_native_outputs(self.session.run(&converted.feeds(&feeds)).js()?))
+    /// One step on the calling thread. Feeds and outputs in the wire format of packed.rs.
+    #[napi(ts_return_type = "unknown[]")]
+    pub fn run_sync(
+        &self,
+        #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
+        meta: Int32Array,
+    ) -> napi::Result<PackedOutputs> {
+        RunTask::new(Arc::clone(&self.session), &self.inputs, data, &meta)?.run()
     }
 
     #[napi]
