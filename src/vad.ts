@@ -51,8 +51,15 @@ export const SILERO_INPUT_FACTS: Readonly<Record<string, InputFact>> = Object.fr
  * model holds a 16 kHz and an 8 kHz graph behind an `If` on `sr`, and only the 16 kHz one is
  * kept.
  */
-export function loadSileroVad(path: string | Uint8Array, options: { threads?: number } = {}): Promise<TractModel> {
+export function loadSileroVad(
+  path: string | Uint8Array,
+  options: { threads?: number; inlineUnderUs?: number } = {},
+): Promise<TractModel> {
   return TractModel.load(path, {
+    // A 32 ms frame takes about 60 µs here, and a hop to the thread pool and back 25-35 µs more:
+    // streaming frames one at a time, running them inline halves the latency for 0.2% of the
+    // event loop's time. `inlineUnderUs: 0` keeps them on the pool.
+    inlineUnderUs: 100,
     ...options,
     inputs: { ...SILERO_INPUT_FACTS },
     constants: { sr: { data: new BigInt64Array([BigInt(VAD_SAMPLE_RATE)]), shape: [] } },
