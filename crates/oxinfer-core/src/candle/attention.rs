@@ -10,16 +10,56 @@
 //! done in place in a per-task scores buffer, with a vectorizable `exp`. The query is expected
 //! to carry the 1/sqrt(d) scale already (bert.rs folds it into the weights).
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::fastmath::{exp_le0, simd_kernel};
 
-/// `qkv`: `[B, S, 3H]` contiguous f32 on the CPU, the query, key and value projections side by
-/// side. `mask_bias`: B*S additive key biases (0 for a token, a large negative for padding), or
-/// `None`. Returns the context `[B, S, H]`.
-pub fn attention(qkv: &Tensor, heads: usize, mask_bias: Option<Vec<f32>>) -> Result<Tensor> {
-    qkv.apply_op1_no_bwd(&Attention { heads, mask_bias })
+/// The attention mask as additive key biases, [B, 1, 1, S]: 0 for a token, a large negative
+/// for padding. Kept on the model's device for candle's ops, and as host values for the CPU op.
+pub struct MaskBias {
+    tensor: Tensor,
+    host: Vec<f32>,
+}
+
+impl MaskBias {
+    pub fn new(tensor: Tensor) -> Result<Self> {
+        let host = match (tensor.device(), tensor.dtype()) {
+            (Device::Cpu, DType::F32) => tensor.flatten_all()?.to_vec1::<f32>()?,
+            _ => Vec::new(), // only the CPU f32 op reads it
+        };
+        Ok(MaskBias { tensor, host })
+    }
+}
+
+/// `qkv`: `[B, S, 3H]`, the query, key and value projections side by side. Returns the context
+/// `[B, S, H]`: with the fused op for contiguous f32 on the CPU, with candle's ops elsewhere
+/// (GPUs, half precision).
+pub fn attention(qkv: &Tensor, heads: usize, mask_bias: Option<&MaskBias>) -> Result<Tensor> {
+    if matches!(qkv.device(), Device::Cpu) && qkv.dtype() == DType::F32 && qkv.is_contiguous() {
+        qkv.apply_op1_no_bwd(&Attention { heads, mask_bias: mask_bias.map(|m| m.host.clone()) })
+    } else {
+        attention_ops(qkv, heads, mask_bias.map(|m| &m.tensor))
+    }
+}
+
+/// Attention with candle's ops: q, k and v copied out as [B, heads, S, d], two batched matmuls
+/// and a softmax over materialized scores.
+fn attention_ops(qkv: &Tensor, heads: usize, mask_bias: Option<&Tensor>) -> Result<Tensor> {
+    let (b, s, h3) = qkv.dims3()?;
+    let h = h3 / 3;
+    let d = h / heads;
+    let split = |i: usize| -> Result<Tensor> {
+        qkv.narrow(2, i * h, h)?.contiguous()?.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous()
+    };
+    let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+    let scores = q.matmul(&k.t()?)?;
+    let scores = match mask_bias {
+        Some(bias) => scores.broadcast_add(bias)?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
 }
 
 struct Attention {
@@ -167,24 +207,6 @@ simd_kernel! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{D, Device};
-
-    /// The same attention with candle's own ops, as bert.rs did it before this op.
-    fn reference(qkv: &Tensor, heads: usize, mask_bias: Option<&[f32]>) -> Result<Tensor> {
-        let (b, s, h3) = qkv.dims3()?;
-        let h = h3 / 3;
-        let d = h / heads;
-        let part = |i: usize| -> Result<Tensor> {
-            qkv.narrow(2, i * h, h)?.contiguous()?.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous()
-        };
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(m) = mask_bias {
-            scores = scores.broadcast_add(&Tensor::from_slice(m, (b, 1, 1, s), qkv.device())?)?;
-        }
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
-    }
 
     #[test]
     fn matches_candle_ops_with_and_without_padding() -> Result<()> {
@@ -198,12 +220,19 @@ mod tests {
             mask[s + j] = -10_000.0;
         }
         mask[3 * s - 1] = -10_000.0;
-        for m in [None, Some(mask)] {
-            let want = reference(&qkv, heads, m.as_deref())?.flatten_all()?.to_vec1::<f32>()?;
+        let mask = MaskBias::new(Tensor::from_slice(&mask, (b, 1, 1, s), &dev)?)?;
+        for m in [None, Some(&mask)] {
+            let want = attention_ops(&qkv, heads, m.map(|m| &m.tensor))?.flatten_all()?.to_vec1::<f32>()?;
             let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
-            let got = pool.install(|| attention(&qkv, heads, m.clone()))?.flatten_all()?.to_vec1::<f32>()?;
+            let got = pool.install(|| attention(&qkv, heads, m))?.flatten_all()?.to_vec1::<f32>()?;
             let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(worst < 1e-5, "padding {}: worst |fused - candle| = {worst:e}", m.is_some());
+            assert!(worst < 1e-5, "padding {}: worst |fused - candle ops| = {worst:e}", m.is_some());
+            // The path GPUs and half precision take, here in f16 on the CPU.
+            let half = MaskBias::new(mask.tensor.to_dtype(DType::F16)?)?;
+            let got16 = attention(&qkv.to_dtype(DType::F16)?, heads, m.map(|_| &half))?;
+            let got16 = got16.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let worst = got16.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 2e-2, "padding {}: worst |f16 - f32| = {worst:e}", m.is_some());
         }
         Ok(())
     }
@@ -237,7 +266,8 @@ mod tests {
         let x = Tensor::zeros((1, 2, 10), candle_core::DType::F32, &Device::Cpu)?;
         assert!(attention(&x, 2, None).is_err());
         let x = Tensor::zeros((1, 2, 12), candle_core::DType::F32, &Device::Cpu)?;
-        assert!(attention(&x, 3, Some(vec![0.0; 5])).is_err(), "a mask of the wrong size is an error");
+        let mask = MaskBias::new(Tensor::zeros((1, 1, 1, 5), candle_core::DType::F32, &Device::Cpu)?)?;
+        assert!(attention(&x, 2, Some(&mask)).is_err(), "a mask of the wrong size is an error");
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
+use super::attention::{MaskBias, attention};
 use super::config::{Activation, BertConfig};
 
 /// y = x W^T + b over the last dim, as one 2-D matmul for any leading dims.
@@ -125,12 +126,7 @@ impl Layer {
     /// `mask_bias`: [B, 1, 1, S], 0 for tokens and a large negative for padding; `None` when
     /// the batch has no padding. `threads`: for the matmuls.
     fn forward(&self, x: &Tensor, mask_bias: Option<&MaskBias>, threads: usize) -> Result<Tensor> {
-        let qkv = self.qkv.forward(x, threads)?;
-        let ctx = if matches!(qkv.device(), Device::Cpu) && qkv.dtype() == DType::F32 {
-            super::attention::attention(&qkv, self.heads, mask_bias.map(|m| m.host.clone()))?
-        } else {
-            self.attention_ops(&qkv, mask_bias.map(|m| &m.tensor))?
-        };
+        let ctx = attention(&self.qkv.forward(x, threads)?, self.heads, mask_bias)?;
         let x = self.attn_norm.forward(&(self.attn_out.forward(&ctx, threads)? + x)?)?;
         let up = self.up.forward(&x, threads)?;
         let up = match self.act {
@@ -141,32 +137,6 @@ impl Layer {
         };
         self.out_norm.forward(&(self.down.forward(&up, threads)? + x)?)
     }
-
-    /// Attention with candle's ops, for GPUs and half precision: [B, S, 3H] -> [B, S, H].
-    fn attention_ops(&self, qkv: &Tensor, mask_bias: Option<&Tensor>) -> Result<Tensor> {
-        let (b, s, h3) = qkv.dims3()?;
-        let h = h3 / 3;
-        let d = h / self.heads;
-        // [B, S, 3H] -> q, k, v as [B, heads, S, d]
-        let split = |i: usize| -> Result<Tensor> {
-            qkv.narrow(2, i * h, h)?.contiguous()?.reshape((b, s, self.heads, d))?.transpose(1, 2)?.contiguous()
-        };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let scores = q.matmul(&k.t()?)?;
-        let scores = match mask_bias {
-            Some(bias) => scores.broadcast_add(bias)?,
-            None => scores,
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
-    }
-}
-
-/// The attention mask as additive key biases: on the model's device for candle's ops, and as
-/// host values for the CPU attention op.
-struct MaskBias {
-    tensor: Tensor,
-    host: Vec<f32>,
 }
 
 pub struct Bert {
@@ -206,12 +176,7 @@ impl Bert {
         // zeros, so padded rows give the same vectors as unpadded ones.
         let bias = match mask {
             Some(m) => {
-                let tensor = ((m.to_dtype(self.dtype)? - 1.0)? * 10_000.0)?.reshape((b, 1, 1, s))?;
-                let host = match (tensor.device(), tensor.dtype()) {
-                    (Device::Cpu, DType::F32) => tensor.flatten_all()?.to_vec1::<f32>()?,
-                    _ => Vec::new(), // only the CPU f32 attention reads it
-                };
-                Some(MaskBias { tensor, host })
+                Some(MaskBias::new(((m.to_dtype(self.dtype)? - 1.0)? * 10_000.0)?.reshape((b, 1, 1, s))?)?)
             }
             None => None,
         };
