@@ -1,6 +1,7 @@
 //! The napi-rs binding of oxinfer-core. It converts JS values, schedules work on the libuv
 //! pool and maps errors; it holds no ML logic.
 
+mod alloc;
 mod cache;
 mod embedder;
 mod error;
@@ -9,6 +10,10 @@ mod tensor;
 mod tract_model;
 
 pub use embedder::{NativeCancelToken, NativeCandleEmbedder};
+
+/// Every Rust allocation of the addon: mimalloc, with a cap (see alloc.rs).
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 pub use tract_model::{NativeTractModel, NativeTractSession};
 
 /// Panics inside the engines are caught and returned as ERR_ENGINE errors that carry the panic
