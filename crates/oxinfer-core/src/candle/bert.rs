@@ -130,7 +130,7 @@ impl Layer {
         let x = self.attn_norm.forward(&(self.attn_out.forward(&ctx, threads)? + x)?)?;
         let up = self.up.forward(&x, threads)?;
         let up = match self.act {
-            Activation::Gelu => super::gelu::gelu_erf(&up)?,
+            Activation::Gelu => super::gelu::gelu_erf(up)?,
             Activation::GeluTanh => up.gelu()?,
             Activation::Relu => up.relu()?,
             Activation::Silu => up.silu()?,

@@ -6,15 +6,18 @@
 //! split across the current rayon pool. Other dtypes and devices use candle's op. (The bias
 //! before it is already added inside the linear layer's matmul: see linear.rs.)
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Result, Tensor};
 use rayon::prelude::*;
 
 use super::fastmath::{exp_neg, simd_kernel};
 
-/// `gelu_erf(x)`, elementwise.
-pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
-        x.apply_op1_no_bwd(&GeluErf)
+/// `gelu_erf(x)`, elementwise. Takes `x` by value: on the CPU in f32 its buffer is reused for
+/// the result (the caller's only handle to a fresh matmul output), which saves allocating and
+/// writing a second [tokens, intermediate] buffer.
+pub fn gelu_erf(x: Tensor) -> Result<Tensor> {
+    if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && x.is_contiguous() {
+        x.inplace_op1(&GeluErf)?;
+        Ok(x)
     } else {
         x.gelu_erf()
     }
@@ -25,28 +28,26 @@ struct GeluErf;
 /// Elements per parallel task: large enough to amortize scheduling, small enough to balance.
 const CHUNK: usize = 16 * 1024;
 
-impl CustomOp1 for GeluErf {
+impl InplaceOp1 for GeluErf {
     fn name(&self) -> &'static str {
         "oxinfer-gelu-erf"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
         let CpuStorage::F32(x) = s else { candle_core::bail!("{}: f32 input expected", self.name()) };
         let Some((x0, x1)) = l.contiguous_offsets() else {
             candle_core::bail!("{}: contiguous input expected", self.name())
         };
-        let x = &x[x0..x1];
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| gelu_slice(o, x));
-        Ok((CpuStorage::F32(out), l.shape().clone()))
+        x[x0..x1].par_chunks_mut(CHUNK).for_each(gelu_slice);
+        Ok(())
     }
 }
 
 simd_kernel! {
-    /// `out[i] = gelu(x[i])`.
-    fn gelu_slice(out: &mut [f32], x: &[f32]) {
-        for (o, &x) in out.iter_mut().zip(x) {
-            *o = gelu(x);
+    /// `x[i] = gelu(x[i])`.
+    fn gelu_slice(x: &mut [f32]) {
+        for x in x.iter_mut() {
+            *x = gelu(*x);
         }
     }
 }
@@ -94,8 +95,8 @@ mod tests {
     #[test]
     fn op_equals_candles_gelu_erf() -> Result<()> {
         let x = Tensor::arange(0f32, 3.0 * 16_411.0, &Device::Cpu)?.affine(0.0003, -7.0)?.reshape((3, 16_411))?;
-        let ours = gelu_erf(&x)?.flatten_all()?.to_vec1::<f32>()?;
         let candle = x.gelu_erf()?.flatten_all()?.to_vec1::<f32>()?;
+        let ours = gelu_erf(x.copy()?)?.flatten_all()?.to_vec1::<f32>()?;
         let worst = ours.iter().zip(&candle).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 2e-6, "worst |ours - candle| = {worst:e}");
         Ok(())
