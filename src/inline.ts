@@ -24,6 +24,8 @@ const REPROBE_AFTER = 64;
 interface Costs {
   /** Inline run costs in µs, most recent last (at most WINDOW). */
   sync: number[];
+  /** Their median, kept up to date by inlineRan (read on every run). */
+  syncMedianUs: number;
   /** Whether the first inline run, which pays for cold caches and JIT warm-up, has happened. */
   warmed: boolean;
   /** The last end-to-end pool run time in µs. */
@@ -51,7 +53,7 @@ export class InlinePolicy {
   place(key: string): Placement {
     const c = this.#costs.get(key);
     if (c === undefined) return 'pool';
-    if (c.sync.length > 0 && median(c.sync) <= this.limitUs) return 'inline';
+    if (c.syncMedianUs <= this.limitUs) return 'inline';
     const probe = c.sync.length === 0 || c.pooledSince >= REPROBE_AFTER;
     return probe && c.pooledUs <= this.#probeCeilingUs ? 'inline' : 'pool';
   }
@@ -67,6 +69,7 @@ export class InlinePolicy {
     }
     c.sync.push(us);
     if (c.sync.length > WINDOW) c.sync.shift();
+    c.syncMedianUs = median(c.sync);
   }
 
   /** Records the end-to-end time of a pool run (an upper bound of its engine time). */
@@ -80,7 +83,7 @@ export class InlinePolicy {
   #entry(key: string): Costs | undefined {
     let c = this.#costs.get(key);
     if (c === undefined && this.#costs.size < MAX_SIGNATURES) {
-      c = { sync: [], warmed: false, pooledUs: Infinity, pooledSince: 0 };
+      c = { sync: [], syncMedianUs: Infinity, warmed: false, pooledUs: Infinity, pooledSince: 0 };
       this.#costs.set(key, c);
     }
     return c;

@@ -30,8 +30,9 @@ export function packFeeds(feeds: readonly NativeFeedArg[], inputs: readonly Tens
   for (let i = 0; i < feeds.length; i++) {
     const f = feeds[i]!;
     data[i] = f.data;
-    // toNativeFeeds has checked the name against the inputs and the dims as safe integers.
-    meta[at++] = inputs.findIndex((input) => input.name === f.name);
+    // toNativeFeeds has resolved the name against the inputs (keeping its index) and checked the
+    // dims as safe integers.
+    meta[at++] = f.input !== undefined && inputs[f.input]?.name === f.name ? f.input : inputs.findIndex((x) => x.name === f.name);
     meta[at++] = code.get(f.dtype) ?? -1;
     meta[at++] = f.shape.length;
     for (const d of f.shape) {

@@ -67,6 +67,8 @@ export interface NativeFeedArg {
   dtype: string;
   shape: number[];
   data: ArrayBufferView;
+  /** Index of the input among those the feed was resolved against (`toNativeFeeds`). */
+  input?: number;
 }
 
 /** The dtypes each typed-array kind can carry. The first is the default. */
@@ -203,7 +205,9 @@ export function toNativeFeeds(
           .join(', ')}`,
       );
     }
-    return [toNativeFeed(free[0]!.name, feeds, free[0])];
+    const arg = toNativeFeed(free[0]!.name, feeds, free[0]);
+    arg.input = 0;
+    return [arg];
   }
   if (feeds === null || typeof feeds !== 'object' || Array.isArray(feeds)) {
     throw new InputNameError(`${what} must be an object of named inputs, got ${describe(feeds)}`);
@@ -211,12 +215,15 @@ export function toNativeFeeds(
   const out: NativeFeedArg[] = [];
   for (const name in feeds as Record<string, unknown>) {
     if (!Object.prototype.hasOwnProperty.call(feeds, name)) continue;
-    const info = inputs.find((i) => i.name === name); // models have few inputs: no map to build
+    const ix = inputs.findIndex((i) => i.name === name); // models have few inputs: no map to build
+    const info = inputs[ix];
     if (!info) {
       const known = inputs.map((i) => `'${i.name}' (${i.dtype} ${formatShape(i.shape)})`).join(', ');
       throw new InputNameError(`the model has no input named '${name}'; its inputs are ${known}`);
     }
-    out.push(toNativeFeed(name, (feeds as Record<string, unknown>)[name], info));
+    const arg = toNativeFeed(name, (feeds as Record<string, unknown>)[name], info);
+    arg.input = ix;
+    out.push(arg);
   }
   return out;
 }

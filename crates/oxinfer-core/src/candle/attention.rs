@@ -37,7 +37,7 @@ impl MaskBias {
 /// (GPUs, half precision).
 pub fn attention(qkv: &Tensor, heads: usize, mask_bias: Option<&MaskBias>) -> Result<Tensor> {
     if matches!(qkv.device(), Device::Cpu) && qkv.dtype() == DType::F32 && qkv.is_contiguous() {
-        qkv.apply_op1_no_bwd(&Attention { heads, mask_bias: mask_bias.map(|m| m.host.clone()) })
+        qkv.apply_op1_no_bwd(&Attention { heads, mask_bias: mask_bias.map(|m| &m.host[..]) })
     } else {
         attention_ops(qkv, heads, mask_bias.map(|m| &m.tensor))
     }
@@ -62,9 +62,10 @@ fn attention_ops(qkv: &Tensor, heads: usize, mask_bias: Option<&Tensor>) -> Resu
     probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
 }
 
-struct Attention {
+struct Attention<'a> {
     heads: usize,
-    mask_bias: Option<Vec<f32>>,
+    /// Borrowed: the same host mask serves every layer.
+    mask_bias: Option<&'a [f32]>,
 }
 
 /// The output pointer, shared by tasks that each write their own (row, head) block.
@@ -81,7 +82,7 @@ impl Out {
     }
 }
 
-impl CustomOp1 for Attention {
+impl CustomOp1 for Attention<'_> {
     fn name(&self) -> &'static str {
         "oxinfer-attention"
     }
@@ -110,7 +111,7 @@ impl CustomOp1 for Attention {
             |scores, task| {
                 let (row, head) = (task / self.heads, task % self.heads);
                 let base = row * s * h3;
-                let mask = self.mask_bias.as_ref().map(|m| &m[row * s..(row + 1) * s]);
+                let mask = self.mask_bias.map(|m| &m[row * s..(row + 1) * s]);
                 // SAFETY: q, k and v of this (row, head) are s x d blocks of `qkv` with row stride
                 // 3h, at column offsets head*d, h + head*d and 2h + head*d: inside qkv, which is
                 // b x s x 3h. The destination is the s x d block at column head*d of this row's
