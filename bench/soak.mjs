@@ -5,7 +5,8 @@
 //                                   [--requests 10000] [--report FILE]
 //
 // RSS growth is measured after a warm-up (--warmup runs before the measured runs; 10% of the
-// cycles), with a GC before each sample when --expose-gc is given, so that garbage not yet
+// cycles), from 12 samples across the measured part (the lowest of the first 4 against the
+// lowest of the last 4; see sustained()), with a GC before each sample when --expose-gc is given, so that garbage not yet
 // collected is not counted as a leak. The warm-up is long because the process's memory grows
 // over the first several hundred thousand runs before it levels off (with glibc's malloc: +8 MB
 // by 400k runs, then flat through 1.2M; with the addon on mimalloc and small runs inline:
@@ -40,9 +41,17 @@ const rss = () => {
 const growth = (before, after) => (after - before) / before;
 const mb = (b) => Math.round((b / 1024 / 1024) * 10) / 10;
 
+/** RSS samples taken across the measured calls; growth compares the first and last few. */
+const SAMPLES = 12;
+const EDGE = 4;
+
 /**
- * Runs `warm` calls of `one(i)`, samples RSS, runs `total` more, samples again; `width` calls
- * in flight at a time.
+ * Runs `warm` calls of `one(i)`, then `total` more with RSS sampled SAMPLES times along the way;
+ * `width` calls in flight at a time. One sample at each end was too noisy under load: freed
+ * memory the allocator has not returned yet, or a GC that ran late, moved RSS by +-20 MB over
+ * 200 load/dispose cycles on a busy 2-core machine, with no trend over 2,000. So each end is
+ * the lowest of its EDGE samples: what the process could not give back. A leak raises both
+ * the lows and the highs; retention noise only the highs.
  */
 async function sustained(warm, total, width, one) {
   const drive = async (from, to) => {
@@ -53,31 +62,34 @@ async function sustained(warm, total, width, one) {
     await Promise.all(Array.from({ length: Math.max(1, Math.min(width, to - from)) }, worker));
   };
   await drive(0, warm);
-  const before = rss();
-  await drive(warm, warm + total);
-  return { warm: before, end: rss() };
+  const samples = [rss()];
+  for (let k = 1; k < SAMPLES; k++) {
+    await drive(warm + Math.round(((k - 1) * total) / (SAMPLES - 1)), warm + Math.round((k * total) / (SAMPLES - 1)));
+    samples.push(rss());
+  }
+  return { warm: Math.min(...samples.slice(0, EDGE)), end: Math.min(...samples.slice(-EDGE)), samplesMB: samples.map(mb) };
 }
 
 async function soakRuns() {
   const model = await TractModel.load(fixture('add.onnx'));
   const t0 = performance.now();
-  const { warm, end } = await sustained(warmup, runs, 16, async (i) => {
+  const { warm, end, samplesMB } = await sustained(warmup, runs, 16, async (i) => {
     const out = await model.run({ a: new Float32Array([i]), b: new Float32Array([1]) });
     if (out.c.data[0] !== Math.fround(i) + 1) throw new Error(`run ${i}: wrong result ${out.c.data[0]}`);
   });
-  return { warmup, runs, seconds: (performance.now() - t0) / 1000, rssWarmMB: mb(warm), rssEndMB: mb(end), growth: growth(warm, end) };
+  return { warmup, runs, seconds: (performance.now() - t0) / 1000, rssWarmMB: mb(warm), rssEndMB: mb(end), growth: growth(warm, end), samplesMB };
 }
 
 async function soakCycles() {
   const bytes = new Uint8Array(readFileSync(fixture('cnn.onnx')));
   const image = { image: { data: new Float32Array(3 * 32 * 32).fill(0.5), shape: [1, 3, 32, 32] } };
   const t0 = performance.now();
-  const { warm, end } = await sustained(Math.ceil(cycles / 10), cycles, 1, async () => {
+  const { warm, end, samplesMB } = await sustained(Math.ceil(cycles / 10), cycles, 1, async () => {
     const model = await TractModel.load(bytes, { threads: 1 });
     await model.run(image);
     await model.dispose();
   });
-  return { cycles, seconds: (performance.now() - t0) / 1000, rssWarmMB: mb(warm), rssEndMB: mb(end), growth: growth(warm, end) };
+  return { cycles, seconds: (performance.now() - t0) / 1000, rssWarmMB: mb(warm), rssEndMB: mb(end), growth: growth(warm, end), samplesMB };
 }
 
 async function load() {

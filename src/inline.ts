@@ -9,13 +9,16 @@
  *
  * The policy never blocks for an unknown cost: the first run of a signature goes to the pool,
  * and only a signature whose pool run came back within 1 ms (end to end, so its engine time is
- * below that) is tried inline, measured (the first inline run is a warm-up and not counted),
- * and kept inline while the median of its recent costs stays under the limit. A signature
- * measured above the limit goes back to the pool and is measured again every 64 pool runs.
+ * below that) is tried inline, measured (the first inline run is a warm-up and not counted;
+ * the next MIN_SAMPLES runs all stay inline, so one preempted run cannot decide), and kept
+ * inline while the median of its recent costs stays under the limit. A signature
+ * measured above the limit goes back to the pool and is measured afresh after 64 pool runs.
  */
 
 /** Runs per signature whose cost is remembered (the median of these decides). */
 const WINDOW = 8;
+/** Measured inline runs before their median may send a shape back to the pool. */
+const MIN_SAMPLES = 3;
 /** Signatures remembered per model; beyond this, new shapes go to the pool. */
 const MAX_SIGNATURES = 64;
 /** A shape measured above the limit is measured again after this many pool runs. */
@@ -54,8 +57,15 @@ export class InlinePolicy {
     const c = this.#costs.get(key);
     if (c === undefined) return 'pool';
     if (c.syncMedianUs <= this.limitUs) return 'inline';
-    const probe = c.sync.length === 0 || c.pooledSince >= REPROBE_AFTER;
-    return probe && c.pooledUs <= this.#probeCeilingUs ? 'inline' : 'pool';
+    if (c.pooledUs > this.#probeCeilingUs) return 'pool';
+    if (c.pooledSince >= REPROBE_AFTER) {
+      // Measure afresh: the old samples may come from a busier moment.
+      c.sync = [];
+      c.syncMedianUs = Infinity;
+      c.pooledSince = 0;
+    }
+    // Too few samples yet for a median that one preempted run cannot sway: keep measuring.
+    return c.sync.length < MIN_SAMPLES ? 'inline' : 'pool';
   }
 
   /** Records the measured cost of an inline run. */

@@ -29,14 +29,26 @@ describe('InlinePolicy', () => {
     p.pooledRan('mid;', 600);
     expect(p.place('mid;')).toBe('inline'); // probed...
     p.inlineRan('mid;', 45); // (warm-up)
+    for (let i = 0; i < 2; i++) {
+      p.inlineRan('mid;', 45);
+      expect(p.place('mid;')).toBe('inline'); // one or two samples do not decide
+    }
     p.inlineRan('mid;', 45);
-    expect(p.place('mid;')).toBe('pool'); // ...and measured above the limit
+    expect(p.place('mid;')).toBe('pool'); // ...three measured above the limit do
     for (let i = 0; i < 63; i++) p.pooledRan('mid;', 100);
     expect(p.place('mid;')).toBe('pool');
     p.pooledRan('mid;', 100);
-    expect(p.place('mid;')).toBe('inline'); // measured again after 64 pool runs
-    p.inlineRan('mid;', 45);
-    expect(p.place('mid;')).toBe('pool');
+    expect(p.place('mid;')).toBe('inline'); // measured afresh after 64 pool runs
+    p.inlineRan('mid;', 8);
+    p.inlineRan('mid;', 9);
+    p.inlineRan('mid;', 7);
+    expect(p.place('mid;')).toBe('inline'); // it got cheaper: it stays inline
+    p.pooledRan('slow;', 200);
+    p.inlineRan('slow;', 10); // (warm-up)
+    for (let i = 0; i < 3; i++) p.inlineRan('slow;', 40);
+    expect(p.place('slow;')).toBe('pool');
+    for (let i = 0; i < 64; i++) p.pooledRan('slow;', 5000); // the pool got slow too
+    expect(p.place('slow;')).toBe('pool'); // no probe when the round trip was over 1 ms
   });
 
   it('tells shapes apart', () => {
@@ -57,9 +69,15 @@ describe('TractModel: inline runs of tiny models', () => {
   }
 
   it('runs a microsecond-scale model inline after measuring it, with the same results', async () => {
-    const m = await TractModel.load(fixture('add.onnx'), { cache: false });
-    for (let i = 0; i < 4; i++) await m.run(feeds); // pool, warm-up probe, measured probe
-    expect(await settledInline(() => m.run(feeds))).toBe(true);
+    // The limit is well above add.onnx's few µs so that a busy test machine (other test files
+    // run beside this one) cannot push the measured median over it; the default's fit is the
+    // benchmark's business. A pool round trip over 1 ms defers the probe, so allow a few.
+    const m = await TractModel.load(fixture('add.onnx'), { cache: false, inlineUnderUs: 500 });
+    let pooled = 0;
+    while (pooled < 50 && !(await settledInline(() => m.run(feeds)))) pooled++;
+    expect(pooled).toBeLessThan(50);
+    expect(pooled).toBeGreaterThan(0); // the first run of a shape always goes to the pool
+    for (let i = 0; i < 5; i++) expect(await settledInline(() => m.run(feeds))).toBe(true);
     expect(Array.from((await m.run(feeds)).c!.data as Float32Array)).toEqual([3.75]);
   });
 

@@ -8,7 +8,7 @@ describe('soak (short)', () => {
   it('does not grow, agrees with sequential results under load, keeps the event loop free', () => {
     const out = execFileSync(
       process.execPath,
-      ['--expose-gc', 'bench/soak.mjs', '--warmup', '50000', '--runs', '20000', '--cycles', '200', '--callers', '16', '--requests', '100'],
+      ['--expose-gc', 'bench/soak.mjs', '--warmup', '50000', '--runs', '20000', '--cycles', '400', '--callers', '16', '--requests', '100'],
       { cwd: ROOT, encoding: 'utf8' },
     );
     const r = JSON.parse(out) as {
