@@ -162,7 +162,7 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
         .iter()
         .map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_string())
         .collect();
-    let typed = model.into_optimized().map_err(|e| {
+    let typed = optimize(model).map_err(|e| {
         let mut err = fail("analyse and optimize", &e);
         if ops.iter().any(|o| o.op == "If") {
             err.message.push_str(
@@ -180,6 +180,15 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
         .into_runnable_with_options(&run_options)
         .map_err(|e| fail("plan", &e))?;
     Ok(TractModel { plan, inputs, outputs, sha256, ops, threads, file_bytes: bytes.len() })
+}
+
+/// Types and optimizes the model, with oxinfer's fast kernels in place of the ops they cover.
+fn optimize(model: InferenceModel) -> TractResult<TypedModel> {
+    // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
+    // rest around them.
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    super::fast::substitute(&mut typed)?;
+    typed.into_optimized()
 }
 
 fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) -> Result<()> {

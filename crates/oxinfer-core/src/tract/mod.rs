@@ -6,6 +6,7 @@
 
 mod batch;
 mod bind;
+mod fast;
 mod if_op;
 mod load;
 mod run;

@@ -1,0 +1,365 @@
+//! `Conv` for f32, channels first, 1-D or 2-D, one group, constant weights: im2col into a
+//! per-thread scratch buffer, then one `gemm` call per image, `out[O, P] = W[O, K] cols[K, P]`
+//! (+ bias, then a ReLU that follows), K = channels x kernel taps, P = output pixels.
+//!
+//! Only image-sized outputs (`MIN_PIXELS`) are taken: see `replacing`.
+//!
+//! Threads: a batch large enough (`PARALLEL_MACS`) is split by image across tract's executor;
+//! a single image that large gives its matmul all of the executor's threads.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use tract_linalg::multithread::{Executor, current_tract_executor};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
+use tract_onnx::tract_core::ops::math::Max;
+
+use super::geometry::{Geometry, supported};
+use crate::simd::simd_kernel;
+
+/// Multiply-adds of one call above which it is split across the executor's threads (about
+/// 150 µs of one core's work). Below, the hand-off and the pool threads spinning beside the
+/// serial ops that follow cost more than the split saves: the test CNN at batch 8 ran 1.3x
+/// slower on two threads than on one with a 4M threshold.
+const PARALLEL_MACS: usize = 16 << 20;
+
+/// Output pixels per image below which tract's own convolution stays.
+const MIN_PIXELS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FastConv {
+    spec: PoolSpec,
+    /// `[O, C, kh, kw]` (OIHW): row-major, the `[O, K]` matrix the columns multiply.
+    weights: Arc<Tensor>,
+    /// One value per output channel; `None` when the model's bias is zero.
+    bias: Option<Arc<Tensor>>,
+    /// Whether a ReLU follows (folded in: see `relu_after`).
+    relu: bool,
+}
+
+impl FastConv {
+    /// The patch that puts a FastConv in place of `op`, when it covers `op` exactly.
+    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &Conv) -> TractResult<Option<TypedModelPatch>> {
+        let spec = &op.pool_spec;
+        if op.q_params.is_some()
+            || op.group != 1
+            || op.kernel_fmt != KernelFormat::OIHW
+            || spec.input_channels == 0
+            || !supported(spec)
+        {
+            return Ok(None);
+        }
+        // Few output pixels make a skinny matmul, where tract's small-n kernels beat gemm's
+        // (Silero VAD's 4-column convolutions ran 1.5x slower here): only known, image-sized
+        // outputs are taken.
+        let out_fact = model.outlet_fact(OutletId::new(node.id, 0))?;
+        let pixels: Option<usize> =
+            spec.data_format.shape(&*out_fact.shape)?.hw_dims().iter().map(|d| d.to_usize().ok()).product();
+        if pixels.is_none_or(|p| p < MIN_PIXELS) {
+            return Ok(None);
+        }
+        let f32_dt = f32::datum_type();
+        let facts = (
+            model.outlet_fact(node.inputs[0])?,
+            model.outlet_fact(node.inputs[1])?,
+            model.outlet_fact(node.inputs[2])?,
+        );
+        let (Some(weights), Some(bias)) = (&facts.1.konst, &facts.2.konst) else {
+            return Ok(None);
+        };
+        let o = spec.output_channels;
+        let mut want = tvec![o, spec.input_channels];
+        want.extend(spec.kernel_shape.iter().copied());
+        if facts.0.datum_type != f32_dt
+            || weights.datum_type() != f32_dt
+            || bias.datum_type() != f32_dt
+            || weights.shape() != &*want
+        {
+            return Ok(None);
+        }
+        let bias = match bias.rank() {
+            0 => {
+                let b = *bias.try_as_plain_ram()?.as_slice::<f32>()?.first().context("empty bias")?;
+                (b != 0.0).then(|| Arc::new(tensor1(&vec![b; o])))
+            }
+            1 if bias.len() == o => Some(Arc::clone(bias)),
+            _ => return Ok(None),
+        };
+        let relu = relu_after(model, node)?;
+        let fast = FastConv { spec: spec.clone(), weights: Arc::clone(weights), bias, relu: relu.is_some() };
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, node.inputs[0])?;
+        let y = patch.wire_node(&node.name, fast, &[x])?[0];
+        patch.shunt_outside(model, OutletId::new(relu.unwrap_or(node.id), 0), y)?;
+        Ok(Some(patch))
+    }
+}
+
+/// The ReLU that alone reads `node`'s output, if any: tract writes it `max(x, 0)`. Folded into
+/// the convolution, because tract leaves it a generic broadcasting op when the batch size is
+/// symbolic, and that took 40% of a small CNN's time.
+fn relu_after(model: &TypedModel, node: &TypedNode) -> TractResult<Option<usize>> {
+    let conv_out = OutletId::new(node.id, 0);
+    let [inlet] = &node.outputs[0].successors[..] else { return Ok(None) };
+    if model.output_outlets()?.contains(&conv_out) {
+        return Ok(None);
+    }
+    let next = model.node(inlet.node);
+    let is_max = next.op_as::<TypedBinOp>().is_some_and(|b| b.0.is::<Max>());
+    if !is_max || next.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let zero = model
+        .outlet_fact(next.inputs[1 - inlet.slot])?
+        .konst
+        .as_ref()
+        .is_some_and(|k| k.datum_type() == f32::datum_type() && k.len() == 1 && k.is_all_zero().unwrap_or(false));
+    // The zero only broadcasts: the result has the convolution's shape.
+    let same_shape = model.outlet_fact(OutletId::new(next.id, 0))?.shape == model.outlet_fact(conv_out)?.shape;
+    Ok((zero && same_shape).then_some(next.id))
+}
+
+impl Op for FastConv {
+    fn name(&self) -> StaticName {
+        "FastConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let mut info = self.spec.info();
+        if self.relu {
+            info.push("then ReLU".into());
+        }
+        Ok(info)
+    }
+
+    op_as_typed_op!();
+}
+
+impl TypedOp for FastConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        self.spec.output_facts(inputs)
+    }
+
+    as_op!();
+}
+
+thread_local! {
+    /// im2col columns, reused run after run (every element is rewritten before it is read).
+    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl EvalOp for FastConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let g = Geometry::new(&self.spec, input.shape())?;
+        let shape = self.spec.output_shape(input.shape())?.shape;
+        let (o, k, p) = (self.spec.output_channels, g.c * g.kh * g.kw, g.oh * g.ow);
+        // SAFETY: every element is written below: by the bias fill or by gemm with read_dst off.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
+        let view = input.try_as_plain_ram()?;
+        let x = view.as_slice::<f32>()?;
+        let (weights_view, bias_view);
+        let w = {
+            weights_view = self.weights.try_as_plain_ram()?;
+            weights_view.as_slice::<f32>()?
+        };
+        let bias = match &self.bias {
+            Some(b) => {
+                bias_view = b.try_as_plain_ram()?;
+                Some(bias_view.as_slice::<f32>()?)
+            }
+            None => None,
+        };
+        let mut out_view = output.try_as_plain_ram_mut()?;
+        let y = out_view.as_slice_mut::<f32>()?;
+        let plane = g.c * g.h * g.w;
+        ensure!(x.len() == g.n * plane && y.len() == g.n * o * p && w.len() == o * k, "FastConv: {g:?} does not fit");
+        if o * p == 0 {
+            return Ok(tvec!(output.into_tvalue()));
+        }
+        let job = Job { g: &g, w, bias, relu: self.relu, o, k, p };
+        let image = |i: usize, y: &mut [f32], par: gemm::Parallelism| job.image(&x[i * plane..(i + 1) * plane], y, par);
+        match current_tract_executor() {
+            Executor::MultiThread(pool)
+                if pool.current_num_threads() > 1 && g.n > 1 && g.n * o * k * p >= PARALLEL_MACS =>
+            {
+                pool.install(|| {
+                    y.par_chunks_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, gemm::Parallelism::None))
+                })?
+            }
+            Executor::MultiThread(pool) if pool.current_num_threads() > 1 && o * k * p >= PARALLEL_MACS => {
+                let par = gemm::Parallelism::Rayon(pool.current_num_threads());
+                pool.install(|| y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, par)))?
+            }
+            _ => y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, gemm::Parallelism::None))?,
+        }
+        drop(out_view);
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+/// What one image's convolution needs.
+struct Job<'a> {
+    g: &'a Geometry,
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    relu: bool,
+    o: usize,
+    k: usize,
+    p: usize,
+}
+
+impl Job<'_> {
+    /// `x`: one image, c x h x w; `y`: its output, o x p.
+    fn image(&self, x: &[f32], y: &mut [f32], par: gemm::Parallelism) -> TractResult<()> {
+        let g = self.g;
+        // A 1x1 stride-1 unpadded kernel reads the image as its own columns.
+        let direct = (g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow) == (1, 1, 1, 1, 0, 0, g.h, g.w);
+        if direct {
+            self.matmul(x, y, par);
+            return Ok(());
+        }
+        COLUMNS.with_borrow_mut(|cols| {
+            let len = self.k * self.p;
+            if cols.len() < len {
+                cols.try_reserve_exact(len - cols.len())
+                    .map_err(|_| format_err!("FastConv: cannot allocate {len} im2col values"))?;
+                cols.resize(len, 0.0);
+            }
+            let cols = &mut cols[..len];
+            im2col(g, x, cols);
+            self.matmul(cols, y, par);
+            Ok(())
+        })
+    }
+
+    /// `y = w @ cols (+ bias)`, then ReLU if asked: `cols` is k x p.
+    fn matmul(&self, cols: &[f32], y: &mut [f32], par: gemm::Parallelism) {
+        let (o, k, p) = (self.o, self.k, self.p);
+        assert!(cols.len() == k * p && y.len() == o * p && self.w.len() == o * k, "FastConv: operands do not fit");
+        if let Some(bias) = self.bias {
+            for (row, &b) in y.chunks_exact_mut(p).zip(bias) {
+                row.fill(b);
+            }
+        }
+        // SAFETY: y is o x p, w is o x k and cols is k x p, row-major and contiguous (asserted
+        // above); gemm reads and writes only inside them. With no bias, read_dst is off and y's
+        // uninitialized values are never read.
+        unsafe {
+            gemm::gemm(
+                o,
+                p,
+                k,
+                y.as_mut_ptr(),
+                1,
+                p as isize,
+                self.bias.is_some(), // y = 1 * y + 1 * (w @ cols)
+                self.w.as_ptr(),
+                1,
+                k as isize,
+                cols.as_ptr(),
+                1,
+                p as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+        if self.relu {
+            relu(y);
+        }
+    }
+}
+
+simd_kernel! {
+    fn relu(y: &mut [f32]) {
+        for v in y.iter_mut() {
+            *v = v.max(0.0);
+        }
+    }
+}
+
+/// `cols[(c, ky, kx)][(oy, ox)]` = the input pixel that tap reads for that output, 0 in padding.
+fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
+    if (g.sh, g.sw, g.ow) == (1, 1, g.w) {
+        return im2col_shifted(g, x, cols);
+    }
+    let p = g.oh * g.ow;
+    let mut rows = cols.chunks_exact_mut(p);
+    for c in 0..g.c {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let Some(dst) = rows.next() else { return };
+                let (lo, hi, first) = g.columns(kx);
+                for (oy, out) in dst.chunks_exact_mut(g.ow).enumerate() {
+                    let Some(iy) = g.row(oy, ky) else {
+                        out.fill(0.0);
+                        continue;
+                    };
+                    let row = &plane[iy * g.w..(iy + 1) * g.w];
+                    out[..lo].fill(0.0);
+                    out[hi..].fill(0.0);
+                    if g.sw == 1 {
+                        out[lo..hi].copy_from_slice(&row[first..first + hi - lo]);
+                    } else {
+                        for (j, o) in out[lo..hi].iter_mut().enumerate() {
+                            *o = row[first + j * g.sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] for stride 1 with outputs as wide as the input ("same" padding, the common
+/// case): a tap's row is then the input plane shifted by a fixed offset, so it is one copy,
+/// with the columns that wrapped around a row's edge zeroed after (short rows made the
+/// per-row copies cost more than the copying).
+fn im2col_shifted(g: &Geometry, x: &[f32], cols: &mut [f32]) {
+    let (p, plane) = (g.oh * g.ow, g.h * g.w);
+    let mut rows = cols.chunks_exact_mut(p);
+    for c in 0..g.c {
+        let src = &x[c * plane..(c + 1) * plane];
+        for ky in 0..g.kh {
+            // Output rows whose input row is inside the image.
+            let oy_lo = (0..g.oh).find(|&oy| g.row(oy, ky).is_some()).unwrap_or(g.oh);
+            let oy_hi = (oy_lo..g.oh).find(|&oy| g.row(oy, ky).is_none()).unwrap_or(g.oh);
+            for kx in 0..g.kw {
+                let Some(dst) = rows.next() else { return };
+                let (lo, hi, _) = g.columns(kx);
+                if oy_lo >= oy_hi || lo >= hi {
+                    dst.fill(0.0);
+                    continue;
+                }
+                // dst[j] = src[j + off] over the valid rows, clipped to the plane at both ends
+                // (the clipped positions are wrapped columns, zeroed below).
+                let off =
+                    (ky * g.dh) as isize * g.w as isize - (g.pt * g.w) as isize + (kx * g.dw) as isize - g.pl as isize;
+                let (j0, j1) = (oy_lo * g.ow, oy_hi * g.ow);
+                let from = j0.max((-off).max(0) as usize);
+                let to = j1.min((plane as isize - off).max(0) as usize);
+                dst[..from].fill(0.0);
+                dst[to.max(from)..].fill(0.0);
+                if from < to {
+                    let s0 = (from as isize + off) as usize;
+                    dst[from..to].copy_from_slice(&src[s0..s0 + (to - from)]);
+                }
+                for row in dst[j0..j1].chunks_exact_mut(g.ow) {
+                    row[..lo].fill(0.0);
+                    row[hi..].fill(0.0);
+                }
+            }
+        }
+    }
+}

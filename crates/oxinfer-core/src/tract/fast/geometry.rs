@@ -1,0 +1,79 @@
+//! Where a pooling or convolution window lands, for one concrete input shape: the plain numbers
+//! the kernels loop over, 1-D treated as 2-D with a height of 1.
+
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::PoolSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Images (1 when the format has no batch axis).
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    /// Padding before the first row and column.
+    pub pt: usize,
+    pub pl: usize,
+}
+
+/// Whether the kernels handle this spec: channels first, one or two spatial axes.
+pub fn supported(spec: &PoolSpec) -> bool {
+    !spec.data_format.c_is_last() && matches!(spec.rank(), 1 | 2)
+}
+
+impl Geometry {
+    pub fn new(spec: &PoolSpec, input_shape: &[usize]) -> TractResult<Geometry> {
+        ensure!(supported(spec), "fast kernels: unsupported pool spec {spec:?}");
+        let shape = spec.data_format.shape(input_shape)?;
+        let hw = shape.hw_dims();
+        let padding = spec.computed_padding(hw);
+        let (kernel, strides, dilations) = (&spec.kernel_shape, spec.strides(), spec.dilations());
+        // A 1-D op is a 2-D one over a single row.
+        let at = |v: &[usize], axis: usize, one_d: usize| if hw.len() == 1 { one_d } else { v[axis] };
+        let last = hw.len() - 1;
+        Ok(Geometry {
+            n: shape.n().copied().unwrap_or(1),
+            c: *shape.c(),
+            h: at(hw, 0, 1),
+            w: hw[last],
+            oh: if hw.len() == 1 { 1 } else { padding[0].convoluted },
+            ow: padding[last].convoluted,
+            kh: at(kernel, 0, 1),
+            kw: kernel[last],
+            sh: at(&strides, 0, 1),
+            sw: strides[last],
+            dh: at(&dilations, 0, 1),
+            dw: dilations[last],
+            pt: if hw.len() == 1 { 0 } else { padding[0].pad_before },
+            pl: padding[last].pad_before,
+        })
+    }
+
+    /// The input row tap `ky` reads for output row `oy`, if inside the image.
+    #[inline]
+    pub fn row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.sh + ky * self.dh).checked_sub(self.pt).filter(|&iy| iy < self.h)
+    }
+
+    /// For tap `kx`: the output columns `lo..hi` whose input column is inside the image, and the
+    /// input column of `lo`. Column `ox` reads input `first + (ox - lo) * sw`.
+    #[inline]
+    pub fn columns(&self, kx: usize) -> (usize, usize, usize) {
+        let offset = kx * self.dw; // input column of output 0, plus pl
+        let lo = self.pl.saturating_sub(offset).div_ceil(self.sw);
+        let hi =
+            if self.w + self.pl > offset { ((self.w + self.pl - offset - 1) / self.sw + 1).min(self.ow) } else { 0 };
+        if lo >= hi {
+            return (0, 0, 0);
+        }
+        (lo, hi, lo * self.sw + offset - self.pl)
+    }
+}

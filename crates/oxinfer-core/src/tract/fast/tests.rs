@@ -1,0 +1,266 @@
+//! The fast kernels against tract's own ops, on the same inputs, over a grid of geometries.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec, PoolSpec};
+use tract_onnx::tract_core::ops::math::Max;
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+use super::substitute;
+
+/// Deterministic values in [-1, 1).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+struct Case {
+    format: DataFormat,
+    /// Input shape in that format.
+    shape: Vec<usize>,
+    kernel: Vec<usize>,
+    strides: Vec<usize>,
+    dilations: Vec<usize>,
+    padding: PaddingSpec,
+}
+
+fn spec(case: &Case, c: usize, o: usize) -> PoolSpec {
+    PoolSpec {
+        data_format: case.format,
+        kernel_shape: case.kernel.iter().copied().collect(),
+        padding: case.padding.clone(),
+        dilations: Some(case.dilations.iter().copied().collect()),
+        strides: Some(case.strides.iter().copied().collect()),
+        input_channels: c,
+        output_channels: o,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    let pads2 = [
+        PaddingSpec::Valid,
+        PaddingSpec::Explicit(tvec![1, 0], tvec![0, 1]),
+        PaddingSpec::ExplicitOnnxPool(tvec![1, 1], tvec![1, 1], true),
+        PaddingSpec::SameUpper,
+        PaddingSpec::SameLower,
+    ];
+    for (format, lead) in [(DataFormat::NCHW, vec![2, 3]), (DataFormat::CHW, vec![3])] {
+        for kernel in [[2, 2], [3, 3], [2, 3], [3, 1]] {
+            for strides in [[1, 1], [2, 2], [1, 2], [3, 2]] {
+                for dilations in [[1, 1], [2, 1]] {
+                    for padding in &pads2 {
+                        let mut shape = lead.clone();
+                        shape.extend([24, 33]); // every case gives >= MIN_PIXELS outputs
+                        out.push(Case {
+                            format,
+                            shape,
+                            kernel: kernel.into(),
+                            strides: strides.into(),
+                            dilations: dilations.into(),
+                            padding: padding.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    // 1-D, as Silero VAD's convolutions.
+    for (kernel, stride, padding) in [
+        (3, 1, PaddingSpec::Explicit(tvec![1], tvec![1])),
+        (4, 2, PaddingSpec::Valid),
+        (5, 3, PaddingSpec::ExplicitOnnxPool(tvec![2], tvec![1], true)),
+        (2, 1, PaddingSpec::SameUpper),
+    ] {
+        out.push(Case {
+            format: DataFormat::NCHW,
+            shape: vec![2, 3, 200],
+            kernel: vec![kernel],
+            strides: vec![stride],
+            dilations: vec![1],
+            padding,
+        });
+    }
+    out
+}
+
+/// Runs `model` as tract plans it, and again with the fast ops swapped in; returns both outputs
+/// and whether a fast op took the place of `op_name`.
+fn both(model: TypedModel, input: Tensor) -> TractResult<(Tensor, Tensor, bool)> {
+    let reference = model.clone().into_runnable()?.run(tvec!(input.clone().into_tvalue()))?;
+    let mut fast = model;
+    substitute(&mut fast)?;
+    let swapped = fast.nodes().iter().any(|n| n.op().name().starts_with("Fast"));
+    let got = fast.into_runnable()?.run(tvec!(input.into_tvalue()))?;
+    Ok((reference[0].clone().into_tensor(), got[0].clone().into_tensor(), swapped))
+}
+
+fn floats(t: &Tensor) -> TractResult<Vec<f32>> {
+    Ok(t.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+}
+
+fn input_for(case: &Case, seed: u64) -> Tensor {
+    let len = case.shape.iter().product();
+    Tensor::from_shape(&case.shape, &values(len, seed)).expect("shape and data agree")
+}
+
+#[test]
+fn maxpool_equals_tracts_on_every_geometry() -> TractResult<()> {
+    let mut checked = 0;
+    for (i, case) in cases().iter().enumerate() {
+        // ONNX requires pads smaller than the kernel: a window entirely in padding has no max.
+        if let PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, _) = &case.padding {
+            if b.iter().chain(a.iter()).zip(case.kernel.iter().chain(&case.kernel)).any(|(p, k)| p >= k) {
+                continue;
+            }
+        }
+        let c = case.shape[case.shape.len() - case.kernel.len() - 1];
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(&case.shape))?;
+        let y = model.wire_node("pool", MaxPool::new(spec(case, c, c), None), &[x])?;
+        model.select_output_outlets(&y)?;
+        let (want, got, swapped) = both(model, input_for(case, i as u64))?;
+        assert!(swapped, "case {i}: not swapped");
+        assert_eq!(want.shape(), got.shape(), "case {i}");
+        let (want, got) = (floats(&want)?, floats(&got)?);
+        assert_eq!(
+            want, got,
+            "case {i}: {:?} {:?} {:?} {:?} {:?}",
+            case.shape, case.kernel, case.strides, case.dilations, case.padding
+        );
+        checked += 1;
+    }
+    assert!(checked > 200, "only {checked} cases ran");
+    Ok(())
+}
+
+#[test]
+fn conv_equals_tracts_on_every_geometry() -> TractResult<()> {
+    for (i, case) in cases().iter().enumerate() {
+        let c = case.shape[case.shape.len() - case.kernel.len() - 1];
+        let o = 5;
+        let mut kshape = vec![o, c];
+        kshape.extend(&case.kernel);
+        let weights = Tensor::from_shape(&kshape, &values(kshape.iter().product(), 1000 + i as u64))?;
+        // Alternate a bias vector, a zero scalar and a non-zero scalar.
+        let bias = match i % 3 {
+            0 => tensor1(&values(o, 2000 + i as u64)),
+            1 => tensor0(0f32),
+            _ => tensor0(0.25f32),
+        };
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(&case.shape))?;
+        let w = model.add_const("w", weights)?;
+        let b = model.add_const("b", bias)?;
+        let conv = Conv { pool_spec: spec(case, c, o), kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
+        let mut y = model.wire_node("conv", conv, &[x, w, b])?;
+        // Every other case has a ReLU after, as tract writes it: max(x, 0).
+        let relu = i % 2 == 1;
+        if relu {
+            let zero = model.add_const("zero", Tensor::zero::<f32>(&vec![1; case.shape.len()])?)?;
+            y = model.wire_node("relu", TypedBinOp(Box::new(Max), None), &[y[0], zero])?;
+        }
+        model.select_output_outlets(&y)?;
+        let mut folded = model.clone();
+        substitute(&mut folded)?;
+        let left = folded.into_compact()?.nodes().iter().filter(|n| n.op().name() == "Max").count();
+        assert_eq!(left, 0, "case {i}: the ReLU was not folded");
+        let (want, got, swapped) = both(model, input_for(case, i as u64))?;
+        assert!(swapped, "case {i}: not swapped");
+        assert_eq!(want.shape(), got.shape(), "case {i}");
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "case {i}: worst |tract - fast| = {worst:e} for {:?} {:?} {:?} {:?} {:?}",
+            case.shape,
+            case.kernel,
+            case.strides,
+            case.dilations,
+            case.padding
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn leaves_what_it_does_not_cover() -> TractResult<()> {
+    // Two groups: tract's Conv stays.
+    let case = &cases()[0];
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([2, 4, 24, 33]))?;
+    let w = model.add_const("w", Tensor::from_shape(&[6, 2, 2, 2], &values(48, 7))?)?;
+    let b = model.add_const("b", tensor0(0f32))?;
+    let conv = Conv { pool_spec: spec(case, 4, 6), kernel_fmt: KernelFormat::OIHW, group: 2, q_params: None };
+    let y = model.wire_node("conv", conv, &[x, w, b])?;
+    model.select_output_outlets(&y)?;
+    substitute(&mut model)?;
+    assert!(model.nodes().iter().all(|n| !n.op().name().starts_with("Fast")));
+    // Weights computed at run time (a second input): tract's Conv stays.
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([2, 3, 24, 33]))?;
+    let w = model.add_source("w", f32::fact([5, 3, 2, 2]))?;
+    let b = model.add_const("b", tensor0(0f32))?;
+    let conv = Conv { pool_spec: spec(case, 3, 5), kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
+    let y = model.wire_node("conv", conv, &[x, w, b])?;
+    model.select_output_outlets(&y)?;
+    substitute(&mut model)?;
+    assert!(model.nodes().iter().all(|n| !n.op().name().starts_with("Fast")));
+    // Four output pixels (Silero VAD's shape): tract's Conv stays.
+    let case = Case {
+        format: DataFormat::NCHW,
+        shape: vec![1, 1, 640],
+        kernel: vec![256],
+        strides: vec![128],
+        dilations: vec![1],
+        padding: PaddingSpec::Valid,
+    };
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact(&case.shape))?;
+    let w = model.add_const("w", Tensor::from_shape(&[8, 1, 256], &values(8 * 256, 9))?)?;
+    let b = model.add_const("b", tensor0(0f32))?;
+    let conv = Conv { pool_spec: spec(&case, 1, 8), kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
+    let y = model.wire_node("conv", conv, &[x, w, b])?;
+    model.select_output_outlets(&y)?;
+    substitute(&mut model)?;
+    assert!(model.nodes().iter().all(|n| !n.op().name().starts_with("Fast")));
+    Ok(())
+}
+
+#[test]
+fn conv_on_two_threads_equals_tracts() -> TractResult<()> {
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
+    // A batch (split by image), then one image large enough to split its matmul: both over
+    // PARALLEL_MACS.
+    for (shape, o) in [(vec![4usize, 32, 32, 32], 32usize), (vec![1, 64, 32, 32], 64)] {
+        let c = shape[1];
+        let case = Case {
+            format: DataFormat::NCHW,
+            shape: shape.clone(),
+            kernel: vec![3, 3],
+            strides: vec![1, 1],
+            dilations: vec![1, 1],
+            padding: PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
+        };
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(&shape))?;
+        let w = model.add_const("w", Tensor::from_shape(&[o, c, 3, 3], &values(o * c * 9, 11))?)?;
+        let b = model.add_const("b", tensor1(&values(o, 12)))?;
+        let conv = Conv { pool_spec: spec(&case, c, o), kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
+        let y = model.wire_node("conv", conv, &[x, w, b])?;
+        model.select_output_outlets(&y)?;
+        let input = input_for(&case, 13);
+        let want = floats(&model.clone().into_runnable()?.run(tvec!(input.clone().into_tvalue()))?[0])?;
+        let mut fast = model;
+        substitute(&mut fast)?;
+        let plan = fast.into_runnable()?;
+        let got = multithread_tract_scope(Executor::multithread(2), || plan.run(tvec!(input.into_tvalue())))?;
+        let worst = want.iter().zip(floats(&got[0])?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{shape:?}: worst |tract - fast| = {worst:e}");
+    }
+    Ok(())
+}
