@@ -137,7 +137,7 @@ async function caseCall() {
     row('add.onnx call: runSync vs ort run', 'µs/call', 'lower', r.runSync, r.ort, { target: { on: 'ratio', op: '<=', value: 0.5 }, extra: note }),
     row('add.onnx call: run (async) vs ort run', 'µs/call', 'lower', r.run, r.ort, {
       target: { on: 'ratio', op: '<=', value: 1.0 },
-      extra: `${note}; runs inline once measured under inlineUnderUs (default 20 µs)`,
+      extra: `${note}; runs inline once measured under inlineUnderUs (default 50 µs)`,
     }),
     row('add.onnx call: run (async, inlineUnderUs: 0: always the libuv pool) vs ort run', 'µs/call', 'lower', r.pool, r.ort, { extra: note }),
   ];

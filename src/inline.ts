@@ -1,11 +1,11 @@
 /**
  * When `run()` may execute on the calling thread instead of the libuv pool.
  *
- * A hop to the pool and back costs about 20 µs of latency (a pool thread's wake-up, then the
- * event loop's), more than a microsecond-scale model takes to run. So for each input-shape
- * signature the policy learns what a run costs and lets runs that measured under `limitUs`
- * execute inline: the caller still gets a Promise, the event loop is held for less than the
- * hop would have cost, and larger runs never leave the pool.
+ * A hop to the pool and back costs 20-30 µs of latency on an idle machine (a pool thread's
+ * wake-up, then the event loop's), 60-100 µs on a loaded one: more than a small model takes to
+ * run. So for each input-shape signature the policy learns what a run costs and lets runs that
+ * measured under `limitUs` execute inline: the caller still gets a Promise, the event loop is
+ * held for at most about `limitUs` per run, and larger runs never leave the pool.
  *
  * The policy never blocks for an unknown cost: the first run of a signature goes to the pool,
  * and only a signature whose pool run came back within 1 ms (end to end, so its engine time is
@@ -112,5 +112,10 @@ export function shapeKey(feeds: ReadonlyArray<{ shape: readonly number[] }>): st
   return key;
 }
 
-/** Default `inlineUnderUs`: about one pool round trip on the fastest machine measured (bench/). */
-export const DEFAULT_INLINE_UNDER_US = 20;
+/**
+ * Default `inlineUnderUs`: about two pool round trips on an idle machine (bench/), so a run
+ * that the hop would slow by half or more stays inline, and the event loop is never held for
+ * more than ~50 µs by one (a 1 ms timer cannot tell). Small CNNs (~35 µs per image) and
+ * microsecond models qualify; encoders (milliseconds) never do.
+ */
+export const DEFAULT_INLINE_UNDER_US = 50;

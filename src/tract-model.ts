@@ -56,9 +56,9 @@ export interface TractLoadOptions {
   cache?: boolean;
   /**
    * `run()` and `session().run()` of input shapes that measured under this many µs per call
-   * execute on the calling thread, since a hop to the thread pool and back costs more than that
-   * (about 20 µs). Shapes not yet measured, or measured above it, always run on the pool.
-   * Default 20; 0 keeps every run on the pool. See README, "Tiny models".
+   * execute on the calling thread, since a hop to the thread pool and back (20-30 µs idle,
+   * more under load) would add as much again. Shapes not yet measured, or measured above it,
+   * always run on the pool. Default 50; 0 keeps every run on the pool. See README, "Small models".
    */
   inlineUnderUs?: number;
   signal?: AbortSignal;
