@@ -199,7 +199,6 @@ impl EvalOp for FastConv {
             }
             _ => y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, gemm::Parallelism::None))?,
         }
-        drop(out_view);
         Ok(tvec!(output.into_tvalue()))
     }
 }

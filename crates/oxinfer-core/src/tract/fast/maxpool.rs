@@ -64,7 +64,6 @@ impl EvalOp for FastMaxPool {
                 pool_plane(&g, x, y);
             }
         }
-        drop(out_view);
         Ok(tvec!(output.into_tvalue()))
     }
 }

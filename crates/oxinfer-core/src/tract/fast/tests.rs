@@ -109,6 +109,44 @@ fn input_for(case: &Case, seed: u64) -> Tensor {
     Tensor::from_shape(&case.shape, &values(len, seed)).expect("shape and data agree")
 }
 
+/// The input channels of a case: the axis before the spatial ones.
+fn channels(case: &Case) -> usize {
+    case.shape[case.shape.len() - case.kernel.len() - 1]
+}
+
+/// A case over `shape` with `kernel`, stride 1, no dilation, no padding.
+fn plain(shape: Vec<usize>, kernel: Vec<usize>, padding: PaddingSpec) -> Case {
+    let ones = vec![1; kernel.len()];
+    Case { format: DataFormat::NCHW, shape, kernel, strides: ones.clone(), dilations: ones, padding }
+}
+
+/// A model of one tract Conv over `case`'s input with `o` output channels in `group` groups:
+/// constant `weights` (a second model input when `None`) and `bias`. Returns it with the
+/// conv's output, not yet selected as the model's.
+fn conv_model(
+    case: &Case,
+    o: usize,
+    group: usize,
+    weights: Option<Tensor>,
+    bias: Tensor,
+) -> TractResult<(TypedModel, OutletId)> {
+    let c = channels(case);
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact(&case.shape))?;
+    let w = match weights {
+        Some(w) => model.add_const("w", w)?,
+        None => {
+            let mut shape = vec![o, c / group];
+            shape.extend(&case.kernel);
+            model.add_source("w", f32::fact(&shape))?
+        }
+    };
+    let b = model.add_const("b", bias)?;
+    let conv = Conv { pool_spec: spec(case, c, o), kernel_fmt: KernelFormat::OIHW, group, q_params: None };
+    let y = model.wire_node("conv", conv, &[x, w, b])?[0];
+    Ok((model, y))
+}
+
 #[test]
 fn maxpool_equals_tracts_on_every_geometry() -> TractResult<()> {
     let mut checked = 0;
@@ -119,7 +157,7 @@ fn maxpool_equals_tracts_on_every_geometry() -> TractResult<()> {
                 continue;
             }
         }
-        let c = case.shape[case.shape.len() - case.kernel.len() - 1];
+        let c = channels(case);
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact(&case.shape))?;
         let y = model.wire_node("pool", MaxPool::new(spec(case, c, c), None), &[x])?;
@@ -142,7 +180,7 @@ fn maxpool_equals_tracts_on_every_geometry() -> TractResult<()> {
 #[test]
 fn conv_equals_tracts_on_every_geometry() -> TractResult<()> {
     for (i, case) in cases().iter().enumerate() {
-        let c = case.shape[case.shape.len() - case.kernel.len() - 1];
+        let c = channels(case);
         let o = 5;
         let mut kshape = vec![o, c];
         kshape.extend(&case.kernel);
@@ -153,19 +191,13 @@ fn conv_equals_tracts_on_every_geometry() -> TractResult<()> {
             1 => tensor0(0f32),
             _ => tensor0(0.25f32),
         };
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact(&case.shape))?;
-        let w = model.add_const("w", weights)?;
-        let b = model.add_const("b", bias)?;
-        let conv = Conv { pool_spec: spec(case, c, o), kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
-        let mut y = model.wire_node("conv", conv, &[x, w, b])?;
+        let (mut model, mut y) = conv_model(case, o, 1, Some(weights), bias)?;
         // Every other case has a ReLU after, as tract writes it: max(x, 0).
-        let relu = i % 2 == 1;
-        if relu {
+        if i % 2 == 1 {
             let zero = model.add_const("zero", Tensor::zero::<f32>(&vec![1; case.shape.len()])?)?;
-            y = model.wire_node("relu", TypedBinOp(Box::new(Max), None), &[y[0], zero])?;
+            y = model.wire_node("relu", TypedBinOp(Box::new(Max), None), &[y, zero])?[0];
         }
-        model.select_output_outlets(&y)?;
+        model.select_output_outlets(&[y])?;
         let mut folded = model.clone();
         substitute(&mut folded)?;
         let left = folded.into_compact()?.nodes().iter().filter(|n| n.op().name() == "Max").count();
@@ -189,45 +221,26 @@ fn conv_equals_tracts_on_every_geometry() -> TractResult<()> {
 
 #[test]
 fn leaves_what_it_does_not_cover() -> TractResult<()> {
-    // Two groups: tract's Conv stays.
-    let case = &cases()[0];
-    let mut model = TypedModel::default();
-    let x = model.add_source("x", f32::fact([2, 4, 24, 33]))?;
-    let w = model.add_const("w", Tensor::from_shape(&[6, 2, 2, 2], &values(48, 7))?)?;
-    let b = model.add_const("b", tensor0(0f32))?;
-    let conv = Conv { pool_spec: spec(case, 4, 6), kernel_fmt: KernelFormat::OIHW, group: 2, q_params: None };
-    let y = model.wire_node("conv", conv, &[x, w, b])?;
-    model.select_output_outlets(&y)?;
-    substitute(&mut model)?;
-    assert!(model.nodes().iter().all(|n| !n.op().name().starts_with("Fast")));
-    // Weights computed at run time (a second input): tract's Conv stays.
-    let mut model = TypedModel::default();
-    let x = model.add_source("x", f32::fact([2, 3, 24, 33]))?;
-    let w = model.add_source("w", f32::fact([5, 3, 2, 2]))?;
-    let b = model.add_const("b", tensor0(0f32))?;
-    let conv = Conv { pool_spec: spec(case, 3, 5), kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
-    let y = model.wire_node("conv", conv, &[x, w, b])?;
-    model.select_output_outlets(&y)?;
-    substitute(&mut model)?;
-    assert!(model.nodes().iter().all(|n| !n.op().name().starts_with("Fast")));
-    // Four output pixels (Silero VAD's shape): tract's Conv stays.
-    let case = Case {
-        format: DataFormat::NCHW,
-        shape: vec![1, 1, 640],
-        kernel: vec![256],
-        strides: vec![128],
-        dilations: vec![1],
-        padding: PaddingSpec::Valid,
+    let untouched = |case: Case, o: usize, group: usize, weights: Option<Tensor>| -> TractResult<()> {
+        let (mut model, y) = conv_model(&case, o, group, weights, tensor0(0f32))?;
+        model.select_output_outlets(&[y])?;
+        substitute(&mut model)?;
+        assert!(model.nodes().iter().all(|n| !n.op().name().starts_with("Fast")), "swapped: {:?}", case.shape);
+        Ok(())
     };
-    let mut model = TypedModel::default();
-    let x = model.add_source("x", f32::fact(&case.shape))?;
-    let w = model.add_const("w", Tensor::from_shape(&[8, 1, 256], &values(8 * 256, 9))?)?;
-    let b = model.add_const("b", tensor0(0f32))?;
-    let conv = Conv { pool_spec: spec(&case, 1, 8), kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
-    let y = model.wire_node("conv", conv, &[x, w, b])?;
-    model.select_output_outlets(&y)?;
-    substitute(&mut model)?;
-    assert!(model.nodes().iter().all(|n| !n.op().name().starts_with("Fast")));
+    // Two groups.
+    untouched(
+        plain(vec![2, 4, 24, 33], vec![2, 2], PaddingSpec::Valid),
+        6,
+        2,
+        Some(Tensor::from_shape(&[6, 2, 2, 2], &values(48, 7))?),
+    )?;
+    // Weights computed at run time (a second input).
+    untouched(plain(vec![2, 3, 24, 33], vec![2, 2], PaddingSpec::Valid), 5, 1, None)?;
+    // Four output pixels (Silero VAD's STFT shape).
+    let mut stft = plain(vec![1, 1, 640], vec![256], PaddingSpec::Valid);
+    stft.strides = vec![128];
+    untouched(stft, 8, 1, Some(Tensor::from_shape(&[8, 1, 256], &values(8 * 256, 9))?))?;
     Ok(())
 }
 
@@ -238,21 +251,10 @@ fn conv_on_two_threads_equals_tracts() -> TractResult<()> {
     // PARALLEL_MACS.
     for (shape, o) in [(vec![4usize, 32, 32, 32], 32usize), (vec![1, 64, 32, 32], 64)] {
         let c = shape[1];
-        let case = Case {
-            format: DataFormat::NCHW,
-            shape: shape.clone(),
-            kernel: vec![3, 3],
-            strides: vec![1, 1],
-            dilations: vec![1, 1],
-            padding: PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
-        };
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact(&shape))?;
-        let w = model.add_const("w", Tensor::from_shape(&[o, c, 3, 3], &values(o * c * 9, 11))?)?;
-        let b = model.add_const("b", tensor1(&values(o, 12)))?;
-        let conv = Conv { pool_spec: spec(&case, c, o), kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
-        let y = model.wire_node("conv", conv, &[x, w, b])?;
-        model.select_output_outlets(&y)?;
+        let case = plain(shape.clone(), vec![3, 3], PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]));
+        let weights = Tensor::from_shape(&[o, c, 3, 3], &values(o * c * 9, 11))?;
+        let (mut model, y) = conv_model(&case, o, 1, Some(weights), tensor1(&values(o, 12)))?;
+        model.select_output_outlets(&[y])?;
         let input = input_for(&case, 13);
         let want = floats(&model.clone().into_runnable()?.run(tvec!(input.clone().into_tvalue()))?[0])?;
         let mut fast = model;
