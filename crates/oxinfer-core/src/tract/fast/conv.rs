@@ -332,8 +332,7 @@ fn im2col_shifted(g: &Geometry, x: &[f32], cols: &mut [f32]) {
         let src = &x[c * plane..(c + 1) * plane];
         for ky in 0..g.kh {
             // Output rows whose input row is inside the image.
-            let oy_lo = (0..g.oh).find(|&oy| g.row(oy, ky).is_some()).unwrap_or(g.oh);
-            let oy_hi = (oy_lo..g.oh).find(|&oy| g.row(oy, ky).is_none()).unwrap_or(g.oh);
+            let (oy_lo, oy_hi, _) = g.rows(ky);
             for kx in 0..g.kw {
                 let Some(dst) = rows.next() else { return };
                 let (lo, hi, _) = g.columns(kx);

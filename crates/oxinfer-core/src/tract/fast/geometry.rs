@@ -67,13 +67,26 @@ impl Geometry {
     /// input column of `lo`. Column `ox` reads input `first + (ox - lo) * sw`.
     #[inline]
     pub fn columns(&self, kx: usize) -> (usize, usize, usize) {
-        let offset = kx * self.dw; // input column of output 0, plus pl
-        let lo = self.pl.saturating_sub(offset).div_ceil(self.sw);
-        let hi =
-            if self.w + self.pl > offset { ((self.w + self.pl - offset - 1) / self.sw + 1).min(self.ow) } else { 0 };
-        if lo >= hi {
-            return (0, 0, 0);
-        }
-        (lo, hi, lo * self.sw + offset - self.pl)
+        span(kx * self.dw, self.sw, self.pl, self.w, self.ow)
     }
+
+    /// For tap `ky`: the output rows `lo..hi` whose input row is inside the image, and the input
+    /// row of `lo` (as [`Geometry::columns`]).
+    #[inline]
+    pub fn rows(&self, ky: usize) -> (usize, usize, usize) {
+        span(ky * self.dh, self.sh, self.pt, self.h, self.oh)
+    }
+}
+
+/// Along one axis, for a tap at `offset` (its index times the dilation): the outputs `lo..hi`
+/// whose input `o * stride + offset - pad` is inside `0..input`, and the input index of `lo`;
+/// `(0, 0, 0)` when none is.
+#[inline]
+fn span(offset: usize, stride: usize, pad: usize, input: usize, outputs: usize) -> (usize, usize, usize) {
+    let lo = pad.saturating_sub(offset).div_ceil(stride);
+    let hi = if input + pad > offset { ((input + pad - offset - 1) / stride + 1).min(outputs) } else { 0 };
+    if lo >= hi {
+        return (0, 0, 0);
+    }
+    (lo, hi, lo * stride + offset - pad)
 }
