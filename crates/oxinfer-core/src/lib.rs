@@ -15,6 +15,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod panic;
+mod sgemm;
 mod simd;
 pub mod tensor;
 pub mod threads;

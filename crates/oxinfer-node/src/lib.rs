@@ -21,6 +21,7 @@ pub use tract_model::{NativeTractModel, NativeTractSession};
 /// OXINFER_DEBUG_PANICS=1 to see it (with RUST_BACKTRACE for a backtrace).
 #[napi_derive::module_init]
 fn init() {
+    alloc::configure();
     let debug = std::env::var_os("OXINFER_DEBUG_PANICS").is_some();
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

@@ -54,32 +54,7 @@ impl CustomOp3 for Linear {
         for _ in 0..rows {
             out.extend_from_slice(bias);
         }
-        let parallelism = if self.threads > 1 { gemm::Parallelism::Rayon(self.threads) } else { gemm::Parallelism::None };
-        // SAFETY: out is rows x n, x is rows x k and w is k x n, all row-major and contiguous,
-        // as checked above; gemm reads and writes only inside those bounds.
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                true, // out = 1 * out + 1 * (x @ w)
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                1,
-                n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        }
+        crate::sgemm::sgemm(x, w, &mut out, (rows, k, n), true, self.threads); // out = bias + x @ w
         Ok((CpuStorage::F32(out), Shape::from((rows, n))))
     }
 }

@@ -4,14 +4,13 @@
 //!
 //! Only image-sized outputs (`MIN_PIXELS`) are taken: see `replacing`.
 //!
-//! Threads: a batch large enough (`PARALLEL_MACS`) is split by image across tract's executor;
+//! Threads: a batch large enough (`super::PARALLEL_MACS`) is split by image across tract's executor;
 //! a single image that large gives its matmul all of the executor's threads.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -19,13 +18,9 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 use tract_onnx::tract_core::ops::math::Max;
 
 use super::geometry::{Geometry, supported};
+use super::threads_for;
+use crate::sgemm::sgemm;
 use crate::simd::simd_kernel;
-
-/// Multiply-adds of one call above which it is split across the executor's threads (about
-/// 150 µs of one core's work). Below, the hand-off and the pool threads spinning beside the
-/// serial ops that follow cost more than the split saves: the test CNN at batch 8 ran 1.3x
-/// slower on two threads than on one with a 4M threshold.
-const PARALLEL_MACS: usize = 16 << 20;
 
 /// Output pixels per image below which tract's own convolution stays.
 const MIN_PIXELS: usize = 64;
@@ -184,20 +179,18 @@ impl EvalOp for FastConv {
             return Ok(tvec!(output.into_tvalue()));
         }
         let job = Job { g: &g, w, bias, relu: self.relu, o, k, p };
-        let image = |i: usize, y: &mut [f32], par: gemm::Parallelism| job.image(&x[i * plane..(i + 1) * plane], y, par);
-        match current_tract_executor() {
-            Executor::MultiThread(pool)
-                if pool.current_num_threads() > 1 && g.n > 1 && g.n * o * k * p >= PARALLEL_MACS =>
-            {
-                pool.install(|| {
-                    y.par_chunks_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, gemm::Parallelism::None))
-                })?
+        let image = |i: usize, y: &mut [f32], threads: usize| job.image(&x[i * plane..(i + 1) * plane], y, threads);
+        let serial = |y: &mut [f32]| y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, 1));
+        match threads_for(g.n * o * k * p) {
+            Some(pool) if g.n > 1 => {
+                pool.install(|| y.par_chunks_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, 1)))?
             }
-            Executor::MultiThread(pool) if pool.current_num_threads() > 1 && o * k * p >= PARALLEL_MACS => {
-                let par = gemm::Parallelism::Rayon(pool.current_num_threads());
-                pool.install(|| y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, par)))?
+            // One image that large: its matmul gets the threads.
+            Some(pool) => {
+                let threads = pool.current_num_threads();
+                pool.install(|| y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, threads)))?
             }
-            _ => y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, gemm::Parallelism::None))?,
+            None => serial(y)?,
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -216,12 +209,12 @@ struct Job<'a> {
 
 impl Job<'_> {
     /// `x`: one image, c x h x w; `y`: its output, o x p.
-    fn image(&self, x: &[f32], y: &mut [f32], par: gemm::Parallelism) -> TractResult<()> {
+    fn image(&self, x: &[f32], y: &mut [f32], threads: usize) -> TractResult<()> {
         let g = self.g;
         // A 1x1 stride-1 unpadded kernel reads the image as its own columns.
         let direct = (g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow) == (1, 1, 1, 1, 0, 0, g.h, g.w);
         if direct {
-            self.matmul(x, y, par);
+            self.matmul(x, y, threads);
             return Ok(());
         }
         COLUMNS.with_borrow_mut(|cols| {
@@ -233,46 +226,21 @@ impl Job<'_> {
             }
             let cols = &mut cols[..len];
             im2col(g, x, cols);
-            self.matmul(cols, y, par);
+            self.matmul(cols, y, threads);
             Ok(())
         })
     }
 
     /// `y = w @ cols (+ bias)`, then ReLU if asked: `cols` is k x p.
-    fn matmul(&self, cols: &[f32], y: &mut [f32], par: gemm::Parallelism) {
-        let (o, k, p) = (self.o, self.k, self.p);
-        assert!(cols.len() == k * p && y.len() == o * p && self.w.len() == o * k, "FastConv: operands do not fit");
+    fn matmul(&self, cols: &[f32], y: &mut [f32], threads: usize) {
+        let p = self.p;
         if let Some(bias) = self.bias {
             for (row, &b) in y.chunks_exact_mut(p).zip(bias) {
                 row.fill(b);
             }
         }
-        // SAFETY: y is o x p, w is o x k and cols is k x p, row-major and contiguous (asserted
-        // above); gemm reads and writes only inside them. With no bias, read_dst is off and y's
-        // uninitialized values are never read.
-        unsafe {
-            gemm::gemm(
-                o,
-                p,
-                k,
-                y.as_mut_ptr(),
-                1,
-                p as isize,
-                self.bias.is_some(), // y = 1 * y + 1 * (w @ cols)
-                self.w.as_ptr(),
-                1,
-                k as isize,
-                cols.as_ptr(),
-                1,
-                p as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            )
-        }
+        // With no bias, y's uninitialized values are never read (accumulate off).
+        sgemm(self.w, cols, y, (self.o, self.k, p), self.bias.is_some(), threads);
         if self.relu {
             relu(y);
         }

@@ -3,7 +3,8 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec, PoolSpec};
-use tract_onnx::tract_core::ops::math::Max;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::math::{Add, Max};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::substitute;
@@ -264,5 +265,121 @@ fn conv_on_two_threads_equals_tracts() -> TractResult<()> {
         let worst = want.iter().zip(floats(&got[0])?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-4, "{shape:?}: worst |tract - fast| = {worst:e}");
     }
+    Ok(())
+}
+
+/// A model of one tract EinSum `expr` of an input of `x_shape` (its first dim symbolic when
+/// `symbolic_batch`) by constant `weights`, plus a constant `bias` when given.
+fn einsum_model(
+    expr: &str,
+    x_shape: &[usize],
+    symbolic_batch: bool,
+    weights: Tensor,
+    bias: Option<Tensor>,
+) -> TractResult<TypedModel> {
+    let mut model = TypedModel::default();
+    let mut dims: TVec<TDim> = x_shape.iter().map(|&d| d.into()).collect();
+    if symbolic_batch {
+        dims[0] = model.symbols.sym("N").into();
+    }
+    let x = model.add_source("x", f32::fact(&*dims))?;
+    let w = model.add_const("w", weights)?;
+    let mut y = model.wire_node("einsum", EinSum::new(expr.parse()?, f32::datum_type()), &[x, w])?[0];
+    if let Some(bias) = bias {
+        // Typed binary ops take operands of one rank: ones before the bias's own dims.
+        let rank = model.outlet_fact(y)?.rank();
+        let mut shape = vec![1; rank - bias.rank()];
+        shape.extend(bias.shape());
+        let b = model.add_const("b", bias.into_shape(&shape)?)?;
+        y = model.wire_node("bias", TypedBinOp(Box::new(Add), None), &[b, y])?[0];
+    }
+    model.select_output_outlets(&[y])?;
+    Ok(model)
+}
+
+/// The largest |a - b| over two f32 tensors of one shape.
+fn worst_difference(want: &Tensor, got: &Tensor) -> TractResult<f32> {
+    tract_onnx::tract_core::internal::ensure!(want.shape() == got.shape(), "shapes {:?} and {:?}", want.shape(), got.shape());
+    Ok(floats(want)?.iter().zip(floats(got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max))
+}
+
+#[test]
+fn matmul_equals_tracts() -> TractResult<()> {
+    // (expr, input shape, weight shape, bias shape): the projections of a transformer (one and
+    // two contracted axes), a plain matrix, several column axes, and a row count of 1.
+    let cases: [(&str, &[usize], &[usize], Option<&[usize]>); 8] = [
+        ("amk,kn->amn", &[2, 5, 7], &[7, 9], Some(&[1, 1, 9])),
+        ("amk,kn->amn", &[3, 17, 40], &[40, 33], Some(&[33])),
+        ("amk,kn->amn", &[2, 5, 7], &[7, 9], None),
+        ("ambk,bkn->amn", &[2, 6, 3, 4], &[3, 4, 10], Some(&[1, 1, 10])),
+        ("mk,kn->mn", &[130, 67], &[67, 45], Some(&[1, 45])),
+        ("amk,knp->amnp", &[2, 5, 7], &[7, 3, 2], Some(&[3, 2])),
+        ("mk,kn->mn", &[1, 16], &[16, 8], None),
+        ("amk,kn->amn", &[4, 1, 300], &[300, 1], Some(&[1])),
+    ];
+    for (i, (expr, x_shape, w_shape, bias_shape)) in cases.into_iter().enumerate() {
+        for symbolic in [false, true] {
+            let seed = 100 * i as u64;
+            let weights = Tensor::from_shape(w_shape, &values(w_shape.iter().product(), seed + 1))?;
+            let bias = bias_shape.map(|s| Tensor::from_shape(s, &values(s.iter().product(), seed + 2))).transpose()?;
+            let model = einsum_model(expr, x_shape, symbolic, weights, bias.clone())?;
+            let mut fast = model.clone();
+            substitute(&mut fast)?;
+            let names: Vec<String> = fast.into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect();
+            assert!(names.iter().any(|n| n == "FastMatMul"), "case {i} ({expr}): not swapped: {names:?}");
+            if bias.is_some() {
+                assert!(!names.iter().any(|n| n == "Add"), "case {i} ({expr}): bias not folded: {names:?}");
+            }
+            let x = Tensor::from_shape(x_shape, &values(x_shape.iter().product(), seed + 3))?;
+            let (want, got, _) = both(model, x)?;
+            let worst = worst_difference(&want, &got)?;
+            assert!(worst < 1e-4, "case {i} ({expr}, symbolic {symbolic}): worst |tract - fast| = {worst:e}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn matmul_leaves_what_it_does_not_cover() -> TractResult<()> {
+    let names = |model: TypedModel| -> TractResult<Vec<String>> {
+        let mut model = model;
+        substitute(&mut model)?;
+        Ok(model.into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect())
+    };
+    let w = |shape: &[usize]| Tensor::from_shape(shape, &values(shape.iter().product(), 5));
+    // Weights stored transposed (k last), and weights sharing an axis with the rows (batched).
+    let cases: [(&str, &[usize], &[usize]); 2] = [("amk,nk->amn", &[2, 5, 7], &[9, 7]), ("amk,akn->amn", &[2, 5, 7], &[2, 7, 3])];
+    for (expr, x, ws) in cases {
+        let got = names(einsum_model(expr, x, false, w(ws)?, None)?)?;
+        assert!(!got.iter().any(|n| n.starts_with("Fast")), "{expr}: swapped: {got:?}");
+    }
+    // A bias that varies by row is a plain Add after the product.
+    let got = names(einsum_model("amk,kn->amn", &[2, 5, 7], false, w(&[7, 9])?, Some(w(&[5, 1])?))?)?;
+    assert!(got.iter().any(|n| n == "FastMatMul") && got.iter().any(|n| n == "Add"), "row bias: {got:?}");
+    // An activation by an activation stays tract's.
+    let mut model = TypedModel::default();
+    let a = model.add_source("a", f32::fact([2, 5, 7]))?;
+    let b = model.add_source("b", f32::fact([7, 9]))?;
+    let y = model.wire_node("einsum", EinSum::new("amk,kn->amn".parse()?, f32::datum_type()), &[a, b])?;
+    model.select_output_outlets(&y)?;
+    let got = names(model)?;
+    assert!(!got.iter().any(|n| n.starts_with("Fast")), "two activations: swapped: {got:?}");
+    Ok(())
+}
+
+#[test]
+fn matmul_on_two_threads_equals_tracts() -> TractResult<()> {
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
+    // 2 x 128 rows by 384 x 384: over PARALLEL_MACS, so gemm splits it.
+    let weights = Tensor::from_shape(&[384, 384], &values(384 * 384, 21))?;
+    let model = einsum_model("amk,kn->amn", &[2, 128, 384], true, weights, Some(tensor1(&values(384, 22))))?;
+    let x = Tensor::from_shape(&[2, 128, 384], &values(2 * 128 * 384, 23))?;
+    let want = model.clone().into_runnable()?.run(tvec!(x.clone().into_tvalue()))?;
+    let mut fast = model;
+    substitute(&mut fast)?;
+    let plan = fast.into_runnable()?;
+    let got = multithread_tract_scope(Executor::multithread(2), || plan.run(tvec!(x.into_tvalue())))?;
+    let worst = worst_difference(&want[0].clone().into_tensor(), &got[0].clone().into_tensor())?;
+    assert!(worst < 1e-4, "worst |tract - fast| = {worst:e}");
     Ok(())
 }
