@@ -21,8 +21,9 @@ describe('memory reuse between runs', () => {
     const kept = faultsAfterPause({});
     // The control: mimalloc's own 1 s delay (the environment wins over the addon's setting).
     const purged = faultsAfterPause({ MIMALLOC_PURGE_DELAY: '1000' });
-    // Measured: ~10 faults kept (V8's own), 600-760 purged (a batch-1 MiniLM-sized run).
-    expect(purged.faults).toBeGreaterThan(200);
-    expect(kept.faults).toBeLessThan(100);
+    // Measured at batch 4: ~10 faults kept (V8's own), ~450 purged. (Counts, not bytes: with
+    // transparent huge pages one fault can bring in 2 MB, so larger batches fault fewer times.)
+    expect(purged.faults).toBeGreaterThan(150);
+    expect(kept.faults).toBeLessThan(60);
   }, 60_000);
 });

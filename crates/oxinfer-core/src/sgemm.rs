@@ -21,24 +21,65 @@ pub fn sgemm(a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usiz
         }
         return;
     }
+    // SAFETY: c is m x n, a is m x k and b is k x n, row-major and contiguous (asserted above).
+    unsafe {
+        sgemm_strided(
+            Strided::row_major(c.as_mut_ptr(), n),
+            Strided::row_major(a.as_ptr(), k),
+            Strided::row_major(b.as_ptr(), n),
+            (m, k, n),
+            accumulate,
+            threads,
+        )
+    }
+}
+
+/// Where a matrix lies: its first element, and the steps (in elements) from one row and from
+/// one column to the next.
+#[derive(Debug, Clone, Copy)]
+pub struct Strided<P> {
+    pub ptr: P,
+    pub row: isize,
+    pub col: isize,
+}
+
+impl<P> Strided<P> {
+    fn row_major(ptr: P, columns: usize) -> Strided<P> {
+        Strided { ptr, row: columns as isize, col: 1 }
+    }
+}
+
+/// [`sgemm`] over strided matrices: `c (+)= a @ b` with `c` m x n, `a` m x k, `b` k x n.
+///
+/// # Safety
+/// Every element the strides reach (`ptr + i * row + j * col` for i, j inside the matrix)
+/// must be valid, `c`'s for writes (and for reads when accumulating), and `c` must not
+/// overlap `a` or `b`, nor reach one element twice.
+pub unsafe fn sgemm_strided(
+    c: Strided<*mut f32>,
+    a: Strided<*const f32>,
+    b: Strided<*const f32>,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    threads: usize,
+) {
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: c is m x n, a is m x k and b is k x n, row-major and contiguous (asserted above);
-    // gemm reads and writes only inside them, and reads c only when accumulating.
+    // SAFETY: the caller's contract; gemm reads c only when accumulating (read_dst).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
+            c.ptr,
+            c.col,
+            c.row,
             accumulate, // c = 1 * c + 1 * (a @ b)
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
+            a.ptr,
+            a.col,
+            a.row,
+            b.ptr,
+            b.col,
+            b.row,
             1.0,
             1.0,
             false,

@@ -8,13 +8,15 @@
 //! convolution is im2col into one `gemm` call per image (the AVX-512 gemm candle uses).
 //!
 //! On transformers, tract's matmul by constant weights reached about two thirds of the
-//! throughput `gemm` does on this kind of CPU: those products go to `gemm` too, bias included.
+//! throughput `gemm` does on this kind of CPU: those products go to `gemm` too, bias included,
+//! and so do attention's batched products of two activations, read in place through strides.
 //!
 //! Only configurations these kernels cover exactly are swapped (f32, channels first, 1-D or
 //! 2-D, one group, constant weights, no index output); every other op stays tract's. The
 //! swapped ops are checked against tract's own on a grid of shapes, strides, dilations and
 //! paddings (tests below), and the ONNX conformance list runs through them.
 
+mod batched;
 mod conv;
 mod geometry;
 mod matmul;
@@ -38,7 +40,10 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
         } else if let Some(op) = node.op_as::<Conv>() {
             conv::FastConv::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<EinSum>() {
-            matmul::FastMatMul::replacing(model, node, op)?
+            match matmul::FastMatMul::replacing(model, node, op)? {
+                Some(patch) => Some(patch),
+                None => batched::FastBatchedMatMul::replacing(model, node, op)?,
+            }
         } else {
             None
         };

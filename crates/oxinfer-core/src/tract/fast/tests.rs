@@ -93,11 +93,17 @@ fn cases() -> Vec<Case> {
 /// Runs `model` as tract plans it, and again with the fast ops swapped in; returns both outputs
 /// and whether a fast op took the place of `op_name`.
 fn both(model: TypedModel, input: Tensor) -> TractResult<(Tensor, Tensor, bool)> {
-    let reference = model.clone().into_runnable()?.run(tvec!(input.clone().into_tvalue()))?;
+    both_of(model, tvec![input])
+}
+
+/// [`both`] for a model of several inputs.
+fn both_of(model: TypedModel, inputs: TVec<Tensor>) -> TractResult<(Tensor, Tensor, bool)> {
+    let values = || inputs.iter().map(|t| t.clone().into_tvalue()).collect::<TVec<_>>();
+    let reference = model.clone().into_runnable()?.run(values())?;
     let mut fast = model;
     substitute(&mut fast)?;
     let swapped = fast.nodes().iter().any(|n| n.op().name().starts_with("Fast"));
-    let got = fast.into_runnable()?.run(tvec!(input.into_tvalue()))?;
+    let got = fast.into_runnable()?.run(values())?;
     Ok((reference[0].clone().into_tensor(), got[0].clone().into_tensor(), swapped))
 }
 
@@ -347,11 +353,12 @@ fn matmul_leaves_what_it_does_not_cover() -> TractResult<()> {
         Ok(model.into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect())
     };
     let w = |shape: &[usize]| Tensor::from_shape(shape, &values(shape.iter().product(), 5));
-    // Weights stored transposed (k last), and weights sharing an axis with the rows (batched).
+    // Weights stored transposed (k last), and weights sharing an axis with the rows (batched;
+    // FastBatchedMatMul's).
     let cases: [(&str, &[usize], &[usize]); 2] = [("amk,nk->amn", &[2, 5, 7], &[9, 7]), ("amk,akn->amn", &[2, 5, 7], &[2, 7, 3])];
     for (expr, x, ws) in cases {
         let got = names(einsum_model(expr, x, false, w(ws)?, None)?)?;
-        assert!(!got.iter().any(|n| n.starts_with("Fast")), "{expr}: swapped: {got:?}");
+        assert!(!got.iter().any(|n| n == "FastMatMul"), "{expr}: swapped: {got:?}");
     }
     // A bias that varies by row is a plain Add after the product.
     let got = names(einsum_model("amk,kn->amn", &[2, 5, 7], false, w(&[7, 9])?, Some(w(&[5, 1])?))?)?;
@@ -379,6 +386,85 @@ fn matmul_on_two_threads_equals_tracts() -> TractResult<()> {
     substitute(&mut fast)?;
     let plan = fast.into_runnable()?;
     let got = multithread_tract_scope(Executor::multithread(2), || plan.run(tvec!(x.into_tvalue())))?;
+    let worst = worst_difference(&want[0].clone().into_tensor(), &got[0].clone().into_tensor())?;
+    assert!(worst < 1e-4, "worst |tract - fast| = {worst:e}");
+    Ok(())
+}
+
+/// A model of one tract EinSum `expr` of two inputs (activations) of these shapes, the first
+/// dim of both symbolic (one symbol) when `symbolic_batch`.
+fn einsum2_model(expr: &str, a: &[usize], b: &[usize], symbolic_batch: bool) -> TractResult<TypedModel> {
+    let mut model = TypedModel::default();
+    let batch: TDim = model.symbols.sym("N").into();
+    let fact = |shape: &[usize]| {
+        let mut dims: TVec<TDim> = shape.iter().map(|&d| d.into()).collect();
+        if symbolic_batch {
+            dims[0] = batch.clone();
+        }
+        f32::fact(&*dims)
+    };
+    let a = model.add_source("a", fact(a))?;
+    let b = model.add_source("b", fact(b))?;
+    let y = model.wire_node("einsum", EinSum::new(expr.parse()?, f32::datum_type()), &[a, b])?;
+    model.select_output_outlets(&y)?;
+    Ok(model)
+}
+
+#[test]
+fn batched_matmul_equals_tracts() -> TractResult<()> {
+    // Attention's two products (as tract declutters BERT's), a batched and a plain product,
+    // a transposed first operand, and a transposed output.
+    let cases: [(&str, &[usize], &[usize]); 6] = [
+        ("ambk,anbk->abmn", &[2, 5, 3, 4], &[2, 6, 3, 4]),
+        ("abmk,akbn->ambn", &[2, 3, 5, 6], &[2, 6, 3, 4]),
+        ("bmk,bkn->bmn", &[3, 4, 5], &[3, 5, 6]),
+        ("mk,kn->mn", &[7, 5], &[5, 9]),
+        ("km,kn->mn", &[5, 7], &[5, 9]),
+        ("bmk,bnk->bnm", &[3, 4, 5], &[3, 6, 5]),
+    ];
+    for (i, (expr, sa, sb)) in cases.into_iter().enumerate() {
+        for symbolic in [false, true] {
+            if symbolic && !expr.starts_with(|c| expr.split(',').nth(1).is_some_and(|b| b.starts_with(c))) {
+                continue; // a symbolic batch needs the first axis shared by both inputs
+            }
+            let model = einsum2_model(expr, sa, sb, symbolic)?;
+            let a = Tensor::from_shape(sa, &values(sa.iter().product(), 300 + i as u64))?;
+            let b = Tensor::from_shape(sb, &values(sb.iter().product(), 400 + i as u64))?;
+            let (want, got, swapped) = both_of(model, tvec![a, b])?;
+            assert!(swapped, "case {i} ({expr}, symbolic {symbolic}): not swapped");
+            let worst = worst_difference(&want, &got)?;
+            assert!(worst < 1e-5, "case {i} ({expr}, symbolic {symbolic}): worst |tract - fast| = {worst:e}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn batched_matmul_leaves_what_it_does_not_cover() -> TractResult<()> {
+    // No column axis (a matrix-vector product), and an axis summed over one input only.
+    let cases: [(&str, &[usize], &[usize]); 2] = [("bmk,bk->bm", &[3, 4, 5], &[3, 5]), ("mkj,kn->mn", &[4, 5, 2], &[5, 6])];
+    for (expr, sa, sb) in cases {
+        let mut model = einsum2_model(expr, sa, sb, false)?;
+        substitute(&mut model)?;
+        assert!(!model.nodes().iter().any(|n| n.op().name().starts_with("Fast")), "{expr}: swapped");
+    }
+    Ok(())
+}
+
+#[test]
+fn batched_matmul_on_two_threads_equals_tracts() -> TractResult<()> {
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
+    // 4 sentences x 12 heads of 128 x 128 x 32: over PARALLEL_MACS, so the heads are split.
+    let shape = [4, 128, 12, 32];
+    let model = einsum2_model("ambk,anbk->abmn", &shape, &shape, true)?;
+    let a = Tensor::from_shape(&shape, &values(shape.iter().product(), 31))?;
+    let b = Tensor::from_shape(&shape, &values(shape.iter().product(), 32))?;
+    let inputs = || tvec![a.clone().into_tvalue(), b.clone().into_tvalue()];
+    let want = model.clone().into_runnable()?.run(inputs())?;
+    let mut fast = model;
+    substitute(&mut fast)?;
+    let plan = fast.into_runnable()?;
+    let got = multithread_tract_scope(Executor::multithread(2), || plan.run(inputs()))?;
     let worst = worst_difference(&want[0].clone().into_tensor(), &got[0].clone().into_tensor())?;
     assert!(worst < 1e-4, "worst |tract - fast| = {worst:e}");
     Ok(())
