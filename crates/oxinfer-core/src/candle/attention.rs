@@ -14,6 +14,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, T
 use rayon::prelude::*;
 
 use super::fastmath::{exp_le0, simd_kernel};
+use crate::sgemm::{Strided, sgemm_strided};
 
 /// The attention mask as additive key biases, [B, 1, 1, S]: 0 for a token, a large negative
 /// for padding. Kept on the model's device for candle's ops, and as host values for the CPU op.
@@ -148,19 +149,15 @@ unsafe fn head_attention(
     mask: Option<&[f32]>,
 ) {
     // scores[i][j] = sum_c q[i][c] * k[j][c]: k read as its transpose through the strides.
-    gemm::gemm(
-        s, s, d, scores.as_mut_ptr(), 1, s as isize, false,
-        q, 1, qkv_rs,
-        k, qkv_rs, 1,
-        0.0, 1.0, false, false, false, gemm::Parallelism::None,
-    );
+    let scores_at = Strided { ptr: scores.as_mut_ptr(), row: s as isize, col: 1 };
+    let k_t = Strided { ptr: k, row: 1, col: qkv_rs };
+    // SAFETY: the caller's contract: q and k are valid s x d blocks, scores holds s x s.
+    unsafe { sgemm_strided(scores_at, Strided { ptr: q, row: qkv_rs, col: 1 }, k_t, (s, d, s), false, 1) };
     softmax_rows(scores, s, mask.unwrap_or(&[]));
-    gemm::gemm(
-        s, d, s, ctx, 1, ctx_rs, false,
-        scores.as_ptr(), 1, s as isize,
-        v, 1, qkv_rs,
-        0.0, 1.0, false, false, false, gemm::Parallelism::None,
-    );
+    let scores_at = Strided { ptr: scores.as_ptr(), row: s as isize, col: 1 };
+    let ctx_at = Strided { ptr: ctx, row: ctx_rs, col: 1 };
+    // SAFETY: the caller's contract: v and ctx are valid s x d blocks, ctx apart from the rest.
+    unsafe { sgemm_strided(ctx_at, scores_at, Strided { ptr: v, row: qkv_rs, col: 1 }, (s, s, d), false, 1) };
 }
 
 /// Lanes of the reductions below: enough independent accumulators for 16-wide vectors.

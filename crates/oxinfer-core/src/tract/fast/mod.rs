@@ -9,13 +9,15 @@
 //!
 //! On transformers, tract's matmul by constant weights reached about two thirds of the
 //! throughput `gemm` does on this kind of CPU: those products go to `gemm` too, bias included,
-//! and so do attention's batched products of two activations, read in place through strides.
+//! and so do attention's batched products of two activations, read in place through strides;
+//! sums of two activations (residuals, the attention mask) get vectorized broadcasting loops.
 //!
 //! Only configurations these kernels cover exactly are swapped (f32, channels first, 1-D or
 //! 2-D, one group, constant weights, no index output); every other op stays tract's. The
 //! swapped ops are checked against tract's own on a grid of shapes, strides, dilations and
 //! paddings (tests below), and the ONNX conformance list runs through them.
 
+mod add;
 mod batched;
 mod conv;
 mod geometry;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 
 use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
@@ -44,6 +47,8 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
                 Some(patch) => Some(patch),
                 None => batched::FastBatchedMatMul::replacing(model, node, op)?,
             }
+        } else if let Some(op) = node.op_as::<TypedBinOp>() {
+            add::FastAdd::replacing(model, node, op)?
         } else {
             None
         };

@@ -469,3 +469,87 @@ fn batched_matmul_on_two_threads_equals_tracts() -> TractResult<()> {
     assert!(worst < 1e-4, "worst |tract - fast| = {worst:e}");
     Ok(())
 }
+
+fn add_node(model: &mut TypedModel, name: &str, a: OutletId, b: OutletId) -> TractResult<OutletId> {
+    Ok(model.wire_node(name, TypedBinOp(Box::new(Add), None), &[a, b])?[0])
+}
+
+#[test]
+fn add_equals_tracts_on_every_broadcast() -> TractResult<()> {
+    // Same shapes, the attention mask over heads and queries, a value per row, the full operand
+    // second, both broadcast, broadcast in the middle, unit axes, and scalars.
+    let cases: [(&[usize], &[usize]); 10] = [
+        (&[2, 3, 40], &[2, 3, 40]),
+        (&[2, 3, 5, 7], &[2, 1, 1, 7]),
+        (&[2, 3, 4], &[2, 3, 1]),
+        (&[2, 1, 1, 7], &[2, 3, 5, 7]),
+        (&[2, 1, 4], &[1, 3, 1]),
+        (&[3, 1, 4], &[3, 5, 4]),
+        (&[3, 5, 1], &[1, 5, 4]),
+        (&[1, 5], &[1, 5]),
+        (&[4, 1], &[4, 1]),
+        (&[], &[]),
+    ];
+    for (i, (sa, sb)) in cases.into_iter().enumerate() {
+        for symbolic in [false, true] {
+            let mut model = TypedModel::default();
+            let n: TDim = model.symbols.sym("N").into();
+            let fact = |shape: &[usize]| {
+                let mut dims: TVec<TDim> = shape.iter().map(|&d| d.into()).collect();
+                if symbolic && shape.first() == Some(&2) {
+                    dims[0] = n.clone(); // a batch axis both operands share
+                }
+                f32::fact(&*dims)
+            };
+            if symbolic && !(sa.first() == Some(&2) && sb.first() == Some(&2)) {
+                continue;
+            }
+            let a = model.add_source("a", fact(sa))?;
+            let b = model.add_source("b", fact(sb))?;
+            let y = add_node(&mut model, "add", a, b)?;
+            model.select_output_outlets(&[y])?;
+            let ta = Tensor::from_shape(sa, &values(sa.iter().product(), 500 + i as u64))?;
+            let tb = Tensor::from_shape(sb, &values(sb.iter().product(), 600 + i as u64))?;
+            let (want, got, swapped) = both_of(model, tvec![ta, tb])?;
+            assert!(swapped, "case {i} {sa:?} + {sb:?}: not swapped");
+            assert_eq!(want.shape(), got.shape(), "case {i}");
+            assert_eq!(floats(&want)?, floats(&got)?, "case {i} {sa:?} + {sb:?}, symbolic {symbolic}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn add_in_place_leaves_a_shared_operand_alone() -> TractResult<()> {
+    // a feeds two sums: summing into a's buffer for the first must not change what the second
+    // reads, nor the model output that is a itself.
+    let mut model = TypedModel::default();
+    let a = model.add_source("a", f32::fact([3, 8]))?;
+    let b = model.add_source("b", f32::fact([3, 8]))?;
+    let s = add_node(&mut model, "s", a, b)?;
+    let t = add_node(&mut model, "t", a, s)?;
+    model.select_output_outlets(&[t, a])?;
+    let inputs = tvec![Tensor::from_shape(&[3, 8], &values(24, 71))?, Tensor::from_shape(&[3, 8], &values(24, 72))?];
+    let values_of = || inputs.iter().map(|t| t.clone().into_tvalue()).collect::<TVec<_>>();
+    let want = model.clone().into_runnable()?.run(values_of())?;
+    let mut fast = model;
+    substitute(&mut fast)?;
+    assert_eq!(fast.nodes().iter().filter(|n| n.op().name() == "FastAdd").count(), 2);
+    let got = fast.into_runnable()?.run(values_of())?;
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(floats(&w.clone().into_tensor())?, floats(&g.clone().into_tensor())?);
+    }
+    Ok(())
+}
+
+#[test]
+fn add_of_a_constant_stays_tracts() -> TractResult<()> {
+    let mut model = TypedModel::default();
+    let a = model.add_source("a", f32::fact([3, 8]))?;
+    let c = model.add_const("c", Tensor::from_shape(&[1, 8], &values(8, 73))?)?;
+    let y = add_node(&mut model, "add", a, c)?;
+    model.select_output_outlets(&[y])?;
+    substitute(&mut model)?;
+    assert!(!model.nodes().iter().any(|n| n.op().name().starts_with("Fast")));
+    Ok(())
+}
