@@ -126,6 +126,29 @@ fn batch_rows_equal_single_runs_and_concurrent_runs_agree() {
 }
 
 #[test]
+fn a_batch_split_across_threads_equals_one_pass() {
+    let with = |threads: usize, name: &str| {
+        let opts = LoadOptions { threads: Some(threads), ..Default::default() };
+        TractModel::load(ModelSource::Path(&fixture(name)), &opts).unwrap()
+    };
+    let (split, whole) = (with(2, "cnn.onnx"), with(1, "cnn.onnx"));
+    assert!(split.splits_batches() && !whole.splits_batches());
+    // 5 images: slices of 3 and 2, joined back in order.
+    let data: Vec<f32> = (0..5 * 3 * 32 * 32).map(|i| (i as f32 * 0.013).sin()).collect();
+    let feeds = [Feed::new("image", DType::Float32, &[5, 3, 32, 32], f32s(&data))];
+    let (a, b) = (split.run(&feeds).unwrap(), whole.run(&feeds).unwrap());
+    assert_eq!(a[0].shape, vec![5, 10]);
+    let worst = a[0].to_vec::<f32>().iter().zip(b[0].to_vec::<f32>()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-6, "worst |split - whole| = {worst:e}");
+    // A batch of 1 and a fixed-shape model run whole.
+    let one = [Feed::new("image", DType::Float32, &[1, 3, 32, 32], f32s(&data[..3 * 32 * 32]))];
+    assert_eq!(split.run(&one).unwrap()[0].to_vec::<f32>(), whole.run(&one).unwrap()[0].to_vec::<f32>());
+    assert!(!with(2, "add.onnx").splits_batches());
+    // The encoders split too: their ops work sentence by sentence.
+    assert!(with(2, "encoder-minilm.onnx").splits_batches());
+}
+
+#[test]
 fn silero_session_carries_state() {
     // The file holds a 16 kHz and an 8 kHz graph behind an If on `sr`: fixing `sr` and the
     // shapes at load keeps only the branch taken (tract alone would analyse both and fail).

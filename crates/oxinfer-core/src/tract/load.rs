@@ -59,7 +59,9 @@ pub struct TractModel {
     pub(crate) outputs: Vec<TensorInfo>,
     sha256: String,
     ops: Vec<OpCount>,
-    threads: usize,
+    pub(crate) threads: usize,
+    /// Whether a batch may be cut into slices run at once (see split.rs).
+    pub(crate) split: bool,
     file_bytes: usize,
 }
 
@@ -94,6 +96,10 @@ impl TractModel {
     }
     pub fn threads(&self) -> usize {
         self.threads
+    }
+    /// Whether a batch runs as one slice per thread (its items are independent; see split.rs).
+    pub fn splits_batches(&self) -> bool {
+        self.split && self.threads > 1
     }
 
     /// Loads through the process-wide model cache: the same source and options give the same
@@ -162,7 +168,7 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
         .iter()
         .map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_string())
         .collect();
-    let typed = optimize(model).map_err(|e| {
+    let (typed, split) = optimize(model).map_err(|e| {
         let mut err = fail("analyse and optimize", &e);
         if ops.iter().any(|o| o.op == "If") {
             err.message.push_str(
@@ -179,16 +185,19 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
     let plan = typed
         .into_runnable_with_options(&run_options)
         .map_err(|e| fail("plan", &e))?;
-    Ok(TractModel { plan, inputs, outputs, sha256, ops, threads, file_bytes: bytes.len() })
+    Ok(TractModel { plan, inputs, outputs, sha256, ops, threads, split, file_bytes: bytes.len() })
 }
 
-/// Types and optimizes the model, with oxinfer's fast kernels in place of the ops they cover.
-fn optimize(model: InferenceModel) -> TractResult<TypedModel> {
+/// Types and optimizes the model, with oxinfer's fast kernels in place of the ops they cover;
+/// also says whether its batches may be split (judged on tract's own ops, whose axes mappings
+/// the analysis reads).
+fn optimize(model: InferenceModel) -> TractResult<(TypedModel, bool)> {
     // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
     // rest around them.
     let mut typed = model.into_typed()?.into_decluttered()?;
+    let split = super::split::splittable(&typed)?;
     super::fast::substitute(&mut typed)?;
-    typed.into_optimized()
+    Ok((typed.into_optimized()?, split))
 }
 
 fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) -> Result<()> {

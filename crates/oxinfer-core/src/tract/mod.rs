@@ -11,6 +11,7 @@ mod if_op;
 mod load;
 mod run;
 mod session;
+mod split;
 mod validate;
 
 pub use load::{InputSpec, LoadOptions, ModelSource, OpCount, TractModel};

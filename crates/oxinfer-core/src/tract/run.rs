@@ -7,6 +7,9 @@ use tract_onnx::prelude::*;
 
 use super::TractModel;
 use super::bind::{Fallback, NoFallback};
+use super::split;
+use crate::threads::tract_executor;
+use tract_linalg::multithread::Executor;
 
 impl TractModel {
     /// Runs the model once. Safe to call from many threads at once: each call gets its own
@@ -26,10 +29,22 @@ impl TractModel {
 
     pub(crate) fn execute(&self, values: TVec<TValue>) -> Result<Vec<OutputTensor>> {
         let outputs = guard(ErrorCode::Engine, "running the model", || {
-            self.plan
-                .run(values)
+            self.run_plan(values)
                 .map_err(|e| Error::engine(format!("the model failed to run: {}", chain(&e))))
         })?;
         self.wrap_outputs(outputs)
+    }
+
+    /// One pass of the plan, or, for a model whose batch items are independent, one pass per
+    /// slice of the batch on the model's threads at once (see split.rs).
+    fn run_plan(&self, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let items = values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0);
+        let parts = self.threads.min(items);
+        match tract_executor(self.threads) {
+            Executor::MultiThread(pool) if self.split && parts > 1 => {
+                split::run_parts(&pool, split::cut(&values, items, parts)?, |part| self.plan.run(part))
+            }
+            _ => self.plan.run(values),
+        }
     }
 }

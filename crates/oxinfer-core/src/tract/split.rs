@@ -1,0 +1,246 @@
+//! Batch splitting: a run of a batch whose items are computed independently (every op works
+//! image by image, or sentence by sentence) is cut into one slice per thread, the slices run
+//! through the plan at once, and their outputs are joined.
+//!
+//! Why: a small CNN's ops are each too short to split well (the test CNN at batch 8 ran slower
+//! on two threads than on one: tract's pool threads spun between the serial ops), so a batch
+//! ran on one core. Split by item, each thread runs the whole plan on its share.
+//!
+//! Which models: [`splittable`] follows the batch axis (axis 0 of every input, one symbol)
+//! through the typed model, op by op: it must reach every output as axis 0, and every op on
+//! the way must be one known to work item by item along it ([`independent`]: elementwise ops,
+//! einsums, axis moves, and normalizations, pools, gathers and slices along other axes). tract's
+//! axes mappings say where the axis goes, not whether an op mixes along it (a softmax maps its
+//! own axis), so ops outside that list stop the split. Models with fixed batch sizes,
+//! recurrent loops or anything else run whole, as before.
+
+use rayon::prelude::*;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::axes::Axis;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::{Gather, Slice, TypedConcat};
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cast::Cast;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, SumPool};
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::nn::{Reduce, RmsNorm, Softmax};
+
+/// Whether every output's item `i` (along axis 0) depends only on item `i` of every input.
+pub fn splittable(model: &TypedModel) -> TractResult<bool> {
+    let inputs = model.input_outlets()?;
+    let Some(first) = inputs.first() else { return Ok(false) };
+    // The batch: a symbol, axis 0 of every input.
+    let batch = model.outlet_fact(*first)?.shape.iter().next().cloned();
+    let Some(batch @ TDim::Sym(_)) = batch else { return Ok(false) };
+    for &input in inputs {
+        if model.outlet_fact(input)?.shape.iter().next() != Some(&batch) {
+            return Ok(false);
+        }
+    }
+    // The batch axis's position in each outlet that carries it.
+    let mut axis: HashMap<OutletId, usize> = inputs.iter().map(|&i| (i, 0)).collect();
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        if inputs.contains(&OutletId::new(id, 0)) {
+            continue;
+        }
+        let carried: Vec<(usize, usize)> =
+            node.inputs.iter().enumerate().filter_map(|(slot, i)| axis.get(i).map(|&a| (slot, a))).collect();
+        let Some(&(slot, position)) = carried.first() else { continue };
+        let Some(outputs) = follow(model, node, slot, position, &axis)? else { return Ok(false) };
+        for (out, a) in outputs {
+            axis.insert(OutletId::new(id, out), a);
+        }
+    }
+    let outputs = model.output_outlets()?;
+    for output in outputs {
+        let at_zero = axis.get(output) == Some(&0);
+        if !at_zero || model.outlet_fact(*output)?.shape.iter().next() != Some(&batch) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Where `node` carries the batch axis that its input `slot` has at `position`: the outputs
+/// and their axis, or `None` when the node reduces or mixes along it, or reads an input that
+/// is along the same axis but not the same items.
+fn follow(
+    model: &TypedModel,
+    node: &TypedNode,
+    slot: usize,
+    position: usize,
+    carried: &HashMap<OutletId, usize>,
+) -> TractResult<Option<Vec<(usize, usize)>>> {
+    let (input_facts, output_facts) = model.node_facts(node.id)?;
+    // tract's convolutions and pools map no axis (their mapping is left disconnected), though
+    // with an N axis they work image by image.
+    let per_image = node.op_as::<Conv>().map(|c| &c.pool_spec).or(node.op_as::<MaxPool>().map(|p| &p.pool_spec));
+    let per_image = per_image.or(node.op_as::<SumPool>().map(|p| &p.pool_spec));
+    if let Some(spec) = per_image {
+        let others_plain = node.inputs.iter().skip(1).all(|i| !carried.contains_key(i));
+        let ok = slot == 0 && position == 0 && spec.data_format.has_n() && others_plain;
+        return Ok(ok.then(|| (0..node.outputs.len()).map(|o| (o, 0)).collect()));
+    }
+    if !independent(node, slot, position) {
+        return Ok(None);
+    }
+    let mapping = node.op.axes_mapping(&input_facts, &output_facts)?;
+    let Ok(info): Result<&Axis, _> = mapping.axis((InOut::In(slot), position)) else { return Ok(None) };
+    // Every other input is either along the same axis (carrying the same items) or of size 1
+    // there (broadcast); none may carry the batch elsewhere.
+    for (j, input) in node.inputs.iter().enumerate() {
+        let linked = info.inputs.get(j).and_then(|p| p.first().copied());
+        let fine = match (linked, carried.get(input)) {
+            (Some(p), Some(&c)) => p == c,
+            (Some(p), None) => input_facts[j].shape.get(p).is_some_and(|d| d.is_one()),
+            (None, Some(_)) => false,
+            (None, None) => true,
+        };
+        if !fine {
+            return Ok(None);
+        }
+    }
+    let outputs: Vec<(usize, usize)> =
+        info.outputs.iter().enumerate().filter_map(|(o, p)| p.first().map(|&a| (o, a))).collect();
+    Ok((outputs.len() == node.outputs.len()).then_some(outputs))
+}
+
+/// Whether `node` computes item by item along axis `position` of its input `slot`, so that its
+/// axes mapping says where that axis goes and nothing more is needed.
+fn independent(node: &TypedNode, slot: usize, position: usize) -> bool {
+    let op = &node.op;
+    let pointwise = op.is::<ElementWiseOp>()
+        || op.is::<TypedBinOp>()
+        || op.is::<Cast>()
+        || op.is::<AxisOp>()
+        // An einsum axis kept by an operand and the output is a batch axis of the product.
+        || op.is::<EinSum>();
+    if pointwise {
+        return true;
+    }
+    if let Some(op) = node.op_as::<Softmax>() {
+        return !op.axes.contains(&position);
+    }
+    if let Some(op) = node.op_as::<Reduce>() {
+        return !op.axes.contains(&position);
+    }
+    if let Some(op) = node.op_as::<RmsNorm>() {
+        return op.axis != position;
+    }
+    if let Some(op) = node.op_as::<Gather>() {
+        return slot == 1 || op.axis != position; // the indices' axes, or the data's others
+    }
+    if let Some(op) = node.op_as::<Slice>() {
+        return op.axis != position;
+    }
+    if let Some(op) = node.op_as::<TypedConcat>() {
+        return op.axis != position;
+    }
+    false
+}
+
+/// Cuts `values` (every input has the batch at axis 0, `items` long) into `parts` slices.
+pub fn cut(values: &TVec<TValue>, items: usize, parts: usize) -> TractResult<Vec<TVec<TValue>>> {
+    let per = items.div_ceil(parts);
+    (0..items)
+        .step_by(per)
+        .map(|start| {
+            let end = (start + per).min(items);
+            values.iter().map(|v| Ok(v.slice(0, start, end)?.into_tvalue())).collect::<TractResult<TVec<_>>>()
+        })
+        .collect()
+}
+
+/// Runs each slice through `run` on `pool`, and joins the outputs along axis 0.
+pub fn run_parts(
+    pool: &rayon::ThreadPool,
+    parts: Vec<TVec<TValue>>,
+    run: impl Fn(TVec<TValue>) -> TractResult<TVec<TValue>> + Sync,
+) -> TractResult<TVec<TValue>> {
+    let results: Vec<TVec<TValue>> = pool.install(|| parts.into_par_iter().map(&run).collect::<TractResult<_>>())?;
+    let Some(first) = results.first() else { bail!("no slice to run") };
+    (0..first.len())
+        .map(|o| {
+            let pieces: Vec<Tensor> = results.iter().map(|r| r[o].clone().into_tensor()).collect();
+            Ok(Tensor::stack_tensors(0, &pieces)?.into_tvalue())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use tract_onnx::tract_core::ops::binary::TypedBinOp;
+    use tract_onnx::tract_core::ops::einsum::EinSum;
+    use tract_onnx::tract_core::ops::math::Add;
+    use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
+
+    use super::*;
+
+    /// A model of one source of `shape` (its first dim the symbol N when `symbolic`), then
+    /// `wire` on it.
+    fn model(
+        symbolic: bool,
+        shape: &[usize],
+        wire: impl FnOnce(&mut TypedModel, OutletId) -> TractResult<OutletId>,
+    ) -> TractResult<TypedModel> {
+        let mut model = TypedModel::default();
+        let mut dims: TVec<TDim> = shape.iter().map(|&d| d.into()).collect();
+        if symbolic {
+            dims[0] = model.symbols.sym("N").into();
+        }
+        let x = model.add_source("x", f32::fact(&*dims))?;
+        let y = wire(&mut model, x)?;
+        model.select_output_outlets(&[y])?;
+        Ok(model)
+    }
+
+    fn add_const(model: &mut TypedModel, x: OutletId, shape: &[usize]) -> TractResult<OutletId> {
+        let c = model.add_const("c", Tensor::zero::<f32>(shape)?)?;
+        Ok(model.wire_node("add", TypedBinOp(Box::new(Add), None), &[x, c])?[0])
+    }
+
+    #[test]
+    fn elementwise_and_per_row_ops_split() -> TractResult<()> {
+        assert!(splittable(&model(true, &[2, 4], |m, x| add_const(m, x, &[1, 4]))?)?);
+        // Softmax along the features, and a matmul of each row by weights.
+        let softmax = |m: &mut TypedModel, x| -> TractResult<OutletId> {
+            let op = Softmax::new(tvec![1], None, SoftmaxKind::Softmax);
+            Ok(m.wire_node("softmax", op, &[x])?[0])
+        };
+        assert!(splittable(&model(true, &[2, 4], softmax)?)?);
+        let matmul = |m: &mut TypedModel, x| -> TractResult<OutletId> {
+            let w = m.add_const("w", Tensor::zero::<f32>(&[4, 3])?)?;
+            Ok(m.wire_node("mm", EinSum::new("nk,km->nm".parse()?, f32::datum_type()), &[x, w])?[0])
+        };
+        assert!(splittable(&model(true, &[2, 4], matmul)?)?);
+        Ok(())
+    }
+
+    #[test]
+    fn ops_across_the_batch_or_fixed_batches_do_not_split() -> TractResult<()> {
+        // A fixed batch size: the plan is built for it.
+        assert!(!splittable(&model(false, &[2, 4], |m, x| add_const(m, x, &[1, 4]))?)?);
+        // A sum over the batch.
+        let sum = |m: &mut TypedModel, x| -> TractResult<OutletId> {
+            Ok(m.wire_node("sum", Reduce::new(tvec![0], Reducer::Sum), &[x])?[0])
+        };
+        assert!(!splittable(&model(true, &[2, 4], sum)?)?);
+        // Softmax along the batch.
+        let softmax = |m: &mut TypedModel, x| -> TractResult<OutletId> {
+            let op = Softmax::new(tvec![0], None, SoftmaxKind::Softmax);
+            Ok(m.wire_node("softmax", op, &[x])?[0])
+        };
+        assert!(!splittable(&model(true, &[2, 4], softmax)?)?);
+        // Every row against every other: x x^T.
+        let gram = |m: &mut TypedModel, x| -> TractResult<OutletId> {
+            Ok(m.wire_node("gram", EinSum::new("ak,bk->ab".parse()?, f32::datum_type()), &[x, x])?[0])
+        };
+        assert!(!splittable(&model(true, &[2, 4], gram)?)?);
+        // A constant as long as the batch would be (not a broadcast): items do not line up.
+        assert!(!splittable(&model(true, &[2, 4], |m, x| add_const(m, x, &[2, 4]))?)?);
+        Ok(())
+    }
+}
