@@ -13,12 +13,11 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 use tract_onnx::tract_core::ops::math::Max;
 
 use super::geometry::{Geometry, supported};
-use super::threads_for;
+use super::{sole_binary_reader, threads_for};
 use crate::sgemm::sgemm;
 use crate::simd::simd_kernel;
 
@@ -98,23 +97,15 @@ impl FastConv {
 /// the convolution, because tract leaves it a generic broadcasting op when the batch size is
 /// symbolic, and that took 40% of a small CNN's time.
 fn relu_after(model: &TypedModel, node: &TypedNode) -> TractResult<Option<usize>> {
-    let conv_out = OutletId::new(node.id, 0);
-    let [inlet] = &node.outputs[0].successors[..] else { return Ok(None) };
-    if model.output_outlets()?.contains(&conv_out) {
-        return Ok(None);
-    }
-    let next = model.node(inlet.node);
-    let is_max = next.op_as::<TypedBinOp>().is_some_and(|b| b.0.is::<Max>());
-    if !is_max || next.inputs.len() != 2 {
-        return Ok(None);
-    }
+    let Some((next, other)) = sole_binary_reader::<Max>(model, node)? else { return Ok(None) };
     let zero = model
-        .outlet_fact(next.inputs[1 - inlet.slot])?
+        .outlet_fact(other)?
         .konst
         .as_ref()
         .is_some_and(|k| k.datum_type() == f32::datum_type() && k.len() == 1 && k.is_all_zero().unwrap_or(false));
     // The zero only broadcasts: the result has the convolution's shape.
-    let same_shape = model.outlet_fact(OutletId::new(next.id, 0))?.shape == model.outlet_fact(conv_out)?.shape;
+    let same_shape =
+        model.outlet_fact(OutletId::new(next.id, 0))?.shape == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
     Ok((zero && same_shape).then_some(next.id))
 }
 

@@ -15,11 +15,10 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::Add;
 
-use super::threads_for;
+use super::{sole_binary_reader, threads_for};
 use crate::sgemm::sgemm;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -110,16 +109,8 @@ impl Layout {
 /// values: its dims must be 1 but for the trailing ones, which are the output's `columns`.
 fn bias_after(model: &TypedModel, node: &TypedNode, columns: &[usize]) -> TractResult<Option<(usize, Arc<Tensor>)>> {
     let out = OutletId::new(node.id, 0);
-    let [inlet] = &node.outputs[0].successors[..] else { return Ok(None) };
-    if model.output_outlets()?.contains(&out) {
-        return Ok(None);
-    }
-    let next = model.node(inlet.node);
-    let is_add = next.op_as::<TypedBinOp>().is_some_and(|b| b.0.is::<Add>());
-    if !is_add || next.inputs.len() != 2 {
-        return Ok(None);
-    }
-    let Some(bias) = &model.outlet_fact(next.inputs[1 - inlet.slot])?.konst else { return Ok(None) };
+    let Some((next, other)) = sole_binary_reader::<Add>(model, node)? else { return Ok(None) };
+    let Some(bias) = &model.outlet_fact(other)?.konst else { return Ok(None) };
     let shape = bias.shape();
     let lead = shape.len().checked_sub(columns.len());
     let fits = bias.datum_type() == f32::datum_type()

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
@@ -57,6 +57,25 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
         }
     }
     Ok(())
+}
+
+/// The binary `B` op that alone reads `node`'s output, when that output is not also a model
+/// output: that op's node and its other operand. (A following ReLU or bias add is folded into
+/// the op before it only then.)
+fn sole_binary_reader<'m, B: BinMiniOp>(
+    model: &'m TypedModel,
+    node: &TypedNode,
+) -> TractResult<Option<(&'m TypedNode, OutletId)>> {
+    let [inlet] = &node.outputs[0].successors[..] else { return Ok(None) };
+    if model.output_outlets()?.contains(&OutletId::new(node.id, 0)) {
+        return Ok(None);
+    }
+    let next = model.node(inlet.node);
+    let is_b = next.op_as::<TypedBinOp>().is_some_and(|b| b.0.is::<B>());
+    if !is_b || next.inputs.len() != 2 {
+        return Ok(None);
+    }
+    Ok(Some((next, next.inputs[1 - inlet.slot])))
 }
 
 /// Multiply-adds of one call above which it is split across the executor's threads (about
