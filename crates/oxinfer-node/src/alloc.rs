@@ -17,7 +17,8 @@
 //! after 1 s by default. An encoder batch that takes longer than that (all-MiniLM at batch 32:
 //! ~0.6 s on 2 cores) found its buffers purged on every run, and faulted them back in zeroed:
 //! about 3,300 page faults per run and 17% of its time in the kernel's page clearing (perf).
-//! With 10 s, runs back to back reuse their memory; an idle process still returns it.
+//! With 10 s, runs back to back reuse their memory; memory unused for longer still goes back
+//! (at the allocator's next activity: mimalloc purges lazily).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
