@@ -38,13 +38,14 @@ impl TractModel {
     /// One pass of the plan, or, for a model whose batch items are independent, one pass per
     /// slice of the batch on the model's threads at once (see split.rs).
     fn run_plan(&self, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let items = values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0);
+        let items = if self.split { values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0) } else { 0 };
         let parts = self.threads.min(items);
-        match tract_executor(self.threads) {
-            Executor::MultiThread(pool) if self.split && parts > 1 => {
-                split::run_parts(&pool, split::cut(&values, items, parts)?, |part| self.plan.run(part))
+        // The executor (a lookup under a lock) only for a run that splits: most runs do not.
+        if parts > 1 {
+            if let Executor::MultiThread(pool) = tract_executor(self.threads) {
+                return split::run_parts(&pool, split::cut(&values, items, parts)?, |part| self.plan.run(part));
             }
-            _ => self.plan.run(values),
         }
+        self.plan.run(values)
     }
 }

@@ -13,9 +13,8 @@
 use rayon::prelude::*;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::threads_for;
+use super::{F32EinSum, threads_for};
 use crate::sgemm::{Strided, sgemm_strided};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,17 +33,10 @@ pub struct FastBatchedMatMul {
 
 impl FastBatchedMatMul {
     /// The patch that puts a FastBatchedMatMul in place of `op`, when it covers `op` exactly.
-    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &EinSum) -> TractResult<Option<TypedModelPatch>> {
-        let f32_dt = f32::datum_type();
-        if op.q_params.is_some() || op.operating_dt != f32_dt || node.inputs.len() != 2 {
-            return Ok(None);
-        }
-        let (a, b) = (model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?);
-        if a.datum_type != f32_dt || b.datum_type != f32_dt {
-            return Ok(None);
-        }
-        let (ins, outs) = op.axes.to_strs();
-        let Some(fast) = Self::of(&ins[0], &ins[1], &outs[0]) else { return Ok(None) };
+    pub fn replacing(model: &TypedModel, node: &TypedNode, einsum: &F32EinSum) -> TractResult<Option<TypedModelPatch>> {
+        let [a, b] = einsum.facts;
+        let [al, bl, yl] = &einsum.labels;
+        let Some(fast) = Self::of(al, bl, yl) else { return Ok(None) };
         // A batch axis of different sizes in the two inputs would broadcast: not covered.
         if (a.rank(), b.rank()) != fast.input_ranks {
             return Ok(None);
@@ -56,20 +48,14 @@ impl FastBatchedMatMul {
         TypedModelPatch::replace_single_op(model, node, &node.inputs, fast).map(Some)
     }
 
-    fn of(a: &str, b: &str, y: &str) -> Option<FastBatchedMatMul> {
-        let (a, b, y): (Vec<char>, Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect(), y.chars().collect());
+    fn of(a: &[char], b: &[char], y: &[char]) -> Option<FastBatchedMatMul> {
         let place = |s: &[char], c: char| s.iter().position(|&x| x == c);
-        let mut labels: Vec<char> = a.iter().chain(&b).chain(&y).copied().collect();
+        let mut labels: Vec<char> = a.iter().chain(b).chain(y).copied().collect();
         labels.sort_unstable();
         labels.dedup();
-        // A label repeated in one operand is a diagonal.
-        let counted = |s: &[char]| s.len() == s.iter().collect::<std::collections::BTreeSet<_>>().len();
-        if !counted(&a) || !counted(&b) || !counted(&y) {
-            return None;
-        }
         let (mut batch, mut m, mut n, mut k) = (TVec::new(), Vec::new(), Vec::new(), Vec::new());
         for c in labels {
-            match (place(&a, c), place(&b, c), place(&y, c)) {
+            match (place(a, c), place(b, c), place(y, c)) {
                 (Some(i), Some(j), Some(o)) => batch.push((i, j, o)),
                 (Some(i), None, Some(o)) => m.push((i, o)),
                 (None, Some(j), Some(o)) => n.push((j, o)),

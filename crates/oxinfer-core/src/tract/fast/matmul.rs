@@ -15,10 +15,9 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::Add;
 
-use super::{sole_binary_reader, threads_for};
+use super::{F32EinSum, sole_binary_reader, threads_for};
 use crate::sgemm::sgemm;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,18 +37,11 @@ pub struct FastMatMul {
 impl FastMatMul {
     /// The patch that puts a FastMatMul in place of `op` (and of a bias `Add` after it), when
     /// it covers `op` exactly.
-    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &EinSum) -> TractResult<Option<TypedModelPatch>> {
-        let f32_dt = f32::datum_type();
-        if op.q_params.is_some() || op.operating_dt != f32_dt || node.inputs.len() != 2 {
-            return Ok(None);
-        }
-        let (x, w) = (model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?);
-        let Some(weights) = &w.konst else { return Ok(None) };
-        if x.datum_type != f32_dt || weights.datum_type() != f32_dt {
-            return Ok(None);
-        }
-        let (ins, outs) = op.axes.to_strs();
-        let Some(layout) = Layout::of(&ins[0], &ins[1], &outs[0]) else { return Ok(None) };
+    pub fn replacing(model: &TypedModel, node: &TypedNode, einsum: &F32EinSum) -> TractResult<Option<TypedModelPatch>> {
+        let [x, w] = einsum.facts;
+        let Some(weights) = &w.konst else { return Ok(None) }; // f32, as its fact
+        let [xl, wl, yl] = &einsum.labels;
+        let Some(layout) = Layout::of(xl, wl, yl) else { return Ok(None) };
         // The input's contracted dims must be known and equal the weights'.
         let contracted = &weights.shape()[..layout.contracted];
         let x_contracted = x.shape.iter().skip(layout.row_axes).map(|d| d.to_usize().ok());
@@ -87,12 +79,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn of(x: &str, w: &str, y: &str) -> Option<Layout> {
-        let (x, w, y): (Vec<char>, Vec<char>, Vec<char>) = (x.chars().collect(), w.chars().collect(), y.chars().collect());
-        let distinct = |s: &[char]| s.iter().enumerate().all(|(i, c)| !s[..i].contains(c));
-        if !distinct(&x) || !distinct(&w) || !distinct(&y) {
-            return None; // a repeated label is a diagonal
-        }
+    fn of(x: &[char], w: &[char], y: &[char]) -> Option<Layout> {
         // Contracted: in both inputs, not in the output; they end x and start w, in one order.
         let contracted = w.iter().take_while(|c| x.contains(c) && !y.contains(c)).count();
         let row_axes = x.len().checked_sub(contracted)?;

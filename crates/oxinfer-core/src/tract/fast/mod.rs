@@ -43,9 +43,12 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
         } else if let Some(op) = node.op_as::<Conv>() {
             conv::FastConv::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<EinSum>() {
-            match matmul::FastMatMul::replacing(model, node, op)? {
-                Some(patch) => Some(patch),
-                None => batched::FastBatchedMatMul::replacing(model, node, op)?,
+            match F32EinSum::of(model, node, op)? {
+                Some(e) => match matmul::FastMatMul::replacing(model, node, &e)? {
+                    Some(patch) => Some(patch),
+                    None => batched::FastBatchedMatMul::replacing(model, node, &e)?,
+                },
+                None => None,
             }
         } else if let Some(op) = node.op_as::<TypedBinOp>() {
             add::FastAdd::replacing(model, node, op)?
@@ -57,6 +60,29 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
         }
     }
     Ok(())
+}
+
+/// An f32 `EinSum` of two operands, unquantized, without a repeated label (a diagonal): what
+/// both matmul kernels start from, checked once.
+struct F32EinSum<'m> {
+    facts: [&'m TypedFact; 2],
+    /// The axis labels of the two inputs and the output.
+    labels: [Vec<char>; 3],
+}
+
+impl<'m> F32EinSum<'m> {
+    fn of(model: &'m TypedModel, node: &TypedNode, op: &EinSum) -> TractResult<Option<F32EinSum<'m>>> {
+        let f32_dt = f32::datum_type();
+        if op.q_params.is_some() || op.operating_dt != f32_dt || node.inputs.len() != 2 {
+            return Ok(None);
+        }
+        let facts = [model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?];
+        let (ins, outs) = op.axes.to_strs();
+        let labels = [&ins[0], &ins[1], &outs[0]].map(|s| s.chars().collect::<Vec<char>>());
+        let distinct = |s: &[char]| s.iter().enumerate().all(|(i, c)| !s[..i].contains(c));
+        let ok = facts.iter().all(|f| f.datum_type == f32_dt) && labels.iter().all(|l| distinct(l));
+        Ok(ok.then_some(F32EinSum { facts, labels }))
+    }
 }
 
 /// The binary `B` op that alone reads `node`'s output, when that output is not also a model
