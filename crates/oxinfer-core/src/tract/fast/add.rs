@@ -106,16 +106,14 @@ fn add_into(y: &mut Tensor, x: &Tensor, out: &[usize]) -> TractResult<()> {
     let rank = out.len();
     let last_full = rank > 0 && strides[rank - 1] != 0;
     let mut inner_axes = 0;
-    let mut run = 1;
-    let mut expect = 1;
+    let mut run = 1; // elements of y per inner run (x's stride along the next axis, if full)
     while inner_axes < rank {
         let i = rank - 1 - inner_axes;
-        let fits = if last_full { strides[i] == expect } else { strides[i] == 0 };
+        let fits = if last_full { strides[i] == run } else { strides[i] == 0 };
         if !fits && out[i] != 1 {
             break;
         }
         run *= out[i];
-        expect *= out[i];
         inner_axes += 1;
     }
     let outer = &out[..rank - inner_axes];
