@@ -144,6 +144,8 @@ fn a_batch_split_across_threads_equals_one_pass() {
     let one = [Feed::new("image", DType::Float32, &[1, 3, 32, 32], f32s(&data[..3 * 32 * 32]))];
     assert_eq!(split.run(&one).unwrap()[0].to_vec::<f32>(), whole.run(&one).unwrap()[0].to_vec::<f32>());
     assert!(!with(2, "add.onnx").splits_batches());
+    // Elementwise ops only (a symbolic batch, items independent): too little work to hand off.
+    assert!(!with(2, "dtypes.onnx").splits_batches());
     // The encoders split too: their ops work sentence by sentence.
     assert!(with(2, "encoder-minilm.onnx").splits_batches());
 }

@@ -190,13 +190,14 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
 
 /// Types and optimizes the model, with oxinfer's fast kernels in place of the ops they cover;
 /// also says whether its batches may be split (judged on tract's own ops, whose axes mappings
-/// the analysis reads).
+/// the analysis reads) and are worth splitting (it computes products).
 fn optimize(model: InferenceModel) -> TractResult<(TypedModel, bool)> {
     // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
     // rest around them.
     let mut typed = model.into_typed()?.into_decluttered()?;
     let split = super::split::splittable(&typed)?;
     super::fast::substitute(&mut typed)?;
+    let split = split && super::fast::has_products(&typed);
     Ok((typed.into_optimized()?, split))
 }
 

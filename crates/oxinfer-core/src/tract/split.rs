@@ -12,7 +12,8 @@
 //! einsums, axis moves, and normalizations, pools, gathers and slices along other axes). tract's
 //! axes mappings say where the axis goes, not whether an op mixes along it (a softmax maps its
 //! own axis), so ops outside that list stop the split. Models with fixed batch sizes,
-//! recurrent loops or anything else run whole, as before.
+//! recurrent loops or anything else run whole, as before; so do models without matrix products
+//! or convolutions (`fast::has_products`), whose runs are too short to hand off.
 
 use rayon::prelude::*;
 use tract_onnx::prelude::*;

@@ -62,6 +62,20 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
     Ok(())
 }
 
+/// Whether `model` (substituted) computes matrix products or convolutions, tract's or these
+/// kernels': the work that makes splitting a batch across threads pay. An elementwise model
+/// runs in microseconds, less than a hand-off to another thread.
+pub fn has_products(model: &TypedModel) -> bool {
+    model.nodes().iter().any(|n| {
+        let op = &n.op;
+        op.is::<EinSum>()
+            || op.is::<Conv>()
+            || op.is::<conv::FastConv>()
+            || op.is::<matmul::FastMatMul>()
+            || op.is::<batched::FastBatchedMatMul>()
+    })
+}
+
 /// An f32 `EinSum` of two operands, unquantized, without a repeated label (a diagonal): what
 /// both matmul kernels start from, checked once.
 struct F32EinSum<'m> {
