@@ -181,3 +181,23 @@ fn silero_without_fixed_sample_rate_fails_with_a_load_error_not_a_crash() {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::ModelLoad, "{e}");
 }
+
+#[test]
+fn profile_times_every_evaluated_node_and_rejects_bad_feeds() {
+    let m = load("cnn.onnx");
+    let image: Vec<f32> = (0..3 * 32 * 32).map(|i| (i as f32 * 0.01).sin()).collect();
+    let shape = [1usize, 3, 32, 32];
+    let feeds = [Feed::new("image", DType::Float32, &shape, f32s(&image))];
+    let costs = m.profile(&feeds, 3).unwrap();
+    // The CNN's two convolutions are in the plan under their ONNX names, and cost something.
+    for name in ["c1", "c2"] {
+        let c = costs.iter().find(|c| c.node == name).unwrap_or_else(|| panic!("no {name} in {costs:?}"));
+        assert!(c.median.as_nanos() > 0, "{c:?}");
+    }
+    let mut names: Vec<&str> = costs.iter().map(|c| c.node.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), costs.len(), "each node once: {costs:?}");
+    let bad = [Feed::new("image", DType::Float32, &[1, 3, 32], f32s(&image))];
+    assert_eq!(m.profile(&bad, 1).unwrap_err().code, ErrorCode::InputShape);
+}

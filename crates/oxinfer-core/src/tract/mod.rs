@@ -9,10 +9,12 @@ mod bind;
 mod fast;
 mod if_op;
 mod load;
+mod profile;
 mod run;
 mod session;
 mod split;
 mod validate;
 
 pub use load::{InputSpec, LoadOptions, ModelSource, OpCount, TractModel};
+pub use profile::NodeCost;
 pub use session::{SessionOptions, TractSession, carry_pairs};

@@ -1,0 +1,108 @@
+//! Per-node time of a tract run: where a model's time goes.
+//!
+//! cargo run --release -p oxinfer-core --example profile -- MODEL.onnx NAME:DTYPE:SHAPE... \
+//!     [--threads N] [--runs N] [--fixed]
+//!
+//! e.g. `... -- .cache/fixtures/cnn.onnx image:float32:1,3,32,32 --threads 1`. Inputs get
+//! deterministic pseudo-random values: integers in 0..100 (token ids stay in range for the
+//! fixtures' vocabularies), floats in -1..1. `--fixed` loads the model with the given shapes
+//! fixed, as a `load(..., { inputs })` would; without it the file's symbolic shapes stay.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, TractModel};
+use oxinfer_core::{DType, Dim, Feed};
+
+struct Input {
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+fn parse_input(arg: &str) -> Result<Input, String> {
+    let mut parts = arg.splitn(3, ':');
+    let (Some(name), Some(dtype), Some(shape)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("'{arg}': expected NAME:DTYPE:SHAPE, e.g. image:float32:1,3,32,32"));
+    };
+    let dtype: DType = dtype.parse().map_err(|e| format!("'{arg}': {e}"))?;
+    let shape = shape
+        .split(',')
+        .map(|d| d.parse::<usize>().map_err(|_| format!("'{arg}': '{d}' is not a dimension")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let len: usize = shape.iter().product();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let bytes = match dtype {
+        DType::Float32 => (0..len).flat_map(|_| ((next() % 2001) as f32 / 1000.0 - 1.0).to_le_bytes()).collect(),
+        DType::Int64 => (0..len).flat_map(|_| ((next() % 100) as i64).to_le_bytes()).collect(),
+        DType::Int32 => (0..len).flat_map(|_| ((next() % 100) as i32).to_le_bytes()).collect(),
+        other => return Err(format!("'{arg}': dtype {other} is not generated here (float32, int64, int32 are)")),
+    };
+    Ok(Input { name: name.to_string(), dtype, shape, bytes })
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("profile: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().ok_or("usage: profile MODEL.onnx NAME:DTYPE:SHAPE... [--threads N] [--runs N] [--fixed]")?;
+    let (mut inputs, mut threads, mut runs, mut fixed) = (Vec::new(), None, 200, false);
+    while let Some(a) = args.next() {
+        let mut number = |flag: &str| {
+            args.next().and_then(|v| v.parse::<usize>().ok()).ok_or(format!("{flag} needs a number"))
+        };
+        match a.as_str() {
+            "--threads" => threads = Some(number("--threads")?),
+            "--runs" => runs = number("--runs")?,
+            "--fixed" => fixed = true,
+            _ => inputs.push(parse_input(&a)?),
+        }
+    }
+    let specs = if fixed {
+        let spec = |i: &Input| InputSpec { dtype: Some(i.dtype), shape: Some(i.shape.iter().map(|&d| Dim::Fixed(d)).collect()) };
+        inputs.iter().map(|i| (i.name.clone(), spec(i))).collect()
+    } else {
+        Vec::new()
+    };
+    let options = LoadOptions { inputs: specs, threads, ..Default::default() };
+    let model = TractModel::load(ModelSource::Path(path.as_ref()), &options).map_err(|e| e.to_string())?;
+    let feeds: Vec<Feed<'_>> = inputs.iter().map(|i| Feed::new(&i.name, i.dtype, &i.shape, &i.bytes)).collect();
+    let costs = model.profile(&feeds, runs).map_err(|e| e.to_string())?;
+    // The same runs through the serving path (bind, plan, outputs), for what the nodes leave out.
+    let mut whole = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = std::time::Instant::now();
+        model.run(&feeds).map_err(|e| e.to_string())?;
+        whole.push(start.elapsed());
+    }
+    whole.sort();
+    println!("TractModel::run: median {:.1} µs", us(whole[whole.len() / 2]));
+    let total: Duration = costs.iter().map(|c| c.median).sum();
+    println!("{} nodes, {runs} runs, threads {}: sum of medians {:.1} µs", costs.len(), model.threads(), us(total));
+    let mut by_cost: Vec<_> = costs.iter().collect();
+    by_cost.sort_by(|a, b| b.median.cmp(&a.median));
+    for c in by_cost {
+        let share = 100.0 * c.median.as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
+        println!("{:>9.1} µs {share:>5.1}%  {:<24} {}", us(c.median), c.op, c.node);
+    }
+    Ok(())
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
