@@ -1,4 +1,5 @@
-//! `Conv` for f32, channels first, 1-D or 2-D, one group, constant weights: im2col into a
+//! `Conv` for f32, channels first, 1-D or 2-D, one group, constant weights. Stride 1 without
+//! dilation on an AVX-512 CPU: the direct convolution of direct.rs. Otherwise im2col into a
 //! per-thread scratch buffer, then one `gemm` call per image, `out[O, P] = W[O, K] cols[K, P]`
 //! (+ bias, then a ReLU that follows), K = channels x kernel taps, P = output pixels.
 //!
@@ -16,6 +17,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 use tract_onnx::tract_core::ops::math::Max;
 
+use super::direct::{self, Direct};
 use super::geometry::{Geometry, supported};
 use super::{sole_binary_reader, threads_for};
 use crate::sgemm::sgemm;
@@ -33,6 +35,9 @@ pub struct FastConv {
     bias: Option<Arc<Tensor>>,
     /// Whether a ReLU follows (folded in: see `relu_after`).
     relu: bool,
+    /// The weights as the direct convolution reads them (`direct::pack`), where it applies:
+    /// stride 1, no dilation, an AVX-512 CPU.
+    packed: Option<Arc<Tensor>>,
 }
 
 impl FastConv {
@@ -84,7 +89,13 @@ impl FastConv {
             _ => return Ok(None),
         };
         let relu = relu_after(model, node)?;
-        let fast = FastConv { spec: spec.clone(), weights: Arc::clone(weights), bias, relu: relu.is_some() };
+        let unit = |v: &[usize]| v.iter().all(|&s| s == 1);
+        let packed = if unit(&spec.strides()) && unit(&spec.dilations()) && direct::available() {
+            Some(Arc::new(tensor1(&direct::pack(weights.try_as_plain_ram()?.as_slice::<f32>()?, o))))
+        } else {
+            None
+        };
+        let fast = FastConv { spec: spec.clone(), weights: Arc::clone(weights), bias, relu: relu.is_some(), packed };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
         let y = patch.wire_node(&node.name, fast, &[x])?[0];
@@ -134,7 +145,8 @@ impl TypedOp for FastConv {
 }
 
 thread_local! {
-    /// im2col columns, reused run after run (every element is rewritten before it is read).
+    /// im2col columns or the direct convolution's padded image, reused run after run (every
+    /// element is rewritten before it is read).
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -150,7 +162,7 @@ impl EvalOp for FastConv {
         let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
         let view = input.try_as_plain_ram()?;
         let x = view.as_slice::<f32>()?;
-        let (weights_view, bias_view);
+        let (weights_view, bias_view, packed_view);
         let w = {
             weights_view = self.weights.try_as_plain_ram()?;
             weights_view.as_slice::<f32>()?
@@ -162,6 +174,13 @@ impl EvalOp for FastConv {
             }
             None => None,
         };
+        let packed = match &self.packed {
+            Some(p) => {
+                packed_view = p.try_as_plain_ram()?;
+                Some(packed_view.as_slice::<f32>()?)
+            }
+            None => None,
+        };
         let mut out_view = output.try_as_plain_ram_mut()?;
         let y = out_view.as_slice_mut::<f32>()?;
         let plane = g.c * g.h * g.w;
@@ -169,7 +188,7 @@ impl EvalOp for FastConv {
         if o * p == 0 {
             return Ok(tvec!(output.into_tvalue()));
         }
-        let job = Job { g: &g, w, bias, relu: self.relu, o, k, p };
+        let job = Job { g: &g, w, packed, bias, relu: self.relu, o, k, p };
         let image = |i: usize, y: &mut [f32], threads: usize| job.image(&x[i * plane..(i + 1) * plane], y, threads);
         let serial = |y: &mut [f32]| y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, 1));
         match threads_for(g.n * o * k * p) {
@@ -191,6 +210,8 @@ impl EvalOp for FastConv {
 struct Job<'a> {
     g: &'a Geometry,
     w: &'a [f32],
+    /// `w` packed for the direct convolution, where it applies.
+    packed: Option<&'a [f32]>,
     bias: Option<&'a [f32]>,
     relu: bool,
     o: usize,
@@ -208,17 +229,33 @@ impl Job<'_> {
             self.matmul(x, y, threads);
             return Ok(());
         }
-        COLUMNS.with_borrow_mut(|cols| {
-            let len = self.k * self.p;
-            if cols.len() < len {
-                cols.try_reserve_exact(len - cols.len())
-                    .map_err(|_| format_err!("FastConv: cannot allocate {len} im2col values"))?;
-                cols.resize(len, 0.0);
-            }
-            let cols = &mut cols[..len];
+        if let Some(direct) = self.direct(threads) {
+            return with_scratch(direct.padded_len(), |padded| direct.run(x, padded, y));
+        }
+        with_scratch(self.k * self.p, |cols| {
             im2col(g, x, cols);
             self.matmul(cols, y, threads);
-            Ok(())
+        })
+    }
+
+    /// The direct convolution of this image, where it applies (`packed`: stride 1, no
+    /// dilation, an AVX-512 CPU) and one thread runs it (a single image that large gives gemm
+    /// the threads).
+    fn direct(&self, threads: usize) -> Option<Direct<'_>> {
+        let (g, packed) = (self.g, self.packed?);
+        (threads == 1).then(|| Direct {
+            c: g.c,
+            h: g.h,
+            w: g.w,
+            oh: g.oh,
+            ow: g.ow,
+            kh: g.kh,
+            kw: g.kw,
+            pt: g.pt,
+            pl: g.pl,
+            weights: packed,
+            bias: self.bias,
+            relu: self.relu,
         })
     }
 
@@ -236,6 +273,20 @@ impl Job<'_> {
             relu(y);
         }
     }
+}
+
+/// Runs `f` on this thread's scratch buffer, grown to `len` values (their contents are
+/// whatever the last use left: `f` must write before it reads).
+fn with_scratch(len: usize, f: impl FnOnce(&mut [f32])) -> TractResult<()> {
+    COLUMNS.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.try_reserve_exact(len - buf.len())
+                .map_err(|_| format_err!("FastConv: cannot allocate {len} scratch values"))?;
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len]);
+        Ok(())
+    })
 }
 
 simd_kernel! {

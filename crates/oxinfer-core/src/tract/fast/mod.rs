@@ -20,6 +20,7 @@
 mod add;
 mod batched;
 mod conv;
+mod direct;
 mod geometry;
 mod matmul;
 mod maxpool;

@@ -553,3 +553,37 @@ fn add_of_a_constant_stays_tracts() -> TractResult<()> {
     assert!(!model.nodes().iter().any(|n| n.op().name().starts_with("Fast")));
     Ok(())
 }
+
+/// The direct convolution (stride 1, AVX-512) tiles output channels by 8 and pixels by 3
+/// vectors of 16: these channel counts and widths leave every remainder of both, and the
+/// kernels every padding of a row's first and last vector.
+#[test]
+fn direct_conv_covers_every_tile_remainder() -> TractResult<()> {
+    for (i, (o, width, kernel, pads)) in [
+        (19usize, 17usize, [3usize, 3usize], [1usize, 1usize]),
+        (8, 16, [3, 3], [1, 1]),
+        (1, 6, [3, 3], [0, 2]),
+        (12, 40, [5, 5], [2, 2]),
+        (7, 33, [1, 3], [0, 1]),
+        (3, 64, [3, 1], [1, 0]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let padding = PaddingSpec::Explicit(tvec![pads[0], pads[1]], tvec![pads[0], pads[1]]);
+        let case = plain(vec![2, 3, 11, width], kernel.to_vec(), padding);
+        let weights = Tensor::from_shape(&[o, 3, kernel[0], kernel[1]], &values(o * 3 * kernel[0] * kernel[1], 40 + i as u64))?;
+        let (mut model, mut y) = conv_model(&case, o, 1, Some(weights), tensor1(&values(o, 50 + i as u64)))?;
+        if i % 2 == 0 {
+            let zero = model.add_const("zero", Tensor::zero::<f32>(&[1, 1, 1, 1])?)?;
+            y = model.wire_node("relu", TypedBinOp(Box::new(Max), None), &[y, zero])?[0];
+        }
+        model.select_output_outlets(&[y])?;
+        let (want, got, swapped) = both(model, input_for(&case, 60 + i as u64))?;
+        assert!(swapped, "case {i}: not swapped");
+        assert_eq!(want.shape(), got.shape(), "case {i}");
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "case {i} (o {o}, width {width}, kernel {kernel:?}): worst |tract - fast| = {worst:e}");
+    }
+    Ok(())
+}
