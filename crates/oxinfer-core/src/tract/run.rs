@@ -3,6 +3,8 @@
 use crate::error::{Error, ErrorCode, Result, chain};
 use crate::panic::guard;
 use crate::tensor::{Feed, OutputTensor};
+use std::sync::Arc;
+
 use tract_onnx::prelude::*;
 
 use super::TractModel;
@@ -10,6 +12,9 @@ use super::bind::{Fallback, NoFallback};
 use super::split;
 use crate::threads::tract_executor;
 use tract_linalg::multithread::Executor;
+
+/// Slices a split batch is cut into, per thread.
+const SLICES_PER_THREAD: usize = 4;
 
 impl TractModel {
     /// Runs the model once. Safe to call from many threads at once: each call gets its own
@@ -39,11 +44,15 @@ impl TractModel {
     /// slice of the batch on the model's threads at once (see split.rs).
     fn run_plan(&self, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let items = if self.split { values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0) } else { 0 };
-        let parts = self.threads.min(items);
+        // A few slices per thread, so that a thread that starts late leaves its share to the
+        // others (see split::run_parts).
+        let parts = (self.threads * SLICES_PER_THREAD).min(items);
         // The executor (a lookup under a lock) only for a run that splits: most runs do not.
-        if parts > 1 {
+        if self.threads > 1 && parts > 1 {
             if let Executor::MultiThread(pool) = tract_executor(self.threads) {
-                return split::run_parts(&pool, split::cut(&values, items, parts)?, |part| self.plan.run(part));
+                let plan = Arc::clone(&self.plan);
+                let run: split::RunSlice = Arc::new(move |part| plan.run(part));
+                return split::run_parts(&pool, self.threads - 1, split::cut(&values, items, parts)?, run);
             }
         }
         self.plan.run(values)

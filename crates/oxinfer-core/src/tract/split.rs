@@ -15,6 +15,10 @@
 //! recurrent loops or anything else run whole, as before; so do models without matrix products
 //! or convolutions (`fast::has_products`), whose runs are too short to hand off.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::axes::Axis;
 use tract_onnx::tract_core::internal::*;
@@ -154,33 +158,72 @@ pub fn cut(values: &TVec<TValue>, items: usize, parts: usize) -> TractResult<Vec
         .collect()
 }
 
-/// Runs each slice through `run`, the first on the calling thread and the others on `pool`,
+/// What one slice's run gives: its outputs.
+type SliceResult = TractResult<TVec<TValue>>;
+
+/// The run of one slice: the plan's run, owned so that pool threads may hold it.
+pub type RunSlice = Arc<dyn Fn(TVec<TValue>) -> SliceResult + Send + Sync>;
+
+/// The slices of one run, claimed one at a time by whichever thread is free.
+struct Shared {
+    parts: Vec<Mutex<Option<TVec<TValue>>>>,
+    results: Vec<Mutex<Option<SliceResult>>>,
+    next: AtomicUsize,
+    done: AtomicUsize,
+    run: RunSlice,
+}
+
+impl Shared {
+    /// Claims and runs slices until none is left. A panic becomes that slice's error.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(part) = self.parts.get(i).and_then(|p| lock(p).take()) else { return };
+            let result = catch_unwind(AssertUnwindSafe(|| (self.run)(part)))
+                .unwrap_or_else(|_| Err(format_err!("a slice of the batch panicked")));
+            *lock(&self.results[i]) = Some(result);
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs the slices through `run` on the calling thread and up to `helpers` threads of `pool`,
 /// and joins the outputs along axis 0.
 ///
-/// The caller works rather than waits, as onnxruntime's intra-op pool uses its caller: a run of
-/// `n` slices wakes `n - 1` pool threads, and the first slice is under way while they wake
-/// (tens of µs on a loaded VM, as long as a small CNN's slice).
-pub fn run_parts(
-    pool: &rayon::ThreadPool,
-    parts: Vec<TVec<TValue>>,
-    run: impl Fn(TVec<TValue>) -> TractResult<TVec<TValue>> + Sync,
-) -> TractResult<TVec<TValue>> {
-    let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else { bail!("no slice to run") };
-    let mut rest: Vec<(TVec<TValue>, Option<TractResult<TVec<TValue>>>)> = parts.map(|p| (p, None)).collect();
-    let run = &run;
-    let head = pool.in_place_scope(|scope| {
-        for (part, slot) in rest.iter_mut() {
-            let part = std::mem::take(part);
-            scope.spawn(move |_| *slot = Some(run(part)));
-        }
-        run(first)
+/// The caller works rather than waits, and the slices are shared out one at a time, because
+/// waking a sleeping pool thread costs tens of µs on a VM, sometimes more than a CNN's slice
+/// (a traced 8-image run: the helper started its 4 images after the caller had finished its
+/// own, so the split ran slower than one thread). A helper that wakes late finds the slices
+/// done and returns; the caller never waits for it, only for a slice that a helper is running.
+pub fn run_parts(pool: &rayon::ThreadPool, helpers: usize, parts: Vec<TVec<TValue>>, run: RunSlice) -> SliceResult {
+    let n = parts.len();
+    let shared = Arc::new(Shared {
+        results: (0..n).map(|_| Mutex::new(None)).collect(),
+        parts: parts.into_iter().map(|p| Mutex::new(Some(p))).collect(),
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        run,
     });
-    let mut results = vec![head?];
-    for (_, slot) in rest {
-        results.push(slot.context("a slice of the batch did not run")??);
+    for _ in 0..helpers.min(n.saturating_sub(1)) {
+        let shared = Arc::clone(&shared);
+        pool.spawn(move || shared.work());
     }
-    (0..results[0].len())
+    shared.work();
+    // Only slices already under way on helpers are left: each is at most one slice long.
+    while shared.done.load(Ordering::Acquire) < n {
+        std::thread::yield_now();
+    }
+    let results: Vec<TVec<TValue>> = shared
+        .results
+        .iter()
+        .map(|r| lock(r).take().unwrap_or_else(|| Err(format_err!("a slice of the batch did not run"))))
+        .collect::<TractResult<_>>()?;
+    let Some(first) = results.first() else { bail!("no slice to run") };
+    (0..first.len())
         .map(|o| {
             let pieces: Vec<Tensor> = results.iter().map(|r| r[o].clone().into_tensor()).collect();
             Ok(Tensor::stack_tensors(0, &pieces)?.into_tvalue())
@@ -259,6 +302,41 @@ mod tests {
         assert!(!splittable(&model(true, &[2, 4], gram)?)?);
         // A constant as long as the batch would be (not a broadcast): items do not line up.
         assert!(!splittable(&model(true, &[2, 4], |m, x| add_const(m, x, &[2, 4]))?)?);
+        Ok(())
+    }
+
+    /// Slices of 1..=n items, each value its item's index.
+    fn numbered(n: usize) -> TractResult<TVec<TValue>> {
+        Ok(tvec![Tensor::from_shape(&[n, 2], &(0..2 * n).map(|i| (i / 2) as f32).collect::<Vec<_>>())?.into_tvalue()])
+    }
+
+    #[test]
+    fn slices_shared_out_come_back_in_order_and_a_panic_is_an_error() -> TractResult<()> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+        let double: RunSlice = Arc::new(|part: TVec<TValue>| {
+            let t = part[0].clone().into_tensor();
+            let v: Vec<f32> = t.try_as_plain_ram()?.as_slice::<f32>()?.iter().map(|x| x * 2.0).collect();
+            Ok(tvec![Tensor::from_shape(t.shape(), &v)?.into_tvalue()])
+        });
+        // Every count of slices and of helpers, including more helpers than slices.
+        for (items, parts, helpers) in [(7, 7, 1), (8, 3, 2), (5, 5, 4), (2, 2, 0), (9, 9, 1)] {
+            let values = numbered(items)?;
+            let out = run_parts(&pool, helpers, cut(&values, items, parts)?, Arc::clone(&double))?;
+            let got = out[0].clone().into_tensor();
+            assert_eq!(got.shape(), &[items, 2]);
+            let want: Vec<f32> = (0..2 * items).map(|i| (i / 2) as f32 * 2.0).collect();
+            assert_eq!(got.try_as_plain_ram()?.as_slice::<f32>()?, &want[..], "{items} items in {parts}");
+        }
+        // A slice that panics (on whichever thread ran it) fails the run; the pool lives on.
+        let third: RunSlice = Arc::new(|part: TVec<TValue>| {
+            let first = part[0].try_as_plain_ram()?.as_slice::<f32>()?[0];
+            assert!(first != 3.0, "slice 3 fails");
+            Ok(part)
+        });
+        let err = run_parts(&pool, 1, cut(&numbered(6)?, 6, 6)?, third).unwrap_err();
+        assert!(format!("{err}").contains("panicked"), "{err}");
+        let again = run_parts(&pool, 1, cut(&numbered(4)?, 4, 4)?, double)?;
+        assert_eq!(again[0].shape(), &[4, 2]);
         Ok(())
     }
 }
