@@ -4,8 +4,9 @@
 //!     [--threads N] [--runs N] [--fixed]
 //!
 //! e.g. `... -- .cache/fixtures/cnn.onnx image:float32:1,3,32,32 --threads 1`. Inputs get
-//! deterministic pseudo-random values: integers in 0..100 (token ids stay in range for the
-//! fixtures' vocabularies), floats in -1..1. `--fixed` loads the model with the given shapes
+//! deterministic pseudo-random values: floats in -1..1, integers in 0..100 or in 0..MAX for
+//! `NAME:DTYPE:SHAPE:MAX` (token ids must stay inside the vocabulary, type ids below 2:
+//! `token_type_ids:int64:32,128:1`). `--fixed` loads the model with the given shapes
 //! fixed, as a `load(..., { inputs })` would; without it the file's symbolic shapes stay.
 
 use std::process::ExitCode;
@@ -22,9 +23,13 @@ struct Input {
 }
 
 fn parse_input(arg: &str) -> Result<Input, String> {
-    let mut parts = arg.splitn(3, ':');
+    let mut parts = arg.splitn(4, ':');
     let (Some(name), Some(dtype), Some(shape)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("'{arg}': expected NAME:DTYPE:SHAPE, e.g. image:float32:1,3,32,32"));
+        return Err(format!("'{arg}': expected NAME:DTYPE:SHAPE[:MAX], e.g. image:float32:1,3,32,32"));
+    };
+    let max: u64 = match parts.next() {
+        Some(m) => m.parse().map_err(|_| format!("'{arg}': MAX '{m}' is not a whole number"))?,
+        None => 100,
     };
     let dtype: DType = dtype.parse().map_err(|e| format!("'{arg}': {e}"))?;
     let shape = shape
@@ -41,8 +46,8 @@ fn parse_input(arg: &str) -> Result<Input, String> {
     };
     let bytes = match dtype {
         DType::Float32 => (0..len).flat_map(|_| ((next() % 2001) as f32 / 1000.0 - 1.0).to_le_bytes()).collect(),
-        DType::Int64 => (0..len).flat_map(|_| ((next() % 100) as i64).to_le_bytes()).collect(),
-        DType::Int32 => (0..len).flat_map(|_| ((next() % 100) as i32).to_le_bytes()).collect(),
+        DType::Int64 => (0..len).flat_map(|_| ((next() % max) as i64).to_le_bytes()).collect(),
+        DType::Int32 => (0..len).flat_map(|_| ((next() % max) as i32).to_le_bytes()).collect(),
         other => return Err(format!("'{arg}': dtype {other} is not generated here (float32, int64, int32 are)")),
     };
     Ok(Input { name: name.to_string(), dtype, shape, bytes })

@@ -9,7 +9,8 @@ use tract_onnx::tract_core::plan::{SimpleState, eval};
 
 use super::TractModel;
 use super::bind::NoFallback;
-use crate::error::{Error, Result, chain};
+use crate::error::{Error, ErrorCode, Result, chain};
+use crate::panic::guard;
 use crate::tensor::Feed;
 
 /// One node's share of the measured runs.
@@ -26,6 +27,10 @@ impl TractModel {
     /// Runs the model `runs` times on these feeds and returns every evaluated node's median time,
     /// in plan order.
     pub fn profile(&self, feeds: &[Feed<'_>], runs: usize) -> Result<Vec<NodeCost>> {
+        guard(ErrorCode::Engine, "profiling the model", || self.profile_unguarded(feeds, runs))
+    }
+
+    fn profile_unguarded(&self, feeds: &[Feed<'_>], runs: usize) -> Result<Vec<NodeCost>> {
         let values = self.bind(feeds, &NoFallback)?;
         let mut samples: HashMap<usize, Vec<Duration>> = HashMap::new();
         let mut state = SimpleState::new(&self.plan).map_err(|e| Error::engine(chain(&e)))?;

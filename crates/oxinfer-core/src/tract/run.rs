@@ -13,8 +13,11 @@ use super::split;
 use crate::threads::tract_executor;
 use tract_linalg::multithread::Executor;
 
-/// Slices a split batch is cut into, per thread.
-const SLICES_PER_THREAD: usize = 4;
+/// Slices a split batch is cut into, per thread: more than one, so that a helper that wakes
+/// late still takes a share (see split::run_parts), and few, because each slice is a plan run
+/// of its own (encoder batch 32 on 2 threads, profile example: 1, 2 and 4 slices per thread
+/// took ~0.40-0.44, ~0.44 and ~0.45-0.52 s).
+const SLICES_PER_THREAD: usize = 2;
 
 impl TractModel {
     /// Runs the model once. Safe to call from many threads at once: each call gets its own
@@ -44,8 +47,6 @@ impl TractModel {
     /// slice of the batch on the model's threads at once (see split.rs).
     fn run_plan(&self, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let items = if self.split { values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0) } else { 0 };
-        // A few slices per thread, so that a thread that starts late leaves its share to the
-        // others (see split::run_parts).
         let parts = (self.threads * SLICES_PER_THREAD).min(items);
         // The executor (a lookup under a lock) only for a run that splits: most runs do not.
         if self.threads > 1 && parts > 1 {

@@ -1,6 +1,7 @@
 //! Batch splitting: a run of a batch whose items are computed independently (every op works
-//! image by image, or sentence by sentence) is cut into one slice per thread, the slices run
-//! through the plan at once, and their outputs are joined.
+//! image by image, or sentence by sentence) is cut into a few slices per thread, the slices
+//! run through the plan at once (claimed one by one by the caller and pool helpers), and their
+//! outputs are joined.
 //!
 //! Why: a small CNN's ops are each too short to split well (the test CNN at batch 8 ran slower
 //! on two threads than on one: tract's pool threads spun between the serial ops), so a batch
