@@ -243,20 +243,7 @@ impl Job<'_> {
     /// the threads).
     fn direct(&self, threads: usize) -> Option<Direct<'_>> {
         let (g, packed) = (self.g, self.packed?);
-        (threads == 1).then(|| Direct {
-            c: g.c,
-            h: g.h,
-            w: g.w,
-            oh: g.oh,
-            ow: g.ow,
-            kh: g.kh,
-            kw: g.kw,
-            pt: g.pt,
-            pl: g.pl,
-            weights: packed,
-            bias: self.bias,
-            relu: self.relu,
-        })
+        (threads == 1).then(|| Direct { g, weights: packed, bias: self.bias, relu: self.relu })
     }
 
     /// `y = w @ cols (+ bias)`, then ReLU if asked: `cols` is k x p.

@@ -12,21 +12,13 @@
 //!
 //! Only x86-64 CPUs with AVX-512F take this path ([`available`]); others keep im2col + gemm.
 
+use super::geometry::Geometry;
+
 /// One image's direct convolution: the caller's geometry, already checked to be stride 1 and
-/// dilation 1 (see [`applies`]).
+/// dilation 1.
 pub struct Direct<'a> {
-    /// Input channels.
-    pub c: usize,
-    /// Input rows and columns.
-    pub h: usize,
-    pub w: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    /// Padding before the first row and column.
-    pub pt: usize,
-    pub pl: usize,
+    /// The image's geometry: stride and dilation 1 (the caller checked).
+    pub g: &'a Geometry,
     /// The `[O, C, kh, kw]` weights as [`pack`] lays them out.
     pub weights: &'a [f32],
     pub bias: Option<&'a [f32]>,
@@ -78,33 +70,33 @@ pub fn pack(weights: &[f32], o: usize) -> Vec<f32> {
 impl Direct<'_> {
     /// Rows and columns of the padded image: exactly what the outputs read.
     fn padded_dims(&self) -> (usize, usize) {
-        (self.oh + self.kh - 1, self.ow + self.kw - 1)
+        (self.g.oh + self.g.kh - 1, self.g.ow + self.g.kw - 1)
     }
 
     /// Values of the padded buffer: the planes, then one vector of slack, because a tile's last
     /// vector may read up to 15 values past its row (those lanes are never stored).
     pub fn padded_len(&self) -> usize {
         let (hp, wp) = self.padded_dims();
-        self.c * hp * wp + LANES
+        self.g.c * hp * wp + LANES
     }
 
     /// Fills `padded` (of [`Direct::padded_len`]) from one image `x` (`c x h x w`).
     fn pad(&self, x: &[f32], padded: &mut [f32]) {
         let (hp, wp) = self.padded_dims();
-        padded[self.c * hp * wp..].fill(0.0);
-        for (src, dst) in x.chunks_exact(self.h * self.w).zip(padded.chunks_exact_mut(hp * wp)) {
+        padded[self.g.c * hp * wp..].fill(0.0);
+        for (src, dst) in x.chunks_exact(self.g.h * self.g.w).zip(padded.chunks_exact_mut(hp * wp)) {
             for (py, row) in dst.chunks_exact_mut(wp).enumerate() {
-                let Some(iy) = py.checked_sub(self.pt).filter(|&iy| iy < self.h) else {
+                let Some(iy) = py.checked_sub(self.g.pt).filter(|&iy| iy < self.g.h) else {
                     row.fill(0.0);
                     continue;
                 };
                 // Columns px read input column px - pl where that is inside the row.
-                let lo = self.pl.min(wp);
-                let hi = (self.pl + self.w).min(wp);
+                let lo = self.g.pl.min(wp);
+                let hi = (self.g.pl + self.g.w).min(wp);
                 row[..lo].fill(0.0);
                 row[hi..].fill(0.0);
                 if lo < hi {
-                    row[lo..hi].copy_from_slice(&src[iy * self.w..iy * self.w + hi - lo]);
+                    row[lo..hi].copy_from_slice(&src[iy * self.g.w..iy * self.g.w + hi - lo]);
                 }
             }
         }
@@ -113,11 +105,11 @@ impl Direct<'_> {
     /// `y` (`o x oh x ow`) = the convolution of image `x` (`c x h x w`), `padded` its scratch.
     /// `o` is the weights' first dimension. Call only where [`available`] holds.
     pub fn run(&self, x: &[f32], padded: &mut [f32], y: &mut [f32]) {
-        let o = self.weights.len() / (self.c * self.kh * self.kw).max(1);
+        let o = self.weights.len() / (self.g.c * self.g.kh * self.g.kw).max(1);
         assert!(
-            x.len() == self.c * self.h * self.w
+            x.len() == self.g.c * self.g.h * self.g.w
                 && padded.len() == self.padded_len()
-                && y.len() == o * self.oh * self.ow
+                && y.len() == o * self.g.oh * self.g.ow
                 && self.bias.is_none_or(|b| b.len() == o),
             "direct convolution: buffers do not fit the geometry"
         );
@@ -146,9 +138,9 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn conv(d: &Direct, o: usize, padded: &[f32], y: &mut [f32]) {
-        let per_row = d.ow.div_ceil(LANES);
-        let vectors = d.oh * per_row;
-        let per_o = d.c * d.kh * d.kw;
+        let per_row = d.g.ow.div_ceil(LANES);
+        let vectors = d.g.oh * per_row;
+        let per_o = d.g.c * d.g.kh * d.g.kw;
         for (o0, ob) in blocks(o) {
             // This block's packed weights start where the blocks before it end.
             let w = &d.weights[o0 * per_o..(o0 + ob) * per_o];
@@ -190,17 +182,17 @@ mod avx512 {
         padded: &[f32],
         y: &mut [f32],
     ) {
-        let per_row = d.ow.div_ceil(LANES);
+        let per_row = d.g.ow.div_ceil(LANES);
         let (hp, row_len) = d.padded_dims();
-        let (plane, out_plane, taps) = (hp * row_len, d.oh * d.ow, d.kh * d.kw);
+        let (plane, out_plane, taps) = (hp * row_len, d.g.oh * d.g.ow, d.g.kh * d.g.kw);
         let mut at = [0usize; V]; // offset of the vector's first pixel in a padded plane
         let mut out = [0usize; V]; // and in an output plane
         let mut mask = [0u16; V];
         for j in 0..V {
             let (oy, ox) = ((v0 + j) / per_row, (v0 + j) % per_row * LANES);
             at[j] = oy * row_len + ox;
-            out[j] = oy * d.ow + ox;
-            let n = (d.ow - ox).min(LANES);
+            out[j] = oy * d.g.ow + ox;
+            let n = (d.g.ow - ox).min(LANES);
             mask[j] = if n == LANES { u16::MAX } else { (1u16 << n) - 1 };
         }
         let mut acc = [[_mm512_setzero_ps(); V]; B];
@@ -209,14 +201,14 @@ mod avx512 {
                 *row = [_mm512_set1_ps(bias[o0 + i]); V];
             }
         }
-        debug_assert_eq!(w.len(), B * d.c * taps);
+        debug_assert_eq!(w.len(), B * d.g.c * taps);
         // One pointer per vector of the tile, and one into the block's weights, which advances
         // B values per tap.
         let x: [*const f32; V] = std::array::from_fn(|j| padded[at[j]..].as_ptr());
         let mut wp = w.as_ptr();
-        for c in 0..d.c {
-            for ky in 0..d.kh {
-                for kx in 0..d.kw {
+        for c in 0..d.g.c {
+            for ky in 0..d.g.kh {
+                for kx in 0..d.g.kw {
                     let shift = c * plane + ky * row_len + kx;
                     let mut xv = [_mm512_setzero_ps(); V];
                     for j in 0..V {
