@@ -13,7 +13,51 @@
  * the next MIN_SAMPLES runs all stay inline, so one preempted run cannot decide), and kept
  * inline while the median of its recent costs stays under the limit. A signature
  * measured above the limit goes back to the pool and is measured afresh after 64 pool runs.
+ *
+ * Awaiting a run that went inline continues in a microtask of the same event-loop turn, so a
+ * loop of `await model.run(...)` would hold the loop for as long as it lasts: inline runs of
+ * every model on the thread share a budget per turn ([`turn`]), and once it is spent the next
+ * inline run waits for the loop's next turn (setImmediate) before it starts.
  */
+import { setImmediate } from 'node:timers';
+
+/**
+ * Inline µs one event-loop turn may spend, across every model of this thread, before inline
+ * runs wait for the next turn: timers and I/O get in at least every ~1 ms (plus one run).
+ */
+export const TURN_BUDGET_US = 1000;
+
+/** The inline time spent in the current event-loop turn. */
+class TurnBudget {
+  #spentUs = 0;
+  #next: Promise<void> | undefined;
+
+  /** Whether this turn's budget is used up: the next inline run should wait for `next()`. */
+  get spent(): boolean {
+    return this.#spentUs >= TURN_BUDGET_US;
+  }
+
+  /** Records `us` of inline work in this turn. */
+  spend(us: number): void {
+    this.next(); // the turn ends at the setImmediate that next() queues once per turn
+    this.#spentUs += us;
+  }
+
+  /** Settles in the event loop's next check phase, when the budget starts afresh. */
+  next(): Promise<void> {
+    this.#next ??= new Promise<void>((resolve) => {
+      setImmediate(() => {
+        this.#spentUs = 0;
+        this.#next = undefined;
+        resolve();
+      });
+    });
+    return this.#next;
+  }
+}
+
+/** The event loop is per thread, and so is this module's instance (workers load their own). */
+export const turn = new TurnBudget();
 
 /** Runs per signature whose cost is remembered (the median of these decides). */
 const WINDOW = 8;

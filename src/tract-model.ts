@@ -10,8 +10,9 @@
 import type { NativeTractModel, NativeTractSession } from '../index';
 import { call, callAsync } from './call';
 import { DisposedError, InputNameError, InputShapeError, ModelLoadError } from './errors';
-import { DEFAULT_INLINE_UNDER_US, InlinePolicy, shapeKey } from './inline';
+import { DEFAULT_INLINE_UNDER_US, InlinePolicy, shapeKey, turn } from './inline';
 import { packFeeds, unpackOutputs } from './packed';
+import { throwIfAborted } from './signal';
 import { native } from './native';
 import {
   type DType,
@@ -97,6 +98,8 @@ export class TractModel {
   #native: NativeTractModel;
   #copyInputs: boolean;
   #inline: InlinePolicy | undefined;
+  /** Inline runs waiting for the event loop's next turn (dispose lets them finish first). */
+  #waiting = 0;
   #disposed = false; // mirrors the native flag, read on every call without crossing into Rust
 
   private constructor(n: NativeTractModel, copyInputs: boolean, inlineUnderUs: number) {
@@ -171,13 +174,30 @@ export class TractModel {
     const key = shapeKey(args);
     const t0 = performance.now();
     if (policy.place(key) === 'inline') {
+      if (turn.spent) return this.#nextTurn(target, args, signal);
       const out = this.runNow(target, args); // throws: callAsync turns it into a rejection
-      policy.inlineRan(key, (performance.now() - t0) * 1000);
+      const us = (performance.now() - t0) * 1000;
+      policy.inlineRan(key, us);
+      turn.spend(us);
       return Promise.resolve(out);
     }
     return this.runPooled(target, args, signal).then((out) => {
       policy.pooledRan(key, (performance.now() - t0) * 1000);
       return out;
+    });
+  }
+
+  /** Dispatches a run again once the event loop has turned (this turn's inline budget is spent). */
+  #nextTurn(
+    target: NativeTractModel | NativeTractSession,
+    args: NativeFeedArg[],
+    signal: AbortSignal | undefined,
+  ): Promise<Outputs> {
+    this.#waiting++;
+    return turn.next().then(() => {
+      this.#waiting--;
+      throwIfAborted(signal); // aborted while waiting: no work
+      return this.dispatch(target, args, signal);
     });
   }
 
@@ -263,6 +283,8 @@ export class TractModel {
   /** Frees the model once runs in flight finish. Later calls fail with ERR_DISPOSED. */
   async dispose(): Promise<void> {
     this.#disposed = true;
+    // Runs accepted before now finish, including inline ones waiting for the loop's next turn.
+    while (this.#waiting > 0) await turn.next();
     this.#native.dispose();
   }
 

@@ -124,6 +124,52 @@ describe('TractModel: inline runs of tiny models', () => {
     expect(sums).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   });
 
+  it('lets the event loop turn during a long loop of awaited inline runs', async () => {
+    // Awaiting an inline run continues in a microtask of the same turn: without the per-turn
+    // budget this loop would hold the event loop for all of its 150 ms.
+    const m = await TractModel.load(fixture('add.onnx'), { cache: false, inlineUnderUs: 500 });
+    for (let i = 0; i < 20; i++) await m.run(feeds); // measured, then inline
+    let turns = 0;
+    let last = performance.now();
+    let longest = 0;
+    let on = true;
+    const tick = () => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+      turns++;
+      if (on) setImmediate(tick);
+    };
+    setImmediate(tick);
+    let runs = 0;
+    const end = performance.now() + 150;
+    while (performance.now() < end) {
+      expect((await m.run(feeds)).c!.data[0]).toBe(3.75);
+      runs++;
+    }
+    on = false;
+    expect(turns).toBeGreaterThan(10);
+    expect(longest).toBeLessThan(50); // ms; the budget is 1 ms per turn
+    expect(runs).toBeGreaterThan(3 * turns); // still many runs per turn: most stayed inline
+  });
+
+  it('finishes inline runs that wait for the next turn when the model is disposed, and honours abort', async () => {
+    const m = await TractModel.load(fixture('add.onnx'), { cache: false, inlineUnderUs: 500 });
+    for (let i = 0; i < 20; i++) await m.run(feeds);
+    // One synchronous burst: the first runs go inline until the turn's budget is spent, the
+    // rest wait for the next turn.
+    const burst = Array.from({ length: 3000 }, () => m.run(feeds));
+    const ac = new AbortController();
+    const aborted = m.run(feeds, { signal: ac.signal });
+    ac.abort();
+    const disposed = m.dispose();
+    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    const outs = await Promise.all(burst);
+    await disposed;
+    expect(outs.every((o) => o.c!.data[0] === 3.75)).toBe(true);
+    await expect(m.run(feeds)).rejects.toMatchObject({ code: 'ERR_DISPOSED' });
+  });
+
   it('refuses a bad inlineUnderUs', async () => {
     await expect(TractModel.load(fixture('add.onnx'), { inlineUnderUs: -1 })).rejects.toBeInstanceOf(ModelLoadError);
     await expect(TractModel.load(fixture('add.onnx'), { inlineUnderUs: Number.NaN })).rejects.toBeInstanceOf(ModelLoadError);
