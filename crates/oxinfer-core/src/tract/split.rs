@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::axes::Axis;
+
+use super::linger::{self, Help};
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{Gather, Slice, TypedConcat};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -188,6 +190,12 @@ impl Shared {
     }
 }
 
+impl Help for Shared {
+    fn help(&self) {
+        self.work();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -209,10 +217,18 @@ pub fn run_parts(pool: &rayon::ThreadPool, helpers: usize, parts: Vec<TVec<TValu
         done: AtomicUsize::new(0),
         run,
     });
-    for _ in 0..helpers.min(n.saturating_sub(1)) {
+    // Helpers still awake from the last split run first (no wake-up), pool jobs for the rest.
+    let wanted = helpers.min(n.saturating_sub(1));
+    let work: Arc<dyn Help> = Arc::clone(&shared) as Arc<dyn Help>;
+    for _ in linger::offer(&work, wanted)..wanted {
         let shared = Arc::clone(&shared);
-        pool.spawn(move || shared.work());
+        pool.spawn(move || {
+            shared.work();
+            drop(shared);
+            linger::linger();
+        });
     }
+    drop(work);
     shared.work();
     // Only slices already under way on helpers are left: each is at most one slice long.
     while shared.done.load(Ordering::Acquire) < n {
@@ -338,6 +354,36 @@ mod tests {
         assert!(format!("{err}").contains("panicked"), "{err}");
         let again = run_parts(&pool, 1, cut(&numbered(4)?, 4, 4)?, double)?;
         assert_eq!(again[0].shape(), &[4, 2]);
+        Ok(())
+    }
+
+    #[test]
+    fn callers_at_once_share_lingering_helpers_and_every_slice_runs() -> TractResult<()> {
+        // Back-to-back and concurrent split runs: helpers that linger after one run take the
+        // slices of the next (linger.rs's claims); every run must get all its slices, in order.
+        let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build()?);
+        let callers: Vec<_> = (0..4)
+            .map(|c| {
+                let pool = Arc::clone(&pool);
+                std::thread::spawn(move || -> TractResult<()> {
+                    let plus: RunSlice = Arc::new(move |part: TVec<TValue>| {
+                        let t = part[0].clone().into_tensor();
+                        let v: Vec<f32> = t.try_as_plain_ram()?.as_slice::<f32>()?.iter().map(|x| x + c as f32).collect();
+                        Ok(tvec![Tensor::from_shape(t.shape(), &v)?.into_tvalue()])
+                    });
+                    for round in 0..300 {
+                        let items = 2 + round % 7;
+                        let out = run_parts(&pool, 1 + round % 2, cut(&numbered(items)?, items, items.min(4))?, Arc::clone(&plus))?;
+                        let want: Vec<f32> = (0..2 * items).map(|i| (i / 2) as f32 + c as f32).collect();
+                        assert_eq!(out[0].clone().into_tensor().try_as_plain_ram()?.as_slice::<f32>()?, &want[..]);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().map_err(|_| format_err!("a caller panicked"))??;
+        }
         Ok(())
     }
 }
