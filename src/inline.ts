@@ -91,9 +91,10 @@ export class InlinePolicy {
   constructor(limitUs: number) {
     this.limitUs = limitUs;
     // A probe blocks for at most the engine time, which the pool round trip bounds. Round trips
-    // of a tiny model measured 20 µs on one VM and 60-100 µs on another, so the probe is allowed
-    // for any shape whose round trip stayed under 1 ms: at most that, once per REPROBE_AFTER runs.
-    this.#probeCeilingUs = Math.max(1000, 10 * limitUs);
+    // of a tiny model measured 20 µs on one VM and 60-150 µs on another, so the probe is allowed
+    // for any shape whose round trip stayed under 1 ms (or twice the limit): at most that, a few
+    // runs once per REPROBE_AFTER runs.
+    this.#probeCeilingUs = Math.max(1000, 2 * limitUs);
   }
 
   /** Where the next run of this signature goes. */
@@ -157,9 +158,11 @@ export function shapeKey(feeds: ReadonlyArray<{ shape: readonly number[] }>): st
 }
 
 /**
- * Default `inlineUnderUs`: about two pool round trips on an idle machine (bench/), so a run
- * that the hop would slow by half or more stays inline, and the event loop is never held for
- * more than ~50 µs by one (a 1 ms timer cannot tell). Small CNNs (~35 µs per image) and
- * microsecond models qualify; encoders (milliseconds) never do.
+ * Default `inlineUnderUs`. A pool round trip costs 40-150 µs on the shared VMs of bench/ (a
+ * pool thread's wake-up, then the event loop's), so a run under half a millisecond loses a
+ * tenth to a half of its time to it. One inline run holds the event loop for at most about
+ * this, and a turn for at most TURN_BUDGET_US plus one run. Small CNNs (a batch of 8 32x32
+ * images: ~250 µs), Silero VAD frames (~80 µs) and microsecond models qualify; encoders
+ * (milliseconds) never do.
  */
-export const DEFAULT_INLINE_UNDER_US = 50;
+export const DEFAULT_INLINE_UNDER_US = 500;

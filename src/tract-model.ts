@@ -57,9 +57,10 @@ export interface TractLoadOptions {
   cache?: boolean;
   /**
    * `run()` and `session().run()` of input shapes that measured under this many µs per call
-   * execute on the calling thread, since a hop to the thread pool and back (20-30 µs idle,
-   * more under load) would add as much again. Shapes not yet measured, or measured above it,
-   * always run on the pool. Default 50; 0 keeps every run on the pool. See README, "Small models".
+   * execute on the calling thread, since a hop to the thread pool and back (40-150 µs on a
+   * shared VM) would add a good part of that. Shapes not yet measured, or measured above it,
+   * always run on the pool; inline runs give the event loop a turn after each millisecond.
+   * Default 500; 0 keeps every run on the pool. See README, "Small models".
    */
   inlineUnderUs?: number;
   signal?: AbortSignal;
@@ -100,6 +101,8 @@ export class TractModel {
   #inline: InlinePolicy | undefined;
   /** Inline runs waiting for the event loop's next turn (dispose lets them finish first). */
   #waiting = 0;
+  /** Runs of this model on the pool, in flight (with inline runs: see dispatch). */
+  #pooled = 0;
   #disposed = false; // mirrors the native flag, read on every call without crossing into Rust
 
   private constructor(n: NativeTractModel, copyInputs: boolean, inlineUnderUs: number) {
@@ -174,17 +177,30 @@ export class TractModel {
     const key = shapeKey(args);
     const t0 = performance.now();
     if (policy.place(key) === 'inline') {
-      if (turn.spent) return this.#nextTurn(target, args, signal);
+      if (turn.spent) {
+        // Concurrent callers (runs of this model on the pool or already waiting) are better
+        // served by the pool's threads than by waiting their turn on this one.
+        if (this.#pooled > 0 || this.#waiting > 0) return this.#counted(this.runPooled(target, args, signal));
+        return this.#nextTurn(target, args, signal);
+      }
       const out = this.runNow(target, args); // throws: callAsync turns it into a rejection
       const us = (performance.now() - t0) * 1000;
       policy.inlineRan(key, us);
       turn.spend(us);
       return Promise.resolve(out);
     }
-    return this.runPooled(target, args, signal).then((out) => {
+    return this.#counted(this.runPooled(target, args, signal)).then((out) => {
       policy.pooledRan(key, (performance.now() - t0) * 1000);
       return out;
     });
+  }
+
+  /** Counts `run` among this model's pool runs in flight until it settles. */
+  #counted(run: Promise<Outputs>): Promise<Outputs> {
+    this.#pooled++;
+    const done = () => { this.#pooled--; };
+    run.then(done, done);
+    return run;
   }
 
   /** Dispatches a run again once the event loop has turned (this turn's inline budget is spent). */
