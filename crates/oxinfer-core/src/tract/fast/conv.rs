@@ -1,5 +1,6 @@
 //! `Conv` for f32, channels first, 1-D or 2-D, one group, constant weights. Stride 1 without
-//! dilation on an AVX-512 CPU: the direct convolution of direct.rs. Otherwise im2col into a
+//! dilation on an AVX-512 CPU: Winograd F(2x2, 3x3) (winograd.rs) for 3x3 kernels over enough
+//! input channels, else the direct convolution of direct.rs. Otherwise im2col into a
 //! per-thread scratch buffer, then one `gemm` call per image, `out[O, P] = W[O, K] cols[K, P]`
 //! (+ bias, then a ReLU that follows), K = channels x kernel taps, P = output pixels.
 //!
@@ -18,6 +19,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 use tract_onnx::tract_core::ops::math::Max;
 
 use super::direct::{self, Direct};
+use super::winograd::{self, Winograd};
 use super::geometry::{Geometry, supported};
 use super::{sole_binary_reader, threads_for};
 use crate::sgemm::sgemm;
@@ -38,6 +40,8 @@ pub struct FastConv {
     /// The weights as the direct convolution reads them (`direct::pack`), where it applies:
     /// stride 1, no dilation, an AVX-512 CPU.
     packed: Option<Arc<Tensor>>,
+    /// The weights transformed for winograd.rs, where it applies: 2-D 3x3 on the direct path.
+    winograd: Option<Arc<Tensor>>,
 }
 
 impl FastConv {
@@ -95,7 +99,15 @@ impl FastConv {
         } else {
             None
         };
-        let fast = FastConv { spec: spec.clone(), weights: Arc::clone(weights), bias, relu: relu.is_some(), packed };
+        let square = spec.kernel_shape.as_slice() == [3, 3];
+        let winograd = match (&packed, square) {
+            (Some(_), true) => {
+                let w = weights.try_as_plain_ram()?;
+                Some(Arc::new(tensor1(&winograd::pack(w.as_slice::<f32>()?, o, spec.input_channels))))
+            }
+            _ => None,
+        };
+        let fast = FastConv { spec: spec.clone(), weights: Arc::clone(weights), bias, relu: relu.is_some(), packed, winograd };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
         let y = patch.wire_node(&node.name, fast, &[x])?[0];
@@ -181,6 +193,14 @@ impl EvalOp for FastConv {
             }
             None => None,
         };
+        let winograd_view;
+        let winograd = match &self.winograd {
+            Some(u) if winograd::fits(&g, o) => {
+                winograd_view = u.try_as_plain_ram()?;
+                Some(winograd_view.as_slice::<f32>()?)
+            }
+            _ => None,
+        };
         let mut out_view = output.try_as_plain_ram_mut()?;
         let y = out_view.as_slice_mut::<f32>()?;
         let plane = g.c * g.h * g.w;
@@ -188,7 +208,7 @@ impl EvalOp for FastConv {
         if o * p == 0 {
             return Ok(tvec!(output.into_tvalue()));
         }
-        let job = Job { g: &g, w, packed, bias, relu: self.relu, o, k, p };
+        let job = Job { g: &g, w, packed, winograd, bias, relu: self.relu, o, k, p };
         let image = |i: usize, y: &mut [f32], threads: usize| job.image(&x[i * plane..(i + 1) * plane], y, threads);
         let serial = |y: &mut [f32]| y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, 1));
         match threads_for(g.n * o * k * p) {
@@ -212,6 +232,8 @@ struct Job<'a> {
     w: &'a [f32],
     /// `w` packed for the direct convolution, where it applies.
     packed: Option<&'a [f32]>,
+    /// The winograd.rs weights, where that applies to this geometry.
+    winograd: Option<&'a [f32]>,
     bias: Option<&'a [f32]>,
     relu: bool,
     o: usize,
@@ -228,6 +250,10 @@ impl Job<'_> {
         if direct {
             self.matmul(x, y, threads);
             return Ok(());
+        }
+        if let (Some(u), 1) = (self.winograd, threads) {
+            let wino = Winograd { g, o: self.o, u, bias: self.bias, relu: self.relu };
+            return with_scratch(wino.scratch_len(), |scratch| wino.run(x, scratch, y));
         }
         if let Some(direct) = self.direct(threads) {
             return with_scratch(direct.padded_len(), |padded| direct.run(x, padded, y));

@@ -38,14 +38,14 @@ pub fn available() -> bool {
 }
 
 /// Lanes of one vector.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 
 /// Output channels per tile: 8, as many as fit the registers (see `avx512`).
 const OB: usize = 8;
 
 /// The output channel blocks of the tiles, `(first, count)`: whole blocks of [`OB`], then
 /// halves down to one for the remainder.
-fn blocks(o: usize) -> impl Iterator<Item = (usize, usize)> {
+pub(super) fn blocks(o: usize) -> impl Iterator<Item = (usize, usize)> {
     let mut o0 = 0;
     std::iter::from_fn(move || {
         let b = [OB, 4, 2, 1].into_iter().find(|&b| b <= o - o0)?;

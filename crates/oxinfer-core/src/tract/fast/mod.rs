@@ -136,3 +136,4 @@ fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
 
 #[cfg(test)]
 mod tests;
+mod winograd;

@@ -587,3 +587,39 @@ fn direct_conv_covers_every_tile_remainder() -> TractResult<()> {
     }
     Ok(())
 }
+
+/// Winograd F(2x2, 3x3) (3x3, stride 1, >= 8 input channels, AVX-512): odd and even output
+/// sizes (a last tile half outside), every padding from 0 to 2 on either side, channel
+/// counts that leave each block remainder, tile rows wider than one vector, with and without
+/// a ReLU, batches of 2.
+#[test]
+fn winograd_conv_matches_tract_on_odd_and_even_sizes() -> TractResult<()> {
+    for (i, (c, o, h, w, pads)) in [
+        (8usize, 19usize, 11usize, 17usize, [1usize, 1usize, 1usize, 1usize]),
+        (16, 32, 16, 16, [1, 1, 1, 1]),
+        (9, 5, 6, 40, [0, 2, 1, 0]),
+        (12, 8, 9, 9, [2, 0, 0, 2]),
+        (8, 3, 34, 35, [0, 0, 0, 0]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let padding = PaddingSpec::Explicit(tvec![pads[0], pads[1]], tvec![pads[2], pads[3]]);
+        let case = plain(vec![2, c, h, w], vec![3, 3], padding);
+        let weights = Tensor::from_shape(&[o, c, 3, 3], &values(o * c * 9, 90 + i as u64))?;
+        let (mut model, mut y) = conv_model(&case, o, 1, Some(weights), tensor1(&values(o, 95 + i as u64)))?;
+        if i % 2 == 1 {
+            let zero = model.add_const("zero", Tensor::zero::<f32>(&[1, 1, 1, 1])?)?;
+            y = model.wire_node("relu", TypedBinOp(Box::new(Max), None), &[y, zero])?[0];
+        }
+        model.select_output_outlets(&[y])?;
+        let (want, got, swapped) = both(model, input_for(&case, 99 + i as u64))?;
+        assert!(swapped, "case {i}: not swapped");
+        assert_eq!(want.shape(), got.shape(), "case {i}");
+        // The transforms round differently from a direct sum: relative to the output's scale.
+        let scale = floats(&want)?.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5 * scale, "case {i} (c {c}, o {o}, {h}x{w}, pads {pads:?}): worst {worst:e}, scale {scale}");
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Winograd F(2x2, 3x3) convolution: 3x3 kernels, stride 1, no dilation, on AVX-512 CPUs.
+//!
+//! Why: a 3x3 convolution costs 9 multiply-adds per output and input channel; Winograd's
+//! minimal filtering computes each 2x2 block of outputs from a 4x4 block of inputs with 16
+//! products per channel pair instead of 36, 2.25x fewer, at the price of cheap additions
+//! before and after. Per image: the padded input's 4x4 tiles are transformed (`V = Bᵀ d B`),
+//! then for each of the 16 tile positions one small matrix product sums over input channels
+//! (`M = U V`, `U = G g Gᵀ` the weights transformed once at load), then each output tile is
+//! `Aᵀ M A`, plus the bias, then the ReLU if one follows. The 2x2 variant keeps the transforms'
+//! rounding errors small in f32 (tested against tract's convolution at 1e-4).
+//!
+//! Layouts: `V` is `[16][c][tp]` and `M` `[16][o][tp]`, `tp` the tiles rounded up to whole
+//! vectors; `U` is `[16]` x the channel blocks of direct.rs's `blocks`, each `[c][ob]`.
+
+use super::direct::{LANES, blocks};
+use super::geometry::Geometry;
+
+/// Values per transformed tile (4x4).
+const POSITIONS: usize = 16;
+
+/// Input channels from which this path beats the direct convolution: the transforms cost per
+/// channel what the products save only with enough channels to sum over (the test CNN,
+/// 8-image batches on one thread: 16 -> 32 channels at 16x16 190 -> 160-190 µs; 3 -> 16 at
+/// 32x32 83 -> 106 µs, slower).
+const MIN_CHANNELS: usize = 8;
+
+/// Whether a convolution of this geometry and output channel count takes this path: 3x3,
+/// stride and dilation 1, at least [`MIN_CHANNELS`] input channels, a scratch of at most
+/// ~1 MB per image (larger layers would stream through L2: they stay with the direct
+/// convolution).
+pub fn fits(g: &Geometry, o: usize) -> bool {
+    let square = (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1);
+    square && g.c >= MIN_CHANNELS && g.oh >= 2 && g.ow >= 2 && POSITIONS * (g.c + o) * tiles(g).2 <= 256 << 10
+}
+
+/// The distance between two positions' planes of `V` or `M` of `len` values: off a multiple of
+/// 4 KB, because the output transform reads all 16 at once and same-set strides thrash L1.
+fn skewed(len: usize) -> usize {
+    len + LANES
+}
+
+/// Tile rows, tile columns, and tiles rounded up to whole vectors.
+fn tiles(g: &Geometry) -> (usize, usize, usize) {
+    let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+    (th, tw, (th * tw).div_ceil(LANES) * LANES)
+}
+
+/// `U = G g Gᵀ` of `[o, c, 3, 3]` weights, in the layout the products read.
+pub fn pack(weights: &[f32], o: usize, c: usize) -> Vec<f32> {
+    const G: [[f32; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+    let u_of = |oc: usize, ic: usize| -> [f32; POSITIONS] {
+        let g = &weights[(oc * c + ic) * 9..(oc * c + ic + 1) * 9];
+        let mut gg = [[0f32; 3]; 4]; // G g
+        for (r, row) in gg.iter_mut().enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = (0..3).map(|m| G[r][m] * g[m * 3 + k]).sum();
+            }
+        }
+        let mut u = [0f32; POSITIONS]; // (G g) Gᵀ
+        for r in 0..4 {
+            for s in 0..4 {
+                u[r * 4 + s] = (0..3).map(|m| gg[r][m] * G[s][m]).sum();
+            }
+        }
+        u
+    };
+    let all: Vec<[f32; POSITIONS]> = (0..o).flat_map(|oc| (0..c).map(move |ic| (oc, ic))).map(|(oc, ic)| u_of(oc, ic)).collect();
+    let mut packed = Vec::with_capacity(POSITIONS * o * c);
+    for xi in 0..POSITIONS {
+        for (o0, ob) in blocks(o) {
+            for ic in 0..c {
+                packed.extend((o0..o0 + ob).map(|oc| all[oc * c + ic][xi]));
+            }
+        }
+    }
+    packed
+}
+
+/// One image's convolution by Winograd F(2x2, 3x3): `g` passed [`fits`].
+pub struct Winograd<'a> {
+    pub g: &'a Geometry,
+    pub o: usize,
+    /// [`pack`]ed weights.
+    pub u: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+impl Winograd<'_> {
+    /// Rows and columns of the padded image: whole tiles.
+    fn padded_dims(&self) -> (usize, usize) {
+        let (th, tw, _) = tiles(self.g);
+        (2 * th + 2, 2 * tw + 2)
+    }
+
+    /// Scratch values one image needs: the padded image (with a slack of two vectors, which
+    /// the column transform's last loads may read past the last row: those lanes are dropped),
+    /// one channel's column transforms, `V` and `M`.
+    pub fn scratch_len(&self) -> usize {
+        let (hp, wp) = self.padded_dims();
+        let (_, tw, tp) = tiles(self.g);
+        self.g.c * hp * wp + 2 * LANES + 4 * hp * tw + POSITIONS * (skewed(self.g.c * tp) + skewed(self.o * tp))
+    }
+
+    /// `y` (`o x oh x ow`) = the convolution of image `x` (`c x h x w`). Call only where
+    /// direct.rs's `available` holds.
+    pub fn run(&self, x: &[f32], scratch: &mut [f32], y: &mut [f32]) {
+        let g = self.g;
+        let (hp, wp) = self.padded_dims();
+        let (th, tw, tp) = tiles(g);
+        assert!(
+            x.len() == g.c * g.h * g.w
+                && scratch.len() == self.scratch_len()
+                && y.len() == self.o * g.oh * g.ow
+                && self.u.len() == POSITIONS * self.o * g.c
+                && self.bias.is_none_or(|b| b.len() == self.o),
+            "winograd convolution: buffers do not fit the geometry"
+        );
+        let (padded, rest) = scratch.split_at_mut(g.c * hp * wp + 2 * LANES);
+        let (e, rest) = rest.split_at_mut(4 * hp * tw);
+        let (vs, ms) = (skewed(g.c * tp), skewed(self.o * tp));
+        let (v, m) = rest.split_at_mut(POSITIONS * vs);
+        pad(g, x, padded, hp, wp);
+        #[cfg(target_arch = "x86_64")]
+        for ic in 0..g.c {
+            // SAFETY (both calls): AVX-512F (run's contract: see `available`); row r of the
+            // plane and the slack after the last cover every load, e has 4 * tw values per
+            // padded row, and v's rows are tp >= th * tw long.
+            for r in 0..hp {
+                unsafe { avx512::columns(&padded[(ic * hp + r) * wp..], tw, &mut e[r * 4 * tw..(r + 1) * 4 * tw]) };
+            }
+            for ty in 0..th {
+                unsafe { avx512::rows(&e[2 * ty * 4 * tw..(2 * ty + 4) * 4 * tw], tw, v, vs, ic * tp + ty * tw) };
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(super::direct::available(), "winograd convolution needs AVX-512F");
+            // SAFETY: AVX-512F is there (asserted); the sizes were checked above.
+            unsafe {
+                avx512::products(self.u, (v, vs), (m, ms), g.c, self.o, tp);
+                for oc in 0..self.o {
+                    let b = self.bias.map_or(0.0, |b| b[oc]);
+                    let plane = &mut y[oc * g.oh * g.ow..(oc + 1) * g.oh * g.ow];
+                    avx512::outputs(&m[oc * tp..], ms, (th, tw), plane, (g.oh, g.ow), b, self.relu);
+                }
+            }
+        }
+    }
+}
+
+/// The padded image (`[c][hp][wp]`, then the slack, zeroed): row `py` column `px` is input
+/// `(py - pt, px - pl)`, zero outside.
+fn pad(g: &Geometry, x: &[f32], padded: &mut [f32], hp: usize, wp: usize) {
+    padded.fill(0.0);
+    let (lo, hi) = (g.pl.min(wp), (g.pl + g.w).min(wp));
+    for (src, dst) in x.chunks_exact(g.h * g.w).zip(padded.chunks_exact_mut(hp * wp)) {
+        for iy in 0..g.h.min(hp.saturating_sub(g.pt)) {
+            let py = iy + g.pt;
+            if lo < hi {
+                dst[py * wp + lo..py * wp + hi].copy_from_slice(&src[iy * g.w..iy * g.w + hi - lo]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::super::direct::{LANES, blocks};
+    use super::POSITIONS;
+
+    /// Lanes `0..n` set.
+    fn mask(n: usize) -> __mmask16 {
+        if n >= LANES { u16::MAX } else { (1u16 << n) - 1 }
+    }
+
+    /// `d B` along one padded row (`row` starts at it; 2 tw + 34 values readable): tile `tx`
+    /// reads columns `2 tx .. 2 tx + 3`. Writes the four results as rows of `e` (`[4][tw]`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn columns(row: &[f32], tw: usize, e: &mut [f32]) {
+        assert!(row.len() >= 2 * tw.div_ceil(LANES) * LANES + 2 && e.len() == 4 * tw);
+        // Even and odd lanes of two concatenated vectors.
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let (rp, ep) = (row.as_ptr(), e.as_mut_ptr());
+        for t0 in (0..tw).step_by(LANES) {
+            let k = mask(tw - t0);
+            // SAFETY: the loads read row[2 t0 .. 2 t0 + 34] (asserted), the masked stores stay
+            // inside e's four rows.
+            unsafe {
+                let x = rp.add(2 * t0);
+                let (p, q) = (_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(LANES)));
+                let (r, s) = (_mm512_loadu_ps(x.add(2)), _mm512_loadu_ps(x.add(LANES + 2)));
+                let (a, b) = (_mm512_permutex2var_ps(p, evens, q), _mm512_permutex2var_ps(p, odds, q));
+                let (c, d) = (_mm512_permutex2var_ps(r, evens, s), _mm512_permutex2var_ps(r, odds, s));
+                let out = [_mm512_sub_ps(a, c), _mm512_add_ps(b, c), _mm512_sub_ps(c, b), _mm512_sub_ps(b, d)];
+                for (i, val) in out.into_iter().enumerate() {
+                    _mm512_mask_storeu_ps(ep.add(i * tw + t0), k, val);
+                }
+            }
+        }
+    }
+
+    /// `Bᵀ (d B)` for one row of tiles: `e` holds the four padded rows' `columns` results
+    /// (`[4 rows][4][tw]`); position `k * 4 + j` goes to `v[(k * 4 + j) * stride + first ..]`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn rows(e: &[f32], tw: usize, v: &mut [f32], stride: usize, first: usize) {
+        assert!(e.len() == 16 * tw && v.len() >= 15 * stride + first + tw);
+        let (ep, vp) = (e.as_ptr(), v.as_mut_ptr());
+        for j in 0..4 {
+            for t0 in (0..tw).step_by(LANES) {
+                let k = mask(tw - t0);
+                // SAFETY: masked lanes stay inside row (k * 4 + j) of e and of v (asserted).
+                unsafe {
+                    let mut r = [_mm512_setzero_ps(); 4];
+                    for (row, x) in r.iter_mut().enumerate() {
+                        *x = _mm512_maskz_loadu_ps(k, ep.add((row * 4 + j) * tw + t0));
+                    }
+                    let out = [
+                        _mm512_sub_ps(r[0], r[2]),
+                        _mm512_add_ps(r[1], r[2]),
+                        _mm512_sub_ps(r[2], r[1]),
+                        _mm512_sub_ps(r[1], r[3]),
+                    ];
+                    for (row, val) in out.into_iter().enumerate() {
+                        _mm512_mask_storeu_ps(vp.add((row * 4 + j) * stride + first + t0), k, val);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Aᵀ M A` (+ bias, ReLU) for every tile of one output channel: `m` starts at this
+    /// channel's row of position 0, positions `stride` apart; into the plane `y` (`oh x ow`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn outputs(
+        m: &[f32],
+        stride: usize,
+        (th, tw): (usize, usize),
+        y: &mut [f32],
+        (oh, ow): (usize, usize),
+        bias: f32,
+        relu: bool,
+    ) {
+        assert!(m.len() >= 15 * stride + th * tw && y.len() == oh * ow && 2 * th >= oh && 2 * tw >= ow);
+        let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
+        let b = _mm512_set1_ps(bias);
+        let lo = _mm512_set1_ps(if relu { 0.0 } else { f32::NEG_INFINITY });
+        // Interleave two vectors' lanes 0..8 (then 8..16): output pixels 2 t and 2 t + 1.
+        let even = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let odd = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        for ty in 0..th {
+            for t0 in (0..tw).step_by(LANES) {
+                let n = (tw - t0).min(LANES);
+                let k = mask(n);
+                // (Plain loops, not array::from_fn: closures do not get the AVX-512 target.)
+                let mut p = [_mm512_setzero_ps(); 16];
+                for (xi, x) in p.iter_mut().enumerate() {
+                    // SAFETY: masked lanes stay inside each position's row (asserted lengths).
+                    *x = unsafe { _mm512_maskz_loadu_ps(k, mp.add(xi * stride + ty * tw + t0)) };
+                }
+                let (mut s0, mut s1) = ([_mm512_setzero_ps(); 4], [_mm512_setzero_ps(); 4]);
+                for j in 0..4 {
+                    s0[j] = _mm512_add_ps(_mm512_add_ps(p[j], p[4 + j]), p[8 + j]);
+                    s1[j] = _mm512_sub_ps(_mm512_sub_ps(p[4 + j], p[8 + j]), p[12 + j]);
+                }
+                for (a, s) in [s0, s1].iter().enumerate() {
+                    let oy = 2 * ty + a;
+                    if oy >= oh {
+                        break;
+                    }
+                    let left = _mm512_max_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), s[2]), b), lo);
+                    let right = _mm512_max_ps(_mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), s[3]), b), lo);
+                    let x0 = 2 * t0;
+                    let cols = (ow - x0).min(2 * n);
+                    // SAFETY: the masked lanes are columns x0 .. x0 + cols of row oy.
+                    unsafe {
+                        let row = yp.add(oy * ow + x0);
+                        _mm512_mask_storeu_ps(row, mask(cols), _mm512_permutex2var_ps(left, even, right));
+                        if cols > LANES {
+                            _mm512_mask_storeu_ps(row.add(LANES), mask(cols - LANES), _mm512_permutex2var_ps(left, odd, right));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `M[xi] = U[xi] V[xi]` for the 16 positions: `[o, c] x [c, tp]`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn products(u: &[f32], (v, vs): (&[f32], usize), (m, ms): (&mut [f32], usize), c: usize, o: usize, tp: usize) {
+        let vectors = tp / LANES;
+        for xi in 0..POSITIONS {
+            let vx = &v[xi * vs..xi * vs + c * tp];
+            let ux = &u[xi * o * c..(xi + 1) * o * c];
+            let mx = &mut m[xi * ms..xi * ms + o * tp];
+            for (o0, ob) in blocks(o) {
+                let w = &ux[o0 * c..(o0 + ob) * c];
+                let mut v0 = 0;
+                while v0 < vectors {
+                    let vb = if vectors - v0 >= 2 { 2 } else { 1 };
+                    // SAFETY: as `products`'s: o0 + ob <= o, v0 + vb <= vectors.
+                    unsafe {
+                        match (ob, vb) {
+                            (8, 2) => tile::<8, 2>(w, vx, mx, o0, v0, c, tp),
+                            (8, _) => tile::<8, 1>(w, vx, mx, o0, v0, c, tp),
+                            (4, 2) => tile::<4, 2>(w, vx, mx, o0, v0, c, tp),
+                            (4, _) => tile::<4, 1>(w, vx, mx, o0, v0, c, tp),
+                            (2, 2) => tile::<2, 2>(w, vx, mx, o0, v0, c, tp),
+                            (2, _) => tile::<2, 1>(w, vx, mx, o0, v0, c, tp),
+                            (_, 2) => tile::<1, 2>(w, vx, mx, o0, v0, c, tp),
+                            (_, _) => tile::<1, 1>(w, vx, mx, o0, v0, c, tp),
+                        }
+                    }
+                    v0 += vb;
+                }
+            }
+        }
+    }
+
+    /// Rows `o0..o0 + B` of one position's product at tile vectors `v0..v0 + V`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile<const B: usize, const V: usize>(
+        w: &[f32],
+        v: &[f32],
+        m: &mut [f32],
+        o0: usize,
+        v0: usize,
+        c: usize,
+        tp: usize,
+    ) {
+        debug_assert!(w.len() == B * c && v.len() == c * tp && m.len() >= (o0 + B) * tp);
+        let mut acc = [[_mm512_setzero_ps(); V]; B];
+        let (wp, vp) = (w.as_ptr(), v.as_ptr());
+        for ic in 0..c {
+            let mut xv = [_mm512_setzero_ps(); V];
+            for (j, x) in xv.iter_mut().enumerate() {
+                // SAFETY: (v0 + j) * 16 + 15 < tp: inside row ic of v.
+                *x = unsafe { _mm512_loadu_ps(vp.add(ic * tp + (v0 + j) * LANES)) };
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                // SAFETY: ic * B + i < B * c = w.len().
+                let wv = _mm512_set1_ps(unsafe { *wp.add(ic * B + i) });
+                for j in 0..V {
+                    row[j] = _mm512_fmadd_ps(wv, xv[j], row[j]);
+                }
+            }
+        }
+        let mp = m.as_mut_ptr();
+        for (i, row) in acc.iter().enumerate() {
+            for (j, &val) in row.iter().enumerate() {
+                // SAFETY: row o0 + i < o, columns inside tp.
+                unsafe { _mm512_storeu_ps(mp.add((o0 + i) * tp + (v0 + j) * LANES), val) };
+            }
+        }
+    }
+}
