@@ -554,6 +554,22 @@ fn add_of_a_constant_stays_tracts() -> TractResult<()> {
     Ok(())
 }
 
+/// One 2-D convolution of `case` (one group, constant `weights` and `bias`, a ReLU after when
+/// `relu`) on an input from `seed`, by tract and with the fast kernels swapped in (asserted):
+/// `(tract's, ours)`.
+fn conv_vs_tract(case: &Case, o: usize, weights: Tensor, bias: Tensor, relu: bool, seed: u64) -> TractResult<(Tensor, Tensor)> {
+    let (mut model, mut y) = conv_model(case, o, 1, Some(weights), bias)?;
+    if relu {
+        let zero = model.add_const("zero", Tensor::zero::<f32>(&[1, 1, 1, 1])?)?;
+        y = model.wire_node("relu", TypedBinOp(Box::new(Max), None), &[y, zero])?[0];
+    }
+    model.select_output_outlets(&[y])?;
+    let (want, got, swapped) = both(model, input_for(case, seed))?;
+    assert!(swapped, "input {:?}, kernel {:?}: not swapped", case.shape, case.kernel);
+    assert_eq!(want.shape(), got.shape(), "input {:?}", case.shape);
+    Ok((want, got))
+}
+
 /// The direct convolution (stride 1, AVX-512) tiles output channels by 8 and pixels by 3
 /// vectors of 16: these channel counts and widths leave every remainder of both, and the
 /// kernels every padding of a row's first and last vector.
@@ -573,15 +589,8 @@ fn direct_conv_covers_every_tile_remainder() -> TractResult<()> {
         let padding = PaddingSpec::Explicit(tvec![pads[0], pads[1]], tvec![pads[0], pads[1]]);
         let case = plain(vec![2, 3, 11, width], kernel.to_vec(), padding);
         let weights = Tensor::from_shape(&[o, 3, kernel[0], kernel[1]], &values(o * 3 * kernel[0] * kernel[1], 40 + i as u64))?;
-        let (mut model, mut y) = conv_model(&case, o, 1, Some(weights), tensor1(&values(o, 50 + i as u64)))?;
-        if i % 2 == 0 {
-            let zero = model.add_const("zero", Tensor::zero::<f32>(&[1, 1, 1, 1])?)?;
-            y = model.wire_node("relu", TypedBinOp(Box::new(Max), None), &[y, zero])?[0];
-        }
-        model.select_output_outlets(&[y])?;
-        let (want, got, swapped) = both(model, input_for(&case, 60 + i as u64))?;
-        assert!(swapped, "case {i}: not swapped");
-        assert_eq!(want.shape(), got.shape(), "case {i}");
+        let bias = tensor1(&values(o, 50 + i as u64));
+        let (want, got) = conv_vs_tract(&case, o, weights, bias, i % 2 == 0, 60 + i as u64)?;
         let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-5, "case {i} (o {o}, width {width}, kernel {kernel:?}): worst |tract - fast| = {worst:e}");
     }
@@ -607,15 +616,8 @@ fn winograd_conv_matches_tract_on_odd_and_even_sizes() -> TractResult<()> {
         let padding = PaddingSpec::Explicit(tvec![pads[0], pads[1]], tvec![pads[2], pads[3]]);
         let case = plain(vec![2, c, h, w], vec![3, 3], padding);
         let weights = Tensor::from_shape(&[o, c, 3, 3], &values(o * c * 9, 90 + i as u64))?;
-        let (mut model, mut y) = conv_model(&case, o, 1, Some(weights), tensor1(&values(o, 95 + i as u64)))?;
-        if i % 2 == 1 {
-            let zero = model.add_const("zero", Tensor::zero::<f32>(&[1, 1, 1, 1])?)?;
-            y = model.wire_node("relu", TypedBinOp(Box::new(Max), None), &[y, zero])?[0];
-        }
-        model.select_output_outlets(&[y])?;
-        let (want, got, swapped) = both(model, input_for(&case, 99 + i as u64))?;
-        assert!(swapped, "case {i}: not swapped");
-        assert_eq!(want.shape(), got.shape(), "case {i}");
+        let bias = tensor1(&values(o, 95 + i as u64));
+        let (want, got) = conv_vs_tract(&case, o, weights, bias, i % 2 == 1, 99 + i as u64)?;
         // The transforms round differently from a direct sum: relative to the output's scale.
         let scale = floats(&want)?.iter().fold(1f32, |m, v| m.max(v.abs()));
         let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
