@@ -24,6 +24,7 @@ mod direct;
 mod geometry;
 mod matmul;
 mod maxpool;
+mod reduce;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool};
 use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::nn::Reduce;
 
 /// Replaces every op of `model` that a fast kernel covers. Run on the decluttered model: the
 /// ops keep their inputs and outputs, so tract's optimizer plans around them.
@@ -53,6 +55,8 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
             }
         } else if let Some(op) = node.op_as::<TypedBinOp>() {
             add::FastAdd::replacing(model, node, op)?
+        } else if let Some(op) = node.op_as::<Reduce>() {
+            reduce::FastSumRows::replacing(model, node, op)?
         } else {
             None
         };

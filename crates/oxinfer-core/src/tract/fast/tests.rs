@@ -625,3 +625,55 @@ fn winograd_conv_matches_tract_on_odd_and_even_sizes() -> TractResult<()> {
     }
     Ok(())
 }
+
+/// A sum over `axes` of a source of `shape`, then (when `scale`) a multiplication by a
+/// constant of `scale_shape`.
+fn sum_model(shape: &[usize], axes: &[usize], scale: Option<&[usize]>) -> TractResult<TypedModel> {
+    use tract_onnx::tract_core::ops::math::Mul;
+    use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact(shape))?;
+    let mut y = model.wire_node("sum", Reduce::new(axes.iter().copied().collect(), Reducer::Sum), &[x])?[0];
+    if let Some(s) = scale {
+        let len = s.iter().product();
+        let k = model.add_const("k", Tensor::from_shape(s, &values(len, 77))?)?;
+        y = model.wire_node("scale", TypedBinOp(Box::new(Mul), None), &[y, k])?[0];
+    }
+    model.select_output_outlets(&[y])?;
+    Ok(model)
+}
+
+#[test]
+fn trailing_sums_equal_tracts_and_fold_a_scalar_scale() -> TractResult<()> {
+    let one = [1usize, 1, 1, 1];
+    for (i, (shape, axes, scale, folded)) in [
+        (vec![2usize, 5, 7, 9], vec![2usize, 3], Some(&one[..]), true), // a global average pool
+        (vec![3, 40], vec![1], None, true),
+        (vec![2, 3, 17], vec![2], Some(&[1usize, 1, 1][..]), true),
+        (vec![2, 3, 4, 5], vec![1, 2, 3], None, true),
+        // A per-channel scale stays tract's Mul after the fast sum.
+        (vec![2, 5, 7, 9], vec![2, 3], Some(&[1usize, 5, 1, 1][..]), false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let model = sum_model(&shape, &axes, scale)?;
+        let mut fast = model.clone();
+        substitute(&mut fast)?;
+        let names: Vec<String> = fast.into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect();
+        assert!(names.iter().any(|n| n == "FastSumRows"), "case {i}: {names:?}");
+        assert_eq!(names.iter().any(|n| n == "Mul"), scale.is_some() && !folded, "case {i}: {names:?}");
+        let len = shape.iter().product();
+        let (want, got, _) = both(model, Tensor::from_shape(&shape, &values(len, 90 + i as u64))?)?;
+        assert_eq!(want.shape(), got.shape(), "case {i}");
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "case {i}: worst |tract - fast| = {worst:e}");
+    }
+    // Not trailing, or every axis: tract's.
+    for (shape, axes) in [(vec![2usize, 5, 7], vec![1usize]), (vec![4, 6], vec![0, 1])] {
+        let mut model = sum_model(&shape, &axes, None)?;
+        substitute(&mut model)?;
+        assert!(model.nodes().iter().all(|n| n.op().name() != "FastSumRows"), "{shape:?} over {axes:?}");
+    }
+    Ok(())
+}
