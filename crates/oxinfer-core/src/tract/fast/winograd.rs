@@ -129,9 +129,7 @@ impl Winograd<'_> {
             for r in 0..hp {
                 unsafe { avx512::columns(&padded[(ic * hp + r) * wp..], tw, &mut e[r * 4 * tw..(r + 1) * 4 * tw]) };
             }
-            for ty in 0..th {
-                unsafe { avx512::rows(&e[2 * ty * 4 * tw..(2 * ty + 4) * 4 * tw], tw, v, vs, ic * tp + ty * tw) };
-            }
+            unsafe { avx512::rows(e, (th, tw), v, vs, ic * tp) };
         }
         #[cfg(target_arch = "x86_64")]
         {
@@ -203,30 +201,56 @@ mod avx512 {
         }
     }
 
-    /// `Bᵀ (d B)` for one row of tiles: `e` holds the four padded rows' `columns` results
-    /// (`[4 rows][4][tw]`); position `k * 4 + j` goes to `v[(k * 4 + j) * stride + first ..]`.
+    /// The runs of one tile row inside the 16 tiles `t0 .. t0 + n` (tiles numbered row by
+    /// row, `tw` per row): `(ty, tx, first lane, end lane)`. Vectors cover whole chunks of
+    /// tiles, not tile rows, so that narrow rows (8 tiles for a 16-pixel row) fill them.
+    fn segments(t0: usize, n: usize, tw: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+        let mut t = t0;
+        std::iter::from_fn(move || {
+            (t < t0 + n).then(|| {
+                let (ty, tx) = (t / tw, t % tw);
+                let end = (t0 + n).min((ty + 1) * tw);
+                let seg = (ty, tx, t - t0, end - t0);
+                t = end;
+                seg
+            })
+        })
+    }
+
+    /// Lanes `lo..hi` set.
+    fn lanes(lo: usize, hi: usize) -> __mmask16 {
+        mask(hi) & !mask(lo)
+    }
+
+    /// `Bᵀ (d B)` for every tile of one channel: `e` holds each padded row's `columns` results
+    /// (`[hp][4][tw]`); position `k * 4 + j` of tile `t` goes to `v[(k * 4 + j) * stride + first + t]`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn rows(e: &[f32], tw: usize, v: &mut [f32], stride: usize, first: usize) {
-        assert!(e.len() == 16 * tw && v.len() >= 15 * stride + first + tw);
+    pub(super) unsafe fn rows(e: &[f32], (th, tw): (usize, usize), v: &mut [f32], stride: usize, first: usize) {
+        let tiles = th * tw;
+        assert!(e.len() >= (2 * th + 2) * 4 * tw && v.len() >= 15 * stride + first + tiles.div_ceil(LANES) * LANES);
         let (ep, vp) = (e.as_ptr(), v.as_mut_ptr());
         for j in 0..4 {
-            for t0 in (0..tw).step_by(LANES) {
-                let k = mask(tw - t0);
-                // SAFETY: masked lanes stay inside row (k * 4 + j) of e and of v (asserted).
-                unsafe {
-                    let mut r = [_mm512_setzero_ps(); 4];
-                    for (row, x) in r.iter_mut().enumerate() {
-                        *x = _mm512_maskz_loadu_ps(k, ep.add((row * 4 + j) * tw + t0));
+            for t0 in (0..tiles).step_by(LANES) {
+                let n = (tiles - t0).min(LANES);
+                let mut r = [_mm512_setzero_ps(); 4];
+                for (ty, tx, l0, l1) in segments(t0, n, tw) {
+                    for (k, x) in r.iter_mut().enumerate() {
+                        // Lanes l0..l1 from padded row 2 ty + k, its tiles tx.. (the base may lie
+                        // before them: only the masked lanes are read).
+                        let base = ep.wrapping_add(((2 * ty + k) * 4 + j) * tw + tx).wrapping_sub(l0);
+                        // SAFETY: the masked lanes are tiles tx .. tx + l1 - l0 < tw of that row.
+                        *x = unsafe { _mm512_mask_loadu_ps(*x, lanes(l0, l1), base) };
                     }
-                    let out = [
-                        _mm512_sub_ps(r[0], r[2]),
-                        _mm512_add_ps(r[1], r[2]),
-                        _mm512_sub_ps(r[2], r[1]),
-                        _mm512_sub_ps(r[1], r[3]),
-                    ];
-                    for (row, val) in out.into_iter().enumerate() {
-                        _mm512_mask_storeu_ps(vp.add((row * 4 + j) * stride + first + t0), k, val);
-                    }
+                }
+                let out = [
+                    _mm512_sub_ps(r[0], r[2]),
+                    _mm512_add_ps(r[1], r[2]),
+                    _mm512_sub_ps(r[2], r[1]),
+                    _mm512_sub_ps(r[1], r[3]),
+                ];
+                for (k, val) in out.into_iter().enumerate() {
+                    // SAFETY: lanes t0 .. t0 + 16 of position k * 4 + j fit v (asserted).
+                    unsafe { _mm512_storeu_ps(vp.add((k * 4 + j) * stride + first + t0), val) };
                 }
             }
         }
@@ -251,36 +275,40 @@ mod avx512 {
         // Interleave two vectors' lanes 0..8 (then 8..16): output pixels 2 t and 2 t + 1.
         let even = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let odd = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-        for ty in 0..th {
-            for t0 in (0..tw).step_by(LANES) {
-                let n = (tw - t0).min(LANES);
-                let k = mask(n);
-                // (Plain loops, not array::from_fn: closures do not get the AVX-512 target.)
-                let mut p = [_mm512_setzero_ps(); 16];
-                for (xi, x) in p.iter_mut().enumerate() {
-                    // SAFETY: masked lanes stay inside each position's row (asserted lengths).
-                    *x = unsafe { _mm512_maskz_loadu_ps(k, mp.add(xi * stride + ty * tw + t0)) };
-                }
-                let (mut s0, mut s1) = ([_mm512_setzero_ps(); 4], [_mm512_setzero_ps(); 4]);
-                for j in 0..4 {
-                    s0[j] = _mm512_add_ps(_mm512_add_ps(p[j], p[4 + j]), p[8 + j]);
-                    s1[j] = _mm512_sub_ps(_mm512_sub_ps(p[4 + j], p[8 + j]), p[12 + j]);
-                }
-                for (a, s) in [s0, s1].iter().enumerate() {
+        let tiles = th * tw;
+        for t0 in (0..tiles).step_by(LANES) {
+            let n = (tiles - t0).min(LANES);
+            // (Plain loops, not array::from_fn: closures do not get the AVX-512 target.)
+            let mut p = [_mm512_setzero_ps(); 16];
+            for (xi, x) in p.iter_mut().enumerate() {
+                // SAFETY: masked lanes stay inside each position's row (asserted lengths).
+                *x = unsafe { _mm512_maskz_loadu_ps(mask(n), mp.add(xi * stride + t0)) };
+            }
+            let (mut s0, mut s1) = ([_mm512_setzero_ps(); 4], [_mm512_setzero_ps(); 4]);
+            for j in 0..4 {
+                s0[j] = _mm512_add_ps(_mm512_add_ps(p[j], p[4 + j]), p[8 + j]);
+                s1[j] = _mm512_sub_ps(_mm512_sub_ps(p[4 + j], p[8 + j]), p[12 + j]);
+            }
+            for (a, s) in [s0, s1].iter().enumerate() {
+                let left = _mm512_max_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), s[2]), b), lo);
+                let right = _mm512_max_ps(_mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), s[3]), b), lo);
+                // Pixel pairs of tiles 0..8 of the chunk, then of tiles 8..16.
+                let pairs = [_mm512_permutex2var_ps(left, even, right), _mm512_permutex2var_ps(left, odd, right)];
+                for (ty, tx, l0, l1) in segments(t0, n, tw) {
                     let oy = 2 * ty + a;
                     if oy >= oh {
-                        break;
+                        continue;
                     }
-                    let left = _mm512_max_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), s[2]), b), lo);
-                    let right = _mm512_max_ps(_mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), s[3]), b), lo);
-                    let x0 = 2 * t0;
-                    let cols = (ow - x0).min(2 * n);
-                    // SAFETY: the masked lanes are columns x0 .. x0 + cols of row oy.
-                    unsafe {
-                        let row = yp.add(oy * ow + x0);
-                        _mm512_mask_storeu_ps(row, mask(cols), _mm512_permutex2var_ps(left, even, right));
-                        if cols > LANES {
-                            _mm512_mask_storeu_ps(row.add(LANES), mask(cols - LANES), _mm512_permutex2var_ps(left, odd, right));
+                    // Pixel lanes 2 l0 .. 2 l0 + cols of the 32 in `pairs` go to columns 2 tx.. of row oy.
+                    let cols = (ow - 2 * tx).min(2 * (l1 - l0));
+                    let row = yp.wrapping_add(oy * ow + 2 * tx).wrapping_sub(2 * l0);
+                    for (half, &val) in pairs.iter().enumerate() {
+                        let (from, to) = ((2 * l0).max(16 * half), (2 * l0 + cols).min(16 * (half + 1)));
+                        if from < to {
+                            // SAFETY: the masked lanes are columns 2 tx .. 2 tx + cols <= ow of row oy.
+                            unsafe {
+                                _mm512_mask_storeu_ps(row.wrapping_add(16 * half), lanes(from - 16 * half, to - 16 * half), val)
+                            };
                         }
                     }
                 }
