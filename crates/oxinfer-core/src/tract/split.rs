@@ -22,8 +22,6 @@ use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::axes::Axis;
-
-use super::linger::{self, Help};
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{Gather, Slice, TypedConcat};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -33,6 +31,8 @@ use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, SumPool};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, RmsNorm, Softmax};
+
+use super::linger::{self, Help};
 
 /// Whether every output's item `i` (along axis 0) depends only on item `i` of every input.
 pub fn splittable(model: &TypedModel) -> TractResult<bool> {

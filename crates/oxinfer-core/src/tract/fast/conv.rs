@@ -40,7 +40,8 @@ pub struct FastConv {
     /// The weights as the direct convolution reads them (`direct::pack`), where it applies:
     /// stride 1, no dilation, an AVX-512 CPU.
     packed: Option<Arc<Tensor>>,
-    /// The weights transformed for winograd.rs, where it applies: 2-D 3x3 on the direct path.
+    /// The weights transformed for winograd.rs, where it applies (`winograd::applies`, on the
+    /// direct path).
     winograd: Option<Arc<Tensor>>,
 }
 
@@ -99,8 +100,7 @@ impl FastConv {
         } else {
             None
         };
-        let square = spec.kernel_shape.as_slice() == [3, 3];
-        let winograd = match (&packed, square) {
+        let winograd = match (&packed, winograd::applies(&spec.kernel_shape, spec.input_channels)) {
             (Some(_), true) => {
                 let w = weights.try_as_plain_ram()?;
                 Some(Arc::new(tensor1(&winograd::pack(w.as_slice::<f32>()?, o, spec.input_channels))))

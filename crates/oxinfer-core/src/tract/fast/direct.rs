@@ -83,23 +83,9 @@ impl Direct<'_> {
     /// Fills `padded` (of [`Direct::padded_len`]) from one image `x` (`c x h x w`).
     fn pad(&self, x: &[f32], padded: &mut [f32]) {
         let (hp, wp) = self.padded_dims();
-        padded[self.g.c * hp * wp..].fill(0.0);
-        for (src, dst) in x.chunks_exact(self.g.h * self.g.w).zip(padded.chunks_exact_mut(hp * wp)) {
-            for (py, row) in dst.chunks_exact_mut(wp).enumerate() {
-                let Some(iy) = py.checked_sub(self.g.pt).filter(|&iy| iy < self.g.h) else {
-                    row.fill(0.0);
-                    continue;
-                };
-                // Columns px read input column px - pl where that is inside the row.
-                let lo = self.g.pl.min(wp);
-                let hi = (self.g.pl + self.g.w).min(wp);
-                row[..lo].fill(0.0);
-                row[hi..].fill(0.0);
-                if lo < hi {
-                    row[lo..hi].copy_from_slice(&src[iy * self.g.w..iy * self.g.w + hi - lo]);
-                }
-            }
-        }
+        let (planes, slack) = padded.split_at_mut(self.g.c * hp * wp);
+        slack.fill(0.0);
+        self.g.pad_into(x, planes, hp, wp);
     }
 
     /// `y` (`o x oh x ow`) = the convolution of image `x` (`c x h x w`), `padded` its scratch.

@@ -58,6 +58,25 @@ impl Geometry {
     }
 
     /// The input row tap `ky` reads for output row `oy`, if inside the image.
+    /// Copies one image `x` (`c x h x w`) into `planes` (`c x hp x wp`), zero-padded: row `py`
+    /// column `px` is input `(py - pt, px - pl)`, zero outside it. Every value is written.
+    pub fn pad_into(&self, x: &[f32], planes: &mut [f32], hp: usize, wp: usize) {
+        let (lo, hi) = (self.pl.min(wp), (self.pl + self.w).min(wp));
+        for (src, dst) in x.chunks_exact(self.h * self.w).zip(planes.chunks_exact_mut(hp * wp)) {
+            for (py, row) in dst.chunks_exact_mut(wp).enumerate() {
+                let Some(iy) = py.checked_sub(self.pt).filter(|&iy| iy < self.h) else {
+                    row.fill(0.0);
+                    continue;
+                };
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                if lo < hi {
+                    row[lo..hi].copy_from_slice(&src[iy * self.w..iy * self.w + hi - lo]);
+                }
+            }
+        }
+    }
+
     #[inline]
     pub fn row(&self, oy: usize, ky: usize) -> Option<usize> {
         (oy * self.sh + ky * self.dh).checked_sub(self.pt).filter(|&iy| iy < self.h)

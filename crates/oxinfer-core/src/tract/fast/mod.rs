@@ -25,6 +25,7 @@ mod geometry;
 mod matmul;
 mod maxpool;
 mod reduce;
+mod winograd;
 
 use std::sync::Arc;
 
@@ -140,4 +141,3 @@ fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
 
 #[cfg(test)]
 mod tests;
-mod winograd;

@@ -24,6 +24,12 @@ const POSITIONS: usize = 16;
 /// 32x32 83 -> 106 µs, slower).
 const MIN_CHANNELS: usize = 8;
 
+/// Whether a convolution with this kernel and input channel count may take this path (the
+/// geometry is checked per run by [`fits`]): weights are transformed at load only for these.
+pub fn applies(kernel: &[usize], c: usize) -> bool {
+    kernel == [3, 3] && c >= MIN_CHANNELS
+}
+
 /// Whether a convolution of this geometry and output channel count takes this path: 3x3,
 /// stride and dilation 1, at least [`MIN_CHANNELS`] input channels, a scratch of at most
 /// ~1 MB per image (larger layers would stream through L2: they stay with the direct
@@ -120,7 +126,9 @@ impl Winograd<'_> {
         let (e, rest) = rest.split_at_mut(4 * hp * tw);
         let (vs, ms) = (skewed(g.c * tp), skewed(self.o * tp));
         let (v, m) = rest.split_at_mut(POSITIONS * vs);
-        pad(g, x, padded, hp, wp);
+        let (planes, slack) = padded.split_at_mut(g.c * hp * wp);
+        slack.fill(0.0);
+        g.pad_into(x, planes, hp, wp);
         #[cfg(target_arch = "x86_64")]
         for ic in 0..g.c {
             // SAFETY (both calls): AVX-512F (run's contract: see `available`); row r of the
@@ -142,21 +150,6 @@ impl Winograd<'_> {
                     let plane = &mut y[oc * g.oh * g.ow..(oc + 1) * g.oh * g.ow];
                     avx512::outputs(&m[oc * tp..], ms, (th, tw), plane, (g.oh, g.ow), b, self.relu);
                 }
-            }
-        }
-    }
-}
-
-/// The padded image (`[c][hp][wp]`, then the slack, zeroed): row `py` column `px` is input
-/// `(py - pt, px - pl)`, zero outside.
-fn pad(g: &Geometry, x: &[f32], padded: &mut [f32], hp: usize, wp: usize) {
-    padded.fill(0.0);
-    let (lo, hi) = (g.pl.min(wp), (g.pl + g.w).min(wp));
-    for (src, dst) in x.chunks_exact(g.h * g.w).zip(padded.chunks_exact_mut(hp * wp)) {
-        for iy in 0..g.h.min(hp.saturating_sub(g.pt)) {
-            let py = iy + g.pt;
-            if lo < hi {
-                dst[py * wp + lo..py * wp + hi].copy_from_slice(&src[iy * g.w..iy * g.w + hi - lo]);
             }
         }
     }
