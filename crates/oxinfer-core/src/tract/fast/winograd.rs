@@ -7,7 +7,8 @@
 //! then for each of the 16 tile positions one small matrix product sums over input channels
 //! (`M = U V`, `U = G g Gᵀ` the weights transformed once at load), then each output tile is
 //! `Aᵀ M A`, plus the bias, then the ReLU if one follows. The 2x2 variant keeps the transforms'
-//! rounding errors small in f32 (tested against tract's convolution at 1e-4).
+//! rounding errors small in f32 (tested against tract's convolution within 1e-5 of the output's
+//! scale).
 //!
 //! Layouts: `V` is `[16][c][tp]` and `M` `[16][o][tp]`, `tp` the tiles rounded up to whole
 //! vectors; `U` is `[16]` x the channel blocks of direct.rs's `blocks`, each `[c][ob]`.
@@ -122,6 +123,8 @@ impl Winograd<'_> {
                 && self.bias.is_none_or(|b| b.len() == self.o),
             "winograd convolution: buffers do not fit the geometry"
         );
+        #[cfg(target_arch = "x86_64")]
+        assert!(super::direct::available(), "winograd convolution needs AVX-512F");
         let (padded, rest) = scratch.split_at_mut(g.c * hp * wp + 2 * LANES);
         let (e, rest) = rest.split_at_mut(4 * hp * tw);
         let (vs, ms) = (skewed(g.c * tp), skewed(self.o * tp));
@@ -131,7 +134,7 @@ impl Winograd<'_> {
         g.pad_into(x, planes, hp, wp);
         #[cfg(target_arch = "x86_64")]
         for ic in 0..g.c {
-            // SAFETY (both calls): AVX-512F (run's contract: see `available`); row r of the
+            // SAFETY (both calls): AVX-512F (asserted above); row r of the
             // plane and the slack after the last cover every load, e has 4 * tw values per
             // padded row, and v's rows are tp >= th * tw long.
             for r in 0..hp {
@@ -141,8 +144,7 @@ impl Winograd<'_> {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            assert!(super::direct::available(), "winograd convolution needs AVX-512F");
-            // SAFETY: AVX-512F is there (asserted); the sizes were checked above.
+            // SAFETY: AVX-512F is there (asserted above); the sizes were checked above.
             unsafe {
                 avx512::products(self.u, (v, vs), (m, ms), g.c, self.o, tp);
                 for oc in 0..self.o {
