@@ -28,7 +28,7 @@ fn parse_input(arg: &str) -> Result<Input, String> {
         return Err(format!("'{arg}': expected NAME:DTYPE:SHAPE[:MAX], e.g. image:float32:1,3,32,32"));
     };
     let max: u64 = match parts.next() {
-        Some(m) => m.parse().map_err(|_| format!("'{arg}': MAX '{m}' is not a whole number"))?,
+        Some(m) => m.parse().ok().filter(|&m: &u64| m > 0).ok_or(format!("'{arg}': MAX '{m}' is not a whole number >= 1"))?,
         None => 100,
     };
     let dtype: DType = dtype.parse().map_err(|e| format!("'{arg}': {e}"))?;

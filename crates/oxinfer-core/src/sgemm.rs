@@ -29,6 +29,7 @@ pub fn sgemm(a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usiz
             Strided::row_major(b.as_ptr(), n),
             (m, k, n),
             accumulate,
+            1.0,
             threads,
         )
     }
@@ -49,7 +50,8 @@ impl<P> Strided<P> {
     }
 }
 
-/// [`sgemm`] over strided matrices: `c (+)= a @ b` with `c` m x n, `a` m x k, `b` k x n.
+/// [`sgemm`] over strided matrices: `c (+)= scale * (a @ b)` with `c` m x n, `a` m x k, `b`
+/// k x n (gemm applies `scale` to its accumulators, so a scaled product costs no extra pass).
 ///
 /// # Safety
 /// Every element the strides reach (`ptr + i * row + j * col` for i, j inside the matrix)
@@ -61,6 +63,7 @@ pub unsafe fn sgemm_strided(
     b: Strided<*const f32>,
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
+    scale: f32,
     threads: usize,
 ) {
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
@@ -73,7 +76,7 @@ pub unsafe fn sgemm_strided(
             c.ptr,
             c.col,
             c.row,
-            accumulate, // c = 1 * c + 1 * (a @ b)
+            accumulate, // c = 1 * c + scale * (a @ b)
             a.ptr,
             a.col,
             a.row,
@@ -81,7 +84,7 @@ pub unsafe fn sgemm_strided(
             b.col,
             b.row,
             1.0,
-            1.0,
+            scale,
             false,
             false,
             false,

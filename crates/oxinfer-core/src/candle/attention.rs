@@ -152,12 +152,12 @@ unsafe fn head_attention(
     let scores_at = Strided { ptr: scores.as_mut_ptr(), row: s as isize, col: 1 };
     let k_t = Strided { ptr: k, row: 1, col: qkv_rs };
     // SAFETY: the caller's contract: q and k are valid s x d blocks, scores holds s x s.
-    unsafe { sgemm_strided(scores_at, Strided { ptr: q, row: qkv_rs, col: 1 }, k_t, (s, d, s), false, 1) };
+    unsafe { sgemm_strided(scores_at, Strided { ptr: q, row: qkv_rs, col: 1 }, k_t, (s, d, s), false, 1.0, 1) };
     softmax_rows(scores, s, mask.unwrap_or(&[]));
     let scores_at = Strided { ptr: scores.as_ptr(), row: s as isize, col: 1 };
     let ctx_at = Strided { ptr: ctx, row: ctx_rs, col: 1 };
     // SAFETY: the caller's contract: v and ctx are valid s x d blocks, ctx apart from the rest.
-    unsafe { sgemm_strided(ctx_at, scores_at, Strided { ptr: v, row: qkv_rs, col: 1 }, (s, s, d), false, 1) };
+    unsafe { sgemm_strided(ctx_at, scores_at, Strided { ptr: v, row: qkv_rs, col: 1 }, (s, s, d), false, 1.0, 1) };
 }
 
 /// Lanes of the reductions below: enough independent accumulators for 16-wide vectors.

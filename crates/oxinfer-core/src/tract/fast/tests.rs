@@ -451,6 +451,35 @@ fn batched_matmul_leaves_what_it_does_not_cover() -> TractResult<()> {
     Ok(())
 }
 
+/// Attention's scores times a constant scalar: the `Mul` is folded into the product (gemm's
+/// scale); a per-column constant, or a product that is also a model output, keeps its `Mul`.
+#[test]
+fn batched_matmul_folds_a_scalar_scale() -> TractResult<()> {
+    use tract_onnx::tract_core::ops::math::Mul;
+    let (sa, sb) = ([2usize, 5, 3, 4], [2usize, 6, 3, 4]);
+    for (i, (scale_shape, also_output, folded)) in
+        [(&[1usize, 1, 1, 1][..], false, true), (&[1, 1, 1, 6][..], false, false), (&[1, 1, 1, 1][..], true, false)].into_iter().enumerate()
+    {
+        let mut model = einsum2_model("ambk,anbk->abmn", &sa, &sb, false)?;
+        let scores = model.output_outlets()?[0];
+        let len = scale_shape.iter().product();
+        let k = model.add_const("k", Tensor::from_shape(scale_shape, &values(len, 500 + i as u64))?)?;
+        let y = model.wire_node("scaled", TypedBinOp(Box::new(Mul), None), &[scores, k])?[0];
+        model.select_output_outlets(&if also_output { vec![y, scores] } else { vec![y] })?;
+        let a = Tensor::from_shape(&sa, &values(sa.iter().product(), 510 + i as u64))?;
+        let b = Tensor::from_shape(&sb, &values(sb.iter().product(), 520 + i as u64))?;
+        let mut fast = model.clone();
+        substitute(&mut fast)?;
+        let names: Vec<String> = fast.clone().into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect();
+        assert!(names.iter().any(|n| n == "FastBatchedMatMul"), "case {i}: {names:?}");
+        assert_eq!(names.iter().any(|n| n == "Mul"), !folded, "case {i}: {names:?}");
+        let (want, got, _) = both_of(model, tvec![a, b])?;
+        let worst = worst_difference(&want, &got)?;
+        assert!(worst < 1e-5, "case {i}: worst |tract - fast| = {worst:e}");
+    }
+    Ok(())
+}
+
 #[test]
 fn batched_matmul_on_two_threads_equals_tracts() -> TractResult<()> {
     use tract_linalg::multithread::{Executor, multithread_tract_scope};
