@@ -10,12 +10,22 @@ pub fn available_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// Elements from which tract splits an elementwise op over the executor's threads.
+const ELEMENTS_PER_SPLIT: usize = 1 << 20;
+
 /// A tract executor with `threads` workers. One pool per size, shared across models, so
 /// loading many models does not multiply threads.
 pub fn tract_executor(threads: usize) -> Executor {
     if threads <= 1 {
         return Executor::SingleThread;
     }
+    // tract splits an elementwise op, a softmax or a norm over the pool from 32K elements: a
+    // batch-1 encoder's GELU (196K) then ran in 270 µs on two threads against 130 on one, the
+    // pool threads' wake-up (tens of µs on a VM, per op) costing more than the split saved, and
+    // the whole run took 23-34 ms on two threads against 21-22 on one. From 1M elements (~0.7 ms
+    // of one core's work) a split pays for its hand-off. Set for the process: tract keeps it in a
+    // global, and oxinfer's executors are the only ones it uses.
+    tract_linalg::multithread::set_threading_element_threshold(ELEMENTS_PER_SPLIT);
     static POOLS: OnceLock<Mutex<HashMap<usize, Executor>>> = OnceLock::new();
     let pools = POOLS.get_or_init(Default::default);
     let mut pools = pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

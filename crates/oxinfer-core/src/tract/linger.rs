@@ -12,7 +12,8 @@
 //! decrementing it, and when it finds it at zero every lingering helper has been claimed, so it
 //! waits for an offer instead (one is being pushed). Every offer is therefore taken.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,65 @@ pub fn linger() {
     }
 }
 
+/// Tasks `0..n`, claimed one at a time by whichever thread is free.
+struct Tasks<F> {
+    n: usize,
+    next: AtomicUsize,
+    done: AtomicUsize,
+    panicked: AtomicBool,
+    task: F,
+}
+
+impl<F: Fn(usize) + Send + Sync> Tasks<F> {
+    /// Claims and runs tasks until none is left. A panic is recorded, and the task counted done.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.n {
+                return;
+            }
+            if catch_unwind(AssertUnwindSafe(|| (self.task)(i))).is_err() {
+                self.panicked.store(true, Ordering::Relaxed);
+            }
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+impl<F: Fn(usize) + Send + Sync> Help for Tasks<F> {
+    fn help(&self) {
+        self.work();
+    }
+}
+
+/// Runs `task(i)` for every `i` in `0..n` on the calling thread and up to `helpers` threads of
+/// `pool`: lingering helpers first (no wake-up), pool jobs for the rest, which linger after.
+/// Returns when every task has run; `Err` when one panicked.
+///
+/// The caller works rather than waits, because a pool thread may wake tens of µs late: one that
+/// comes after the tasks are all claimed finds nothing to do, and the caller waits only for
+/// tasks already under way. No task runs after this returns (each is claimed before it runs and
+/// counted after), so `task` may reach the caller's buffers through raw pointers.
+pub fn share<F: Fn(usize) + Send + Sync + 'static>(pool: &rayon::ThreadPool, helpers: usize, n: usize, task: F) -> Result<(), ()> {
+    let tasks = Arc::new(Tasks { n, next: AtomicUsize::new(0), done: AtomicUsize::new(0), panicked: AtomicBool::new(false), task });
+    let wanted = helpers.min(n.saturating_sub(1));
+    let work: Arc<dyn Help> = Arc::clone(&tasks) as Arc<dyn Help>;
+    for _ in offer(&work, wanted)..wanted {
+        let tasks = Arc::clone(&tasks);
+        pool.spawn(move || {
+            tasks.work();
+            drop(tasks);
+            linger();
+        });
+    }
+    drop(work);
+    tasks.work();
+    while tasks.done.load(Ordering::Acquire) < n {
+        std::thread::yield_now();
+    }
+    if tasks.panicked.load(Ordering::Relaxed) { Err(()) } else { Ok(()) }
+}
+
 /// Stops lingering unless every lingering helper has been claimed (then an offer is coming).
 fn leave() -> bool {
     let mut idle = IDLE.load(Ordering::Acquire);
@@ -89,4 +149,31 @@ fn leave() -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::share;
+
+    /// Every task runs exactly once, over back-to-back calls (the later ones find helpers
+    /// lingering from the earlier), and a panicking task makes the call an error while the others
+    /// still run.
+    #[test]
+    fn share_runs_each_task_once_and_reports_a_panic() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+        for round in 0..50 {
+            let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..7).map(|_| AtomicUsize::new(0)).collect());
+            let seen = Arc::clone(&counts);
+            let result = share(&pool, 2, 7, move |i| {
+                seen[i].fetch_add(1, Ordering::Relaxed);
+                assert!(round % 10 != 9 || i != 3, "task 3 of round {round} panics");
+            });
+            assert_eq!(result.is_err(), round % 10 == 9, "round {round}");
+            let ran: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+            assert_eq!(ran, vec![1; 7], "round {round}");
+        }
+    }
 }

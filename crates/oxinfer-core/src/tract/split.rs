@@ -16,8 +16,6 @@
 //! recurrent loops or anything else run whole, as before; so do models without matrix products
 //! or convolutions (`fast::has_products`), whose runs are too short to hand off.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
@@ -32,7 +30,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, RmsNorm, Softmax};
 
-use super::linger::{self, Help};
+use super::linger;
 
 /// Whether every output's item `i` (along axis 0) depends only on item `i` of every input.
 pub fn splittable(model: &TypedModel) -> TractResult<bool> {
@@ -167,35 +165,6 @@ type SliceResult = TractResult<TVec<TValue>>;
 /// The run of one slice: the plan's run, owned so that pool threads may hold it.
 pub type RunSlice = Arc<dyn Fn(TVec<TValue>) -> SliceResult + Send + Sync>;
 
-/// The slices of one run, claimed one at a time by whichever thread is free.
-struct Shared {
-    parts: Vec<Mutex<Option<TVec<TValue>>>>,
-    results: Vec<Mutex<Option<SliceResult>>>,
-    next: AtomicUsize,
-    done: AtomicUsize,
-    run: RunSlice,
-}
-
-impl Shared {
-    /// Claims and runs slices until none is left. A panic becomes that slice's error.
-    fn work(&self) {
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(part) = self.parts.get(i).and_then(|p| lock(p).take()) else { return };
-            let result = catch_unwind(AssertUnwindSafe(|| (self.run)(part)))
-                .unwrap_or_else(|_| Err(format_err!("a slice of the batch panicked")));
-            *lock(&self.results[i]) = Some(result);
-            self.done.fetch_add(1, Ordering::Release);
-        }
-    }
-}
-
-impl Help for Shared {
-    fn help(&self) {
-        self.work();
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -203,41 +172,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Runs the slices through `run` on the calling thread and up to `helpers` threads of `pool`,
 /// and joins the outputs along axis 0.
 ///
-/// The caller works rather than waits, and the slices are shared out one at a time, because
-/// waking a sleeping pool thread costs tens of µs on a VM, sometimes more than a CNN's slice
-/// (a traced 8-image run: the helper started its 4 images after the caller had finished its
-/// own, so the split ran slower than one thread). A helper that wakes late finds the slices
-/// done and returns; the caller never waits for it, only for a slice that a helper is running.
+/// The slices are shared out one at a time ([`linger::share`]), because waking a sleeping pool
+/// thread costs tens of µs on a VM, sometimes more than a CNN's slice (a traced 8-image run: the
+/// helper started its 4 images after the caller had finished its own, so the split ran slower
+/// than one thread). A helper that wakes late finds the slices done and returns.
 pub fn run_parts(pool: &rayon::ThreadPool, helpers: usize, parts: Vec<TVec<TValue>>, run: RunSlice) -> SliceResult {
     let n = parts.len();
-    let shared = Arc::new(Shared {
-        results: (0..n).map(|_| Mutex::new(None)).collect(),
-        parts: parts.into_iter().map(|p| Mutex::new(Some(p))).collect(),
-        next: AtomicUsize::new(0),
-        done: AtomicUsize::new(0),
-        run,
+    let parts: Arc<Vec<Mutex<Option<TVec<TValue>>>>> = Arc::new(parts.into_iter().map(|p| Mutex::new(Some(p))).collect());
+    let results: Arc<Vec<Mutex<Option<SliceResult>>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
+    let outs = Arc::clone(&results);
+    // A panicking slice leaves its result empty: it reads as an error below.
+    let _ = linger::share(pool, helpers, n, move |i| {
+        if let Some(part) = lock(&parts[i]).take() {
+            *lock(&outs[i]) = Some(run(part));
+        }
     });
-    // Helpers still awake from the last split run first (no wake-up), pool jobs for the rest.
-    let wanted = helpers.min(n.saturating_sub(1));
-    let work: Arc<dyn Help> = Arc::clone(&shared) as Arc<dyn Help>;
-    for _ in linger::offer(&work, wanted)..wanted {
-        let shared = Arc::clone(&shared);
-        pool.spawn(move || {
-            shared.work();
-            drop(shared);
-            linger::linger();
-        });
-    }
-    drop(work);
-    shared.work();
-    // Only slices already under way on helpers are left: each is at most one slice long.
-    while shared.done.load(Ordering::Acquire) < n {
-        std::thread::yield_now();
-    }
-    let results: Vec<TVec<TValue>> = shared
-        .results
+    let results: Vec<TVec<TValue>> = results
         .iter()
-        .map(|r| lock(r).take().unwrap_or_else(|| Err(format_err!("a slice of the batch did not run"))))
+        .map(|r| lock(r).take().unwrap_or_else(|| Err(format_err!("a slice of the batch panicked"))))
         .collect::<TractResult<_>>()?;
     let Some(first) = results.first() else { bail!("no slice to run") };
     (0..first.len())
