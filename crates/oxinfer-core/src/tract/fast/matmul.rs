@@ -18,7 +18,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
 use super::super::linger;
-use super::{F32EinSum, sole_binary_reader, threads_for};
+use super::{F32EinSum, alone, sole_binary_reader, threads_for};
 use crate::sgemm::{Strided, sgemm, sgemm_strided};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -158,8 +158,9 @@ impl EvalOp for FastMatMul {
         }
         let accumulate = self.bias.is_some();
         match threads_for(rows * k * n) {
-            // A run's own thread (not a slice of a split run on a pool thread): see `by_columns`.
-            Some(pool) if rayon::current_thread_index().is_none() => by_columns(&pool, (x, w, y), (rows, k, n), accumulate)?,
+            // A run's own thread (not a slice of a split run on a pool thread), the only run in
+            // flight: see `by_columns` and `alone`.
+            Some(pool) if rayon::current_thread_index().is_none() && alone() => by_columns(&pool, (x, w, y), (rows, k, n), accumulate)?,
             Some(pool) => {
                 let threads = pool.current_num_threads();
                 pool.install(|| sgemm(x, w, y, (rows, k, n), accumulate, threads))

@@ -28,6 +28,7 @@ mod reduce;
 mod winograd;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
@@ -122,6 +123,32 @@ fn sole_binary_reader<'m, B: BinMiniOp>(
         return Ok(None);
     }
     Ok(Some((next, next.inputs[1 - inlet.slot])))
+}
+
+/// Whole-plan runs in flight in this process ([`counted_run`]).
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `f` (one pass of a plan) counted among the runs in flight, which decides how its
+/// products use the pool: see [`alone`].
+pub(super) fn counted_run<T>(f: impl FnOnce() -> T) -> T {
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            RUNS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    RUNS.fetch_add(1, Ordering::AcqRel);
+    let _counted = Counted;
+    f()
+}
+
+/// Whether the current run is the only one in flight (or runs uncounted): then its products
+/// may take lingering helpers (matmul.rs's `by_columns`), which spin between products. With
+/// runs in flight side by side (a server's concurrent requests), the pool is busy anyway, and
+/// callers that worked and spun beside it starved the event loop's thread: the longest stall
+/// while 16 concurrent batch-1 encoder requests ran rose from 2.5-4.3 to 9.5 ms.
+fn alone() -> bool {
+    RUNS.load(Ordering::Acquire) <= 1
 }
 
 /// Multiply-adds of one call above which it is split across the executor's threads (about
