@@ -20,7 +20,7 @@ use tract_onnx::tract_core::internal::*;
 
 use tract_onnx::tract_core::ops::math::Mul;
 
-use super::{F32EinSum, sole_binary_reader, threads_for};
+use super::{F32EinSum, Operands, sole_binary_reader, threads_for};
 use crate::sgemm::{Strided, sgemm_strided};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -143,19 +143,6 @@ fn strides(shape: &[usize]) -> TVec<isize> {
     s
 }
 
-/// The three operands' base pointers, shared by the threads of a parallel batch.
-#[derive(Clone, Copy)]
-struct Bases {
-    a: *const f32,
-    b: *const f32,
-    y: *mut f32,
-}
-
-// SAFETY: the pointers are read through by every thread, and each batch index writes its own
-// output elements only (the batch axes are output axes), so sharing them is sound.
-unsafe impl Send for Bases {}
-unsafe impl Sync for Bases {}
-
 impl EvalOp for FastBatchedMatMul {
     op_out_of_plan!();
 
@@ -191,7 +178,7 @@ impl EvalOp for FastBatchedMatMul {
         if m * n == 0 || batches == 0 {
             return Ok(tvec!(output.into_tvalue()));
         }
-        let bases = Bases { a: xa.as_ptr(), b: xb.as_ptr(), y: y.as_mut_ptr() };
+        let bases = Operands { a: xa.as_ptr(), b: xb.as_ptr(), y: y.as_mut_ptr() };
         let one = |index: usize| {
             // The batch index's offset in each operand, from its coordinates (last axis fastest).
             let (mut rest, mut off) = (index, (0isize, 0isize, 0isize));
@@ -202,8 +189,8 @@ impl EvalOp for FastBatchedMatMul {
             }
             let bases = bases;
             // SAFETY: offsets and strides come from the operands' own shapes, so every element
-            // reached is inside them; batch indices write disjoint blocks of the output, which
-            // overlaps neither input (a fresh tensor).
+            // reached is inside them; batch indices write disjoint blocks of the output (the
+            // batch axes are output axes), which overlaps neither input (a fresh tensor).
             unsafe {
                 sgemm_strided(
                     Strided { ptr: bases.y.offset(off.2), row: ty[self.m.1], col: ty[self.n.1] },

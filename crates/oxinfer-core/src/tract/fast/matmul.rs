@@ -18,7 +18,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
 use super::super::linger;
-use super::{F32EinSum, alone, sole_binary_reader, threads_for};
+use super::{F32EinSum, Operands, alone, sole_binary_reader, threads_for};
 use crate::sgemm::{Strided, sgemm, sgemm_strided};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -174,18 +174,6 @@ impl EvalOp for FastMatMul {
 /// Columns per chunk of [`by_columns`]: whole vectors.
 const COLUMN_STEP: usize = 16;
 
-/// The operands of [`by_columns`], shared by its threads.
-#[derive(Clone, Copy)]
-struct Operands {
-    x: *const f32,
-    w: *const f32,
-    y: *mut f32,
-}
-
-// SAFETY: x and w are only read; each chunk writes its own columns of y (see by_columns).
-unsafe impl Send for Operands {}
-unsafe impl Sync for Operands {}
-
 /// `y (+)= x @ w` (`rows x k` by `k x n`) with the columns cut into two chunks per thread,
 /// shared by the calling thread and the pool's helpers ([`linger::share`]).
 ///
@@ -204,7 +192,7 @@ fn by_columns(
     let threads = pool.current_num_threads().max(1);
     let width = n.div_ceil(2 * threads).next_multiple_of(COLUMN_STEP).min(n).max(1);
     let chunks = n.div_ceil(width);
-    let ops = Operands { x: x.as_ptr(), w: w.as_ptr(), y: y.as_mut_ptr() };
+    let ops = Operands { a: x.as_ptr(), b: w.as_ptr(), y: y.as_mut_ptr() };
     linger::share(pool, threads - 1, chunks, move |i| {
         let ops = ops;
         let (c0, cw) = (i * width, width.min(n - i * width));
@@ -214,8 +202,8 @@ fn by_columns(
         unsafe {
             sgemm_strided(
                 Strided { ptr: ops.y.add(c0), row: nn, col: 1 },
-                Strided { ptr: ops.x, row: kk, col: 1 },
-                Strided { ptr: ops.w.add(c0), row: nn, col: 1 },
+                Strided { ptr: ops.a, row: kk, col: 1 },
+                Strided { ptr: ops.b.add(c0), row: nn, col: 1 },
                 (rows, k, cw),
                 accumulate,
                 1.0,

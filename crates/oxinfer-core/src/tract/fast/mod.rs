@@ -125,6 +125,19 @@ fn sole_binary_reader<'m, B: BinMiniOp>(
     Ok(Some((next, next.inputs[1 - inlet.slot])))
 }
 
+/// A product's two operands and its output, shared by the threads that compute parts of it.
+#[derive(Clone, Copy)]
+struct Operands {
+    a: *const f32,
+    b: *const f32,
+    y: *mut f32,
+}
+
+// SAFETY: the operands are only read; each user has every thread write its own part of `y`
+// (batched.rs: one batch index's block; matmul.rs: one chunk of columns).
+unsafe impl Send for Operands {}
+unsafe impl Sync for Operands {}
+
 /// Whole-plan runs in flight in this process ([`counted_run`]).
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
