@@ -24,14 +24,17 @@ pub fn tract_executor(threads: usize) -> Executor {
     // pool threads' wake-up (tens of µs on a VM, per op) costing more than the split saved, and
     // the whole run took 23-34 ms on two threads against 21-22 on one. From 1M elements (~0.7 ms
     // of one core's work) a split pays for its hand-off. Set for the process: tract keeps it in a
-    // global, and oxinfer's executors are the only ones it uses.
-    tract_linalg::multithread::set_threading_element_threshold(ELEMENTS_PER_SPLIT);
+    // global, and oxinfer's executors are the only ones it uses: set when the first pool is
+    // made, not on every lookup (split runs look their executor up per run).
     static POOLS: OnceLock<Mutex<HashMap<usize, Executor>>> = OnceLock::new();
     let pools = POOLS.get_or_init(Default::default);
     let mut pools = pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     pools
         .entry(threads)
-        .or_insert_with(|| Executor::multithread_with_name(threads, "oxinfer-tract"))
+        .or_insert_with(|| {
+            tract_linalg::multithread::set_threading_element_threshold(ELEMENTS_PER_SPLIT);
+            Executor::multithread_with_name(threads, "oxinfer-tract")
+        })
         .clone()
 }
 
