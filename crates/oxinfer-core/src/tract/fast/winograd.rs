@@ -10,14 +10,24 @@
 //! rounding errors small in f32 (tested against tract's convolution within 1e-5 of the output's
 //! scale).
 //!
-//! Layouts: `V` is `[16][c][tp]` and `M` `[16][o][tp]`, `tp` the tiles rounded up to whole
-//! vectors; `U` is `[16]` x the channel blocks of direct.rs's `blocks`, each `[c][ob]`.
+//! Layouts: `V` is `[16][c][tp]`, `tp` the tiles rounded up to whole vectors; `U` is `[16]` x
+//! the channel blocks of direct.rs's `blocks`, each `[c][ob]`. `M` is computed and consumed
+//! one chunk at a time (one channel block by [`CHUNK`] tile vectors, all 16 positions:
+//! `[16][ob][CHUNK * 16]`, 16 KB): a whole image's `M` (128 KB for the test CNN's second layer)
+//! went out to L2 between the products and the output transform, whose loads then cost more
+//! than its arithmetic.
 
 use super::direct::{LANES, blocks};
 use super::geometry::Geometry;
 
 /// Values per transformed tile (4x4).
 const POSITIONS: usize = 16;
+
+/// Tile vectors per chunk of `M`: two, the products' register tile (8 channels x 2 vectors).
+const CHUNK: usize = 2;
+
+/// Values of one position's plane in a chunk of `M`: `[ob][CHUNK * 16]`, skewed.
+const CHUNK_PLANE: usize = 8 * CHUNK * LANES + LANES;
 
 /// Input channels from which this path beats the direct convolution: the transforms cost per
 /// channel what the products save only with enough channels to sum over (the test CNN,
@@ -102,11 +112,11 @@ impl Winograd<'_> {
 
     /// Scratch values one image needs: the padded image (with a slack of two vectors, which
     /// the column transform's last loads may read past the last row: those lanes are dropped),
-    /// one channel's column transforms, `V` and `M`.
+    /// one channel's column transforms, `V` and one chunk of `M`.
     pub fn scratch_len(&self) -> usize {
         let (hp, wp) = self.padded_dims();
         let (_, tw, tp) = tiles(self.g);
-        self.g.c * hp * wp + 2 * LANES + 4 * hp * tw + POSITIONS * (skewed(self.g.c * tp) + skewed(self.o * tp))
+        self.g.c * hp * wp + 2 * LANES + 4 * hp * tw + POSITIONS * (skewed(self.g.c * tp) + CHUNK_PLANE)
     }
 
     /// `y` (`o x oh x ow`) = the convolution of image `x` (`c x h x w`). Call only where
@@ -127,7 +137,7 @@ impl Winograd<'_> {
         assert!(super::direct::available(), "winograd convolution needs AVX-512F");
         let (padded, rest) = scratch.split_at_mut(g.c * hp * wp + 2 * LANES);
         let (e, rest) = rest.split_at_mut(4 * hp * tw);
-        let (vs, ms) = (skewed(g.c * tp), skewed(self.o * tp));
+        let vs = skewed(g.c * tp);
         let (v, m) = rest.split_at_mut(POSITIONS * vs);
         let (planes, slack) = padded.split_at_mut(g.c * hp * wp);
         slack.fill(0.0);
@@ -144,13 +154,23 @@ impl Winograd<'_> {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: AVX-512F is there (asserted above); the sizes were checked above.
-            unsafe {
-                avx512::products(self.u, (v, vs), (m, ms), g.c, self.o, tp);
-                for oc in 0..self.o {
-                    let b = self.bias.map_or(0.0, |b| b[oc]);
-                    let plane = &mut y[oc * g.oh * g.ow..(oc + 1) * g.oh * g.ow];
-                    avx512::outputs(&m[oc * tp..], ms, (th, tw), plane, (g.oh, g.ow), b, self.relu);
+            let vectors = tp / LANES;
+            for v0 in (0..vectors).step_by(CHUNK) {
+                let vb = (vectors - v0).min(CHUNK);
+                for (o0, ob) in blocks(self.o) {
+                    // SAFETY: AVX-512F is there (asserted above); the sizes were checked above,
+                    // o0 + ob <= o and v0 + vb <= vectors.
+                    unsafe {
+                        avx512::products(self.u, (v, vs), m, (g.c, self.o, tp), (o0, ob), (v0, vb));
+                        for i in 0..ob {
+                            let b = self.bias.map_or(0.0, |b| b[o0 + i]);
+                            let plane = &mut y[(o0 + i) * g.oh * g.ow..(o0 + i + 1) * g.oh * g.ow];
+                            for j in 0..vb {
+                                let chunk = &m[(i * CHUNK + j) * LANES..];
+                                avx512::outputs(chunk, CHUNK_PLANE, (th, tw), (v0 + j) * LANES, plane, (g.oh, g.ow), b, self.relu);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -161,8 +181,8 @@ impl Winograd<'_> {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::super::direct::{LANES, blocks};
-    use super::POSITIONS;
+    use super::super::direct::LANES;
+    use super::{CHUNK, CHUNK_PLANE, POSITIONS};
 
     /// Lanes `0..n` set.
     fn mask(n: usize) -> __mmask16 {
@@ -251,33 +271,35 @@ mod avx512 {
         }
     }
 
-    /// `Aᵀ M A` (+ bias, ReLU) for every tile of one output channel: `m` starts at this
-    /// channel's row of position 0, positions `stride` apart; into the plane `y` (`oh x ow`).
+    /// `Aᵀ M A` (+ bias, ReLU) for the 16 tiles `t0..` of one output channel: `m` starts at
+    /// their vector of position 0, positions `stride` apart; into the plane `y` (`oh x ow`).
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn outputs(
         m: &[f32],
         stride: usize,
         (th, tw): (usize, usize),
+        t0: usize,
         y: &mut [f32],
         (oh, ow): (usize, usize),
         bias: f32,
         relu: bool,
     ) {
-        assert!(m.len() >= 15 * stride + th * tw && y.len() == oh * ow && 2 * th >= oh && 2 * tw >= ow);
+        let tiles = th * tw;
+        assert!(t0 < tiles && m.len() >= 15 * stride + LANES && y.len() == oh * ow && 2 * th >= oh && 2 * tw >= ow);
         let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
         let b = _mm512_set1_ps(bias);
         let lo = _mm512_set1_ps(if relu { 0.0 } else { f32::NEG_INFINITY });
         // Interleave two vectors' lanes 0..8 (then 8..16): output pixels 2 t and 2 t + 1.
         let even = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let odd = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-        let tiles = th * tw;
-        for t0 in (0..tiles).step_by(LANES) {
+        {
             let n = (tiles - t0).min(LANES);
             // (Plain loops, not array::from_fn: closures do not get the AVX-512 target.)
             let mut p = [_mm512_setzero_ps(); 16];
             for (xi, x) in p.iter_mut().enumerate() {
-                // SAFETY: masked lanes stay inside each position's row (asserted lengths).
-                *x = unsafe { _mm512_maskz_loadu_ps(mask(n), mp.add(xi * stride + t0)) };
+                // SAFETY: one vector of each position stays inside m (asserted length).
+                *x = unsafe { _mm512_loadu_ps(mp.add(xi * stride)) };
             }
             let (mut s0, mut s1) = ([_mm512_setzero_ps(); 4], [_mm512_setzero_ps(); 4]);
             for j in 0..4 {
@@ -311,51 +333,45 @@ mod avx512 {
         }
     }
 
-    /// `M[xi] = U[xi] V[xi]` for the 16 positions: `[o, c] x [c, tp]`.
+    /// One chunk of `M[xi] = U[xi] V[xi]` (`[o, c] x [c, tp]`) for the 16 positions: output
+    /// channels `o0..o0 + ob` at tile vectors `v0..v0 + vb`, into `m` as `[16][ob][CHUNK * 16]`
+    /// (planes [`CHUNK_PLANE`] apart).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn products(u: &[f32], (v, vs): (&[f32], usize), (m, ms): (&mut [f32], usize), c: usize, o: usize, tp: usize) {
-        let vectors = tp / LANES;
+    pub(super) unsafe fn products(
+        u: &[f32],
+        (v, vs): (&[f32], usize),
+        m: &mut [f32],
+        (c, o, tp): (usize, usize, usize),
+        (o0, ob): (usize, usize),
+        (v0, vb): (usize, usize),
+    ) {
+        assert!(ob <= 8 && vb <= CHUNK && m.len() >= POSITIONS * CHUNK_PLANE && (v0 + vb) * LANES <= tp);
         for xi in 0..POSITIONS {
             let vx = &v[xi * vs..xi * vs + c * tp];
-            let ux = &u[xi * o * c..(xi + 1) * o * c];
-            let mx = &mut m[xi * ms..xi * ms + o * tp];
-            for (o0, ob) in blocks(o) {
-                let w = &ux[o0 * c..(o0 + ob) * c];
-                let mut v0 = 0;
-                while v0 < vectors {
-                    let vb = if vectors - v0 >= 2 { 2 } else { 1 };
-                    // SAFETY: as `products`'s: o0 + ob <= o, v0 + vb <= vectors.
-                    unsafe {
-                        match (ob, vb) {
-                            (8, 2) => tile::<8, 2>(w, vx, mx, o0, v0, c, tp),
-                            (8, _) => tile::<8, 1>(w, vx, mx, o0, v0, c, tp),
-                            (4, 2) => tile::<4, 2>(w, vx, mx, o0, v0, c, tp),
-                            (4, _) => tile::<4, 1>(w, vx, mx, o0, v0, c, tp),
-                            (2, 2) => tile::<2, 2>(w, vx, mx, o0, v0, c, tp),
-                            (2, _) => tile::<2, 1>(w, vx, mx, o0, v0, c, tp),
-                            (_, 2) => tile::<1, 2>(w, vx, mx, o0, v0, c, tp),
-                            (_, _) => tile::<1, 1>(w, vx, mx, o0, v0, c, tp),
-                        }
-                    }
-                    v0 += vb;
+            let w = &u[xi * o * c + o0 * c..xi * o * c + (o0 + ob) * c];
+            let mx = &mut m[xi * CHUNK_PLANE..(xi + 1) * CHUNK_PLANE];
+            // SAFETY: as `products`'s: ob <= 8 and vb <= CHUNK (asserted), so the tile's
+            // stores stay inside this position's plane.
+            unsafe {
+                match (ob, vb) {
+                    (8, 2) => tile::<8, 2>(w, vx, mx, v0, c, tp),
+                    (8, _) => tile::<8, 1>(w, vx, mx, v0, c, tp),
+                    (4, 2) => tile::<4, 2>(w, vx, mx, v0, c, tp),
+                    (4, _) => tile::<4, 1>(w, vx, mx, v0, c, tp),
+                    (2, 2) => tile::<2, 2>(w, vx, mx, v0, c, tp),
+                    (2, _) => tile::<2, 1>(w, vx, mx, v0, c, tp),
+                    (_, 2) => tile::<1, 2>(w, vx, mx, v0, c, tp),
+                    (_, _) => tile::<1, 1>(w, vx, mx, v0, c, tp),
                 }
             }
         }
     }
 
-    /// Rows `o0..o0 + B` of one position's product at tile vectors `v0..v0 + V`.
+    /// `B` rows of one position's product at tile vectors `v0..v0 + V`, into `m` as `[B][CHUNK * 16]`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile<const B: usize, const V: usize>(
-        w: &[f32],
-        v: &[f32],
-        m: &mut [f32],
-        o0: usize,
-        v0: usize,
-        c: usize,
-        tp: usize,
-    ) {
-        debug_assert!(w.len() == B * c && v.len() == c * tp && m.len() >= (o0 + B) * tp);
+    unsafe fn tile<const B: usize, const V: usize>(w: &[f32], v: &[f32], m: &mut [f32], v0: usize, c: usize, tp: usize) {
+        debug_assert!(w.len() == B * c && v.len() == c * tp && m.len() >= B * CHUNK * LANES && V <= CHUNK);
         let mut acc = [[_mm512_setzero_ps(); V]; B];
         let (wp, vp) = (w.as_ptr(), v.as_ptr());
         for ic in 0..c {
@@ -375,8 +391,8 @@ mod avx512 {
         let mp = m.as_mut_ptr();
         for (i, row) in acc.iter().enumerate() {
             for (j, &val) in row.iter().enumerate() {
-                // SAFETY: row o0 + i < o, columns inside tp.
-                unsafe { _mm512_storeu_ps(mp.add((o0 + i) * tp + (v0 + j) * LANES), val) };
+                // SAFETY: row i < B, vector j < V <= CHUNK: inside m (debug-asserted above).
+                unsafe { _mm512_storeu_ps(mp.add((i * CHUNK + j) * LANES), val) };
             }
         }
     }
