@@ -62,6 +62,71 @@ fn tiles(g: &Geometry) -> (usize, usize, usize) {
     (th, tw, (th * tw).div_ceil(LANES) * LANES)
 }
 
+/// One masked store of the output transform: the pixel pairs of half `half` of a tile vector
+/// (tiles 0..8 or 8..16) in output row `a` of the tiles (0 or 1) go to `offset` in the output
+/// plane, lanes `mask` (the offset may point before the plane: only masked lanes are written).
+#[derive(Clone, Copy, Default)]
+struct Store {
+    offset: isize,
+    mask: u16,
+    a: u8,
+    half: u8,
+}
+
+/// The stores of one tile vector (16 tiles from `t0`): at most 2 per segment of a tile row in
+/// it and per tile output row, so 4 x 16.
+struct Stores {
+    all: [Store; 4 * LANES],
+    len: usize,
+}
+
+impl Stores {
+    fn new() -> Stores {
+        Stores { all: [Store::default(); 4 * LANES], len: 0 }
+    }
+
+    /// Becomes the stores of tiles `t0..t0 + 16` (fewer at the end) of a `th x tw` tiling of
+    /// an `oh x ow` plane (in place: a run refills it per tile vector).
+    fn fill(&mut self, t0: usize, (th, tw): (usize, usize), (oh, ow): (usize, usize)) {
+        let s = self;
+        s.len = 0;
+        let tiles = th * tw;
+        if t0 >= tiles {
+            return;
+        }
+        let end = (t0 + LANES).min(tiles);
+        let lanes = |lo: usize, hi: usize| (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16;
+        let mut t = t0;
+        while t < end {
+            // One run of a tile row: tiles tx.. of row ty, lanes l0..l1 of the vector.
+            let (ty, tx) = (t / tw, t % tw);
+            let seg_end = end.min((ty + 1) * tw);
+            let (l0, l1) = (t - t0, seg_end - t0);
+            t = seg_end;
+            for a in 0..2 {
+                let oy = 2 * ty + a;
+                if oy >= oh {
+                    continue;
+                }
+                // Pixel lanes 2 l0 .. 2 l0 + cols of the 32 pair lanes go to columns 2 tx.. of row oy.
+                let cols = (ow - 2 * tx).min(2 * (l1 - l0));
+                for half in 0..2 {
+                    let (from, to) = ((2 * l0).max(16 * half), (2 * l0 + cols).min(16 * (half + 1)));
+                    if from < to {
+                        let offset = (oy * ow + 2 * tx + 16 * half) as isize - (2 * l0) as isize;
+                        s.all[s.len] = Store { offset, mask: lanes(from - 16 * half, to - 16 * half), a: a as u8, half: half as u8 };
+                        s.len += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[Store] {
+        &self.all[..self.len]
+    }
+}
+
 /// `U = G g Gᵀ` of `[o, c, 3, 3]` weights, in the layout the products read.
 pub fn pack(weights: &[f32], o: usize, c: usize) -> Vec<f32> {
     const G: [[f32; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
@@ -155,19 +220,24 @@ impl Winograd<'_> {
         #[cfg(target_arch = "x86_64")]
         {
             let vectors = tp / LANES;
+            let mut plans: [Stores; CHUNK] = std::array::from_fn(|_| Stores::new());
             for v0 in (0..vectors).step_by(CHUNK) {
                 let vb = (vectors - v0).min(CHUNK);
+                // Where each vector's output pixels go: the same for every output channel.
+                for (j, plan) in plans.iter_mut().enumerate() {
+                    plan.fill((v0 + j) * LANES, (th, tw), (g.oh, g.ow));
+                }
                 for (o0, ob) in blocks(self.o) {
                     // SAFETY: AVX-512F is there (asserted above); the sizes were checked above,
                     // o0 + ob <= o and v0 + vb <= vectors.
                     unsafe {
                         avx512::products(self.u, (v, vs), m, (g.c, self.o, tp), (o0, ob), (v0, vb));
-                        for i in 0..ob {
-                            let b = self.bias.map_or(0.0, |b| b[o0 + i]);
-                            let plane = &mut y[(o0 + i) * g.oh * g.ow..(o0 + i + 1) * g.oh * g.ow];
-                            for j in 0..vb {
+                        for (j, stores) in plans.iter().take(vb).enumerate() {
+                            for i in 0..ob {
+                                let b = self.bias.map_or(0.0, |b| b[o0 + i]);
+                                let plane = &mut y[(o0 + i) * g.oh * g.ow..(o0 + i + 1) * g.oh * g.ow];
                                 let chunk = &m[(i * CHUNK + j) * LANES..];
-                                avx512::outputs(chunk, CHUNK_PLANE, (th, tw), (v0 + j) * LANES, plane, (g.oh, g.ow), b, self.relu);
+                                avx512::outputs(chunk, CHUNK_PLANE, stores.as_slice(), plane, b, self.relu);
                             }
                         }
                     }
@@ -182,7 +252,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::super::direct::LANES;
-    use super::{CHUNK, CHUNK_PLANE, POSITIONS};
+    use super::{CHUNK, CHUNK_PLANE, POSITIONS, Store};
 
     /// Lanes `0..n` set.
     fn mask(n: usize) -> __mmask16 {
@@ -271,65 +341,40 @@ mod avx512 {
         }
     }
 
-    /// `Aᵀ M A` (+ bias, ReLU) for the 16 tiles `t0..` of one output channel: `m` starts at
-    /// their vector of position 0, positions `stride` apart; into the plane `y` (`oh x ow`).
-    #[allow(clippy::too_many_arguments)]
+    /// `Aᵀ M A` (+ bias, ReLU) for one tile vector of one output channel: `m` starts at its
+    /// vector of position 0, positions `stride` apart; written into the plane `y` by `stores`
+    /// (`Stores::new` for this vector and plane).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn outputs(
-        m: &[f32],
-        stride: usize,
-        (th, tw): (usize, usize),
-        t0: usize,
-        y: &mut [f32],
-        (oh, ow): (usize, usize),
-        bias: f32,
-        relu: bool,
-    ) {
-        let tiles = th * tw;
-        assert!(t0 < tiles && m.len() >= 15 * stride + LANES && y.len() == oh * ow && 2 * th >= oh && 2 * tw >= ow);
+    pub(super) unsafe fn outputs(m: &[f32], stride: usize, stores: &[Store], y: &mut [f32], bias: f32, relu: bool) {
+        assert!(m.len() >= 15 * stride + LANES);
         let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
         let b = _mm512_set1_ps(bias);
         let lo = _mm512_set1_ps(if relu { 0.0 } else { f32::NEG_INFINITY });
         // Interleave two vectors' lanes 0..8 (then 8..16): output pixels 2 t and 2 t + 1.
         let even = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let odd = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-        {
-            let n = (tiles - t0).min(LANES);
-            // (Plain loops, not array::from_fn: closures do not get the AVX-512 target.)
-            let mut p = [_mm512_setzero_ps(); 16];
-            for (xi, x) in p.iter_mut().enumerate() {
-                // SAFETY: one vector of each position stays inside m (asserted length).
-                *x = unsafe { _mm512_loadu_ps(mp.add(xi * stride)) };
-            }
-            let (mut s0, mut s1) = ([_mm512_setzero_ps(); 4], [_mm512_setzero_ps(); 4]);
-            for j in 0..4 {
-                s0[j] = _mm512_add_ps(_mm512_add_ps(p[j], p[4 + j]), p[8 + j]);
-                s1[j] = _mm512_sub_ps(_mm512_sub_ps(p[4 + j], p[8 + j]), p[12 + j]);
-            }
-            for (a, s) in [s0, s1].iter().enumerate() {
-                let left = _mm512_max_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), s[2]), b), lo);
-                let right = _mm512_max_ps(_mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), s[3]), b), lo);
-                // Pixel pairs of tiles 0..8 of the chunk, then of tiles 8..16.
-                let pairs = [_mm512_permutex2var_ps(left, even, right), _mm512_permutex2var_ps(left, odd, right)];
-                for (ty, tx, l0, l1) in segments(t0, n, tw) {
-                    let oy = 2 * ty + a;
-                    if oy >= oh {
-                        continue;
-                    }
-                    // Pixel lanes 2 l0 .. 2 l0 + cols of the 32 in `pairs` go to columns 2 tx.. of row oy.
-                    let cols = (ow - 2 * tx).min(2 * (l1 - l0));
-                    let row = yp.wrapping_add(oy * ow + 2 * tx).wrapping_sub(2 * l0);
-                    for (half, &val) in pairs.iter().enumerate() {
-                        let (from, to) = ((2 * l0).max(16 * half), (2 * l0 + cols).min(16 * (half + 1)));
-                        if from < to {
-                            // SAFETY: the masked lanes are columns 2 tx .. 2 tx + cols <= ow of row oy.
-                            unsafe {
-                                _mm512_mask_storeu_ps(row.wrapping_add(16 * half), lanes(from - 16 * half, to - 16 * half), val)
-                            };
-                        }
-                    }
-                }
-            }
+        // (Plain loops, not array::from_fn: closures do not get the AVX-512 target.)
+        let mut p = [_mm512_setzero_ps(); 16];
+        for (xi, x) in p.iter_mut().enumerate() {
+            // SAFETY: one vector of each position stays inside m (asserted length).
+            *x = unsafe { _mm512_loadu_ps(mp.add(xi * stride)) };
+        }
+        let (mut s0, mut s1) = ([_mm512_setzero_ps(); 4], [_mm512_setzero_ps(); 4]);
+        for j in 0..4 {
+            s0[j] = _mm512_add_ps(_mm512_add_ps(p[j], p[4 + j]), p[8 + j]);
+            s1[j] = _mm512_sub_ps(_mm512_sub_ps(p[4 + j], p[8 + j]), p[12 + j]);
+        }
+        let mut pairs = [[_mm512_setzero_ps(); 2]; 2];
+        for (a, s) in [s0, s1].iter().enumerate() {
+            let left = _mm512_max_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), s[2]), b), lo);
+            let right = _mm512_max_ps(_mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), s[3]), b), lo);
+            // Pixel pairs of tiles 0..8 of the vector, then of tiles 8..16.
+            pairs[a] = [_mm512_permutex2var_ps(left, even, right), _mm512_permutex2var_ps(left, odd, right)];
+        }
+        for st in stores {
+            // SAFETY: Stores::new gives, for this plane, offsets whose masked lanes are pixels
+            // of one output row inside y (y is the plane it was made for: the caller's).
+            unsafe { _mm512_mask_storeu_ps(yp.wrapping_offset(st.offset), st.mask, pairs[st.a as usize & 1][st.half as usize & 1]) };
         }
     }
 
