@@ -62,6 +62,32 @@ fn tiles(g: &Geometry) -> (usize, usize, usize) {
     (th, tw, (th * tw).div_ceil(LANES) * LANES)
 }
 
+/// Lanes `0..n` of a vector mask set.
+fn mask(n: usize) -> u16 {
+    if n >= LANES { u16::MAX } else { (1u16 << n) - 1 }
+}
+
+/// Lanes `lo..hi` set.
+fn lanes(lo: usize, hi: usize) -> u16 {
+    mask(hi) & !mask(lo)
+}
+
+/// The runs of one tile row inside the 16 tiles `t0 .. t0 + n` (tiles numbered row by row,
+/// `tw` per row): `(ty, tx, first lane, end lane)`. Vectors cover whole chunks of tiles, not
+/// tile rows, so that narrow rows (8 tiles for a 16-pixel row) fill them.
+fn segments(t0: usize, n: usize, tw: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let mut t = t0;
+    std::iter::from_fn(move || {
+        (t < t0 + n).then(|| {
+            let (ty, tx) = (t / tw, t % tw);
+            let end = (t0 + n).min((ty + 1) * tw);
+            let seg = (ty, tx, t - t0, end - t0);
+            t = end;
+            seg
+        })
+    })
+}
+
 /// One masked store of the output transform: the pixel pairs of half `half` of a tile vector
 /// (tiles 0..8 or 8..16) in output row `a` of the tiles (0 or 1) go to `offset` in the output
 /// plane, lanes `mask` (the offset may point before the plane: only masked lanes are written).
@@ -94,15 +120,7 @@ impl Stores {
         if t0 >= tiles {
             return;
         }
-        let end = (t0 + LANES).min(tiles);
-        let lanes = |lo: usize, hi: usize| (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16;
-        let mut t = t0;
-        while t < end {
-            // One run of a tile row: tiles tx.. of row ty, lanes l0..l1 of the vector.
-            let (ty, tx) = (t / tw, t % tw);
-            let seg_end = end.min((ty + 1) * tw);
-            let (l0, l1) = (t - t0, seg_end - t0);
-            t = seg_end;
+        for (ty, tx, l0, l1) in segments(t0, (tiles - t0).min(LANES), tw) {
             for a in 0..2 {
                 let oy = 2 * ty + a;
                 if oy >= oh {
@@ -252,12 +270,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::super::direct::LANES;
-    use super::{CHUNK, CHUNK_PLANE, POSITIONS, Store};
-
-    /// Lanes `0..n` set.
-    fn mask(n: usize) -> __mmask16 {
-        if n >= LANES { u16::MAX } else { (1u16 << n) - 1 }
-    }
+    use super::{CHUNK, CHUNK_PLANE, POSITIONS, Store, lanes, mask, segments};
 
     /// `d B` along one padded row (`row` starts at it; 2 tw + 34 values readable): tile `tx`
     /// reads columns `2 tx .. 2 tx + 3`. Writes the four results as rows of `e` (`[4][tw]`).
@@ -284,27 +297,6 @@ mod avx512 {
                 }
             }
         }
-    }
-
-    /// The runs of one tile row inside the 16 tiles `t0 .. t0 + n` (tiles numbered row by
-    /// row, `tw` per row): `(ty, tx, first lane, end lane)`. Vectors cover whole chunks of
-    /// tiles, not tile rows, so that narrow rows (8 tiles for a 16-pixel row) fill them.
-    fn segments(t0: usize, n: usize, tw: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-        let mut t = t0;
-        std::iter::from_fn(move || {
-            (t < t0 + n).then(|| {
-                let (ty, tx) = (t / tw, t % tw);
-                let end = (t0 + n).min((ty + 1) * tw);
-                let seg = (ty, tx, t - t0, end - t0);
-                t = end;
-                seg
-            })
-        })
-    }
-
-    /// Lanes `lo..hi` set.
-    fn lanes(lo: usize, hi: usize) -> __mmask16 {
-        mask(hi) & !mask(lo)
     }
 
     /// `Bᵀ (d B)` for every tile of one channel: `e` holds each padded row's `columns` results
@@ -343,7 +335,7 @@ mod avx512 {
 
     /// `Aᵀ M A` (+ bias, ReLU) for one tile vector of one output channel: `m` starts at its
     /// vector of position 0, positions `stride` apart; written into the plane `y` by `stores`
-    /// (`Stores::new` for this vector and plane).
+    /// (`Stores::fill` for this vector and plane).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn outputs(m: &[f32], stride: usize, stores: &[Store], y: &mut [f32], bias: f32, relu: bool) {
         assert!(m.len() >= 15 * stride + LANES);
@@ -372,7 +364,7 @@ mod avx512 {
             pairs[a] = [_mm512_permutex2var_ps(left, even, right), _mm512_permutex2var_ps(left, odd, right)];
         }
         for st in stores {
-            // SAFETY: Stores::new gives, for this plane, offsets whose masked lanes are pixels
+            // SAFETY: Stores::fill gives, for this plane, offsets whose masked lanes are pixels
             // of one output row inside y (y is the plane it was made for: the caller's).
             unsafe { _mm512_mask_storeu_ps(yp.wrapping_offset(st.offset), st.mask, pairs[st.a as usize & 1][st.half as usize & 1]) };
         }
