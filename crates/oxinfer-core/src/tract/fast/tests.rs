@@ -268,8 +268,10 @@ fn conv_on_two_threads_equals_tracts() -> TractResult<()> {
         substitute(&mut fast)?;
         let plan = fast.into_runnable()?;
         let got = multithread_tract_scope(Executor::multithread(2), || plan.run(tvec!(input.into_tvalue())))?;
+        // The batch takes the Winograd path, whose rounding scales with the outputs.
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
         let worst = want.iter().zip(floats(&got[0])?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(worst < 1e-4, "{shape:?}: worst |tract - fast| = {worst:e}");
+        assert!(worst <= 1e-5 * scale, "{shape:?}: worst |tract - fast| = {worst:e}, scale {scale}");
     }
     Ok(())
 }
