@@ -1,5 +1,5 @@
 //! `Conv` for f32, channels first, 1-D or 2-D, one group, constant weights. Stride 1 without
-//! dilation on an AVX-512 CPU: Winograd F(2x2, 3x3) (winograd.rs) for 3x3 kernels over enough
+//! dilation on an AVX-512 CPU: Winograd F(4x4, 3x3) (winograd.rs) for 3x3 kernels over enough
 //! input channels, else the direct convolution of direct.rs. Otherwise im2col into a
 //! per-thread scratch buffer, then one `gemm` call per image, `out[O, P] = W[O, K] cols[K, P]`
 //! (+ bias, then a ReLU that follows), K = channels x kernel taps, P = output pixels.

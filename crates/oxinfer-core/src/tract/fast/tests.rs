@@ -628,7 +628,7 @@ fn direct_conv_covers_every_tile_remainder() -> TractResult<()> {
     Ok(())
 }
 
-/// Winograd F(2x2, 3x3) (3x3, stride 1, >= 8 input channels, AVX-512): odd and even output
+/// Winograd F(4x4, 3x3) (3x3, stride 1, >= 8 input channels, AVX-512): odd and even output
 /// sizes (a last tile half outside), every padding from 0 to 2 on either side, channel
 /// counts that leave each block remainder, tile rows wider than one vector, with and without
 /// a ReLU, batches of 2.
