@@ -12,6 +12,7 @@ pub mod cache;
 pub mod candle;
 pub mod dtype;
 pub mod error;
+mod fastmath;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod panic;

@@ -13,7 +13,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::fastmath::{exp_le0, simd_kernel};
+use crate::fastmath::softmax_rows;
 use crate::sgemm::{Strided, sgemm_strided};
 
 /// The attention mask as additive key biases, [B, 1, 1, S]: 0 for a token, a large negative
@@ -158,48 +158,6 @@ unsafe fn head_attention(
     let ctx_at = Strided { ptr: ctx, row: ctx_rs, col: 1 };
     // SAFETY: the caller's contract: v and ctx are valid s x d blocks, ctx apart from the rest.
     unsafe { sgemm_strided(ctx_at, scores_at, Strided { ptr: v, row: qkv_rs, col: 1 }, (s, s, d), false, 1.0, 1) };
-}
-
-/// Lanes of the reductions below: enough independent accumulators for 16-wide vectors.
-const LANES: usize = 16;
-
-simd_kernel! {
-    /// In place, each row of `s` values: x = softmax(x + mask), `mask` (s values) or empty.
-    /// Masked keys (-1e4) come out as exact zeros.
-    fn softmax_rows(scores: &mut [f32], s: usize, mask: &[f32]) {
-        for x in scores.chunks_exact_mut(s) {
-            if mask.len() == x.len() {
-                for (x, m) in x.iter_mut().zip(mask) {
-                    *x += m;
-                }
-            }
-            // Reductions in LANES independent accumulators, so they vectorize (a single running
-            // max or sum is a dependency chain the compiler must keep in order).
-            let mut lanes = [f32::NEG_INFINITY; LANES];
-            let mut chunks = x.chunks_exact(LANES);
-            for c in &mut chunks {
-                for (l, &v) in lanes.iter_mut().zip(c) {
-                    *l = l.max(v);
-                }
-            }
-            let max = chunks.remainder().iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
-            for x in x.iter_mut() {
-                *x = exp_le0(*x - max);
-            }
-            let mut lanes = [0f32; LANES];
-            let mut chunks = x.chunks_exact(LANES);
-            for c in &mut chunks {
-                for (l, &v) in lanes.iter_mut().zip(c) {
-                    *l += v;
-                }
-            }
-            let sum: f32 = chunks.remainder().iter().sum::<f32>() + lanes.iter().sum::<f32>();
-            let inv = 1.0 / sum;
-            for x in x.iter_mut() {
-                *x *= inv;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Result, Tensor};
 use rayon::prelude::*;
 
-use super::fastmath::{exp_neg, simd_kernel};
+use crate::fastmath::{exp_neg, simd_kernel};
 
 /// `gelu_erf(x)`, elementwise. Takes `x` by value: on the CPU in f32 its buffer is reused for
 /// the result (the caller's only handle to a fresh matmul output), which saves allocating and

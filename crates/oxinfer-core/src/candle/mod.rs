@@ -11,7 +11,6 @@ pub mod config;
 pub mod device;
 pub mod embedder;
 mod attention;
-mod fastmath;
 mod gelu;
 mod linear;
 pub mod tokenize;

@@ -25,6 +25,7 @@ mod geometry;
 mod matmul;
 mod maxpool;
 mod reduce;
+mod softmax;
 mod winograd;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool};
 use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::nn::Reduce;
+use tract_onnx::tract_core::ops::nn::{Reduce, Softmax};
 
 /// Replaces every op of `model` that a fast kernel covers. Run on the decluttered model: the
 /// ops keep their inputs and outputs, so tract's optimizer plans around them.
@@ -59,6 +60,8 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
             add::FastAdd::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<Reduce>() {
             reduce::FastSumRows::replacing(model, node, op)?
+        } else if let Some(op) = node.op_as::<Softmax>() {
+            softmax::FastSoftmax::replacing(model, node, op)?
         } else {
             None
         };

@@ -5,7 +5,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::{Add, Max};
-use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::ops::nn::{DataFormat, Softmax, SoftmaxKind};
 
 use super::substitute;
 
@@ -705,6 +705,55 @@ fn trailing_sums_equal_tracts_and_fold_a_scalar_scale() -> TractResult<()> {
         let mut model = sum_model(&shape, &axes, None)?;
         substitute(&mut model)?;
         assert!(model.nodes().iter().all(|n| n.op().name() != "FastSumRows"), "{shape:?} over {axes:?}");
+    }
+    Ok(())
+}
+
+/// A softmax over `axes` of a source of `shape`.
+fn softmax_model(shape: &[usize], axes: &[usize], kind: SoftmaxKind) -> TractResult<TypedModel> {
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact(shape))?;
+    let y = model.wire_node("softmax", Softmax::new(axes.iter().copied().collect(), None, kind), &[x])?[0];
+    model.select_output_outlets(&[y])?;
+    Ok(model)
+}
+
+/// Trailing axes of odd and vector-sized lengths, values far apart (-1e4 "masked" keys and
+/// -3.4e38), and rows holding a NaN or an infinity, which come out NaN as tract's do.
+#[test]
+fn softmax_equals_tracts_over_trailing_axes() -> TractResult<()> {
+    for (i, (shape, axes)) in
+        [(vec![2usize, 3, 5, 7], vec![3usize]), (vec![4, 128], vec![1]), (vec![3, 17, 33], vec![2]), (vec![2, 3, 4, 5], vec![2, 3])]
+            .into_iter()
+            .enumerate()
+    {
+        let len: usize = shape.iter().product();
+        let mut data: Vec<f32> = values(len, 120 + i as u64).iter().map(|v| v * 30.0).collect();
+        for (j, v) in data.iter_mut().enumerate() {
+            match j % 11 {
+                3 => *v = -1e4,
+                7 => *v = -3.4e38,
+                _ => {}
+            }
+        }
+        let row: usize = axes.iter().map(|&a| shape[a]).product();
+        data[row + 1] = f32::NAN; // the second row
+        data[2 * row] = f32::INFINITY; // the third
+        let model = softmax_model(&shape, &axes, SoftmaxKind::Softmax)?;
+        let (want, got, swapped) = both(model, Tensor::from_shape(&shape, &data)?)?;
+        assert!(swapped, "case {i}: not swapped");
+        let (want, got) = (floats(&want)?, floats(&got)?);
+        for (j, (a, b)) in want.iter().zip(&got).enumerate() {
+            let fine = if a.is_nan() { b.is_nan() } else { (a - b).abs() <= 1e-6 };
+            assert!(fine, "case {i} {shape:?} over {axes:?}, value {j}: tract {a}, fast {b}");
+        }
+        assert!(got[row..2 * row].iter().all(|v| v.is_nan()), "case {i}: the NaN row");
+    }
+    // A leading axis, or a log-softmax: tract's.
+    for (axes, kind) in [(vec![0usize], SoftmaxKind::Softmax), (vec![1], SoftmaxKind::LogSoftmax)] {
+        let mut model = softmax_model(&[3, 8], &axes, kind)?;
+        substitute(&mut model)?;
+        assert!(model.nodes().iter().all(|n| n.op().name() != "FastSoftmax"), "{axes:?} {kind:?}");
     }
     Ok(())
 }
