@@ -6,7 +6,8 @@
 //! e.g. `... -- .cache/fixtures/cnn.onnx image:float32:1,3,32,32 --threads 1`. Inputs get
 //! deterministic pseudo-random values: floats in -1..1, integers in 0..100 or in 0..MAX for
 //! `NAME:DTYPE:SHAPE:MAX` (token ids must stay inside the vocabulary, type ids below 2:
-//! `token_type_ids:int64:32,128:1`). `--fixed` loads the model with the given shapes
+//! `token_type_ids:int64:32,128:1`), or all V for `NAME:DTYPE:SHAPE:=V`; an empty SHAPE is a
+//! scalar (Silero VAD: `input:float32:1,576 state:float32:2,1,128 sr:int64::=16000`). `--fixed` loads the model with the given shapes
 //! fixed, as a `load(..., { inputs })` would; without it the file's symbolic shapes stay.
 
 use std::process::ExitCode;
@@ -27,13 +28,17 @@ fn parse_input(arg: &str) -> Result<Input, String> {
     let (Some(name), Some(dtype), Some(shape)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(format!("'{arg}': expected NAME:DTYPE:SHAPE[:MAX], e.g. image:float32:1,3,32,32"));
     };
-    let max: u64 = match parts.next() {
-        Some(m) => m.parse().ok().filter(|&m: &u64| m > 0).ok_or(format!("'{arg}': MAX '{m}' is not a whole number >= 1"))?,
-        None => 100,
+    // `=V` instead of MAX: every integer is V (Silero VAD's `sr:int64:=16000`).
+    let (max, value): (u64, Option<i64>) = match parts.next() {
+        Some(v) if v.starts_with('=') => (1, Some(v[1..].parse().map_err(|_| format!("'{arg}': '{v}' is not =INTEGER"))?)),
+        Some(m) => (m.parse().ok().filter(|&m: &u64| m > 0).ok_or(format!("'{arg}': MAX '{m}' is not a whole number >= 1"))?, None),
+        None => (100, None),
     };
     let dtype: DType = dtype.parse().map_err(|e| format!("'{arg}': {e}"))?;
+    // An empty shape is a scalar.
     let shape = shape
         .split(',')
+        .filter(|d| !d.is_empty())
         .map(|d| d.parse::<usize>().map_err(|_| format!("'{arg}': '{d}' is not a dimension")))
         .collect::<Result<Vec<_>, _>>()?;
     let len: usize = shape.iter().product();
@@ -46,8 +51,8 @@ fn parse_input(arg: &str) -> Result<Input, String> {
     };
     let bytes = match dtype {
         DType::Float32 => (0..len).flat_map(|_| ((next() % 2001) as f32 / 1000.0 - 1.0).to_le_bytes()).collect(),
-        DType::Int64 => (0..len).flat_map(|_| ((next() % max) as i64).to_le_bytes()).collect(),
-        DType::Int32 => (0..len).flat_map(|_| ((next() % max) as i32).to_le_bytes()).collect(),
+        DType::Int64 => (0..len).flat_map(|_| value.unwrap_or((next() % max) as i64).to_le_bytes()).collect(),
+        DType::Int32 => (0..len).flat_map(|_| (value.unwrap_or((next() % max) as i64) as i32).to_le_bytes()).collect(),
         other => return Err(format!("'{arg}': dtype {other} is not generated here (float32, int64, int32 are)")),
     };
     Ok(Input { name: name.to_string(), dtype, shape, bytes })
