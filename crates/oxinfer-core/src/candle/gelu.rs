@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::fastmath::{exp_neg, simd_kernel};
+use crate::fastmath::gelu_slice;
 
 /// `gelu_erf(x)`, elementwise. Takes `x` by value: on the CPU in f32 its buffer is reused for
 /// the result (the caller's only handle to a fresh matmul output), which saves allocating and
@@ -43,54 +43,9 @@ impl InplaceOp1 for GeluErf {
     }
 }
 
-simd_kernel! {
-    /// `x[i] = gelu(x[i])`.
-    fn gelu_slice(x: &mut [f32]) {
-        for x in x.iter_mut() {
-            *x = gelu(*x);
-        }
-    }
-}
-
-/// x * Φ(x) = x/2 * (1 + erf(x / √2)).
-#[inline(always)]
-fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// Abramowitz & Stegun 7.1.26: erf(z) = 1 - (a1 t + .. + a5 t^5) e^(-z^2), t = 1 / (1 + p z), z >= 0.
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [0.254_829_592, -0.284_496_736, 1.421_413_741, -1.453_152_027, 1.061_405_429];
-    // Beyond 4, erf is 1 in f32; clamping also keeps exp's argument in range.
-    let z = x.abs().min(4.0);
-    let t = 1.0 / (1.0 + P * z);
-    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let y = 1.0 - poly * exp_neg(-z * z);
-    y.copysign(x)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn gelu_f64(x: f64) -> f64 {
-        0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
-    }
-
-    #[test]
-    fn matches_the_exact_gelu() {
-        let mut worst = 0f64;
-        for i in -200_000..=200_000 {
-            let x = i as f32 * 1e-4; // -20 .. 20
-            let err = (gelu(x) as f64 - gelu_f64(x as f64)).abs() / (1.0 + (x as f64).abs());
-            worst = worst.max(err);
-        }
-        assert!(worst < 5e-7, "worst error {worst:e}");
-        assert!(gelu(f32::NAN).is_nan());
-        assert_eq!(gelu(f32::INFINITY), f32::INFINITY);
-    }
 
     #[test]
     fn op_equals_candles_gelu_erf() -> Result<()> {

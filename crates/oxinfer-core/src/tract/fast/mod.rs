@@ -21,6 +21,7 @@ mod add;
 mod batched;
 mod conv;
 mod direct;
+mod gelu;
 mod geometry;
 mod matmul;
 mod maxpool;
@@ -36,6 +37,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool};
 use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Softmax};
 
 /// Replaces every op of `model` that a fast kernel covers. Run on the decluttered model: the
@@ -62,6 +64,8 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
             reduce::FastSumRows::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<Softmax>() {
             softmax::FastSoftmax::replacing(model, node, op)?
+        } else if let Some(op) = node.op_as::<ElementWiseOp>() {
+            gelu::FastGelu::replacing(model, node, op)?
         } else {
             None
         };

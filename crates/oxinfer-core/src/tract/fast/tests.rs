@@ -757,3 +757,25 @@ fn softmax_equals_tracts_over_trailing_axes() -> TractResult<()> {
     }
     Ok(())
 }
+
+/// tract's exact GELU, swapped, over -12..12 (both tails, zero) and a NaN: within 1e-6 of
+/// tract's, relative to 1 + |x| (the A&S erf is good to 1.5e-7).
+#[test]
+fn gelu_equals_tracts() -> TractResult<()> {
+    use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+    use tract_onnx::tract_core::ops::nn::GeluExact;
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([3, 1001]))?;
+    let y = model.wire_node("gelu", ElementWiseOp(Box::new(GeluExact {}), None), &[x])?[0];
+    model.select_output_outlets(&[y])?;
+    let mut data: Vec<f32> = (0..3003).map(|i| i as f32 * 0.008 - 12.0).collect();
+    data[1500] = f32::NAN;
+    let input = Tensor::from_shape(&[3, 1001], &data)?;
+    let (want, got, swapped) = both(model, input)?;
+    assert!(swapped, "not swapped");
+    for (i, ((a, b), x)) in floats(&want)?.iter().zip(floats(&got)?).zip(&data).enumerate() {
+        let fine = if a.is_nan() { b.is_nan() } else { (a - b).abs() <= 1e-6 * (1.0 + x.abs()) };
+        assert!(fine, "value {i} (x {x}): tract {a}, fast {b}");
+    }
+    Ok(())
+}
