@@ -20,7 +20,8 @@ use tract_onnx::tract_core::internal::*;
 
 use tract_onnx::tract_core::ops::math::Mul;
 
-use super::{F32EinSum, Operands, sole_binary_reader, threads_for};
+use super::super::linger;
+use super::{F32EinSum, Operands, sole_binary_reader, sharing_pool, threads_for};
 use crate::sgemm::{Strided, sgemm_strided};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -179,10 +180,13 @@ impl EvalOp for FastBatchedMatMul {
             return Ok(tvec!(output.into_tvalue()));
         }
         let bases = Operands { a: xa.as_ptr(), b: xb.as_ptr(), y: y.as_mut_ptr() };
-        let one = |index: usize| {
+        // Owned, so that lingering helpers may run it (linger::share's tasks are 'static).
+        let (batch, sa, scale) = (self.batch.clone(), TVec::<usize>::from(sa), f32::from_bits(self.scale));
+        let (mr, nc, kr, kc) = (ty[self.m.1], ty[self.n.1], (ta[self.m.0], ta[self.k.0]), (tb[self.k.1], tb[self.n.0]));
+        let one = move |index: usize| {
             // The batch index's offset in each operand, from its coordinates (last axis fastest).
             let (mut rest, mut off) = (index, (0isize, 0isize, 0isize));
-            for &(i, j, o) in self.batch.iter().rev() {
+            for &(i, j, o) in batch.iter().rev() {
                 let c = (rest % sa[i]) as isize;
                 rest /= sa[i];
                 off = (off.0 + c * ta[i], off.1 + c * tb[j], off.2 + c * ty[o]);
@@ -193,19 +197,26 @@ impl EvalOp for FastBatchedMatMul {
             // batch axes are output axes), which overlaps neither input (a fresh tensor).
             unsafe {
                 sgemm_strided(
-                    Strided { ptr: bases.y.offset(off.2), row: ty[self.m.1], col: ty[self.n.1] },
-                    Strided { ptr: bases.a.offset(off.0), row: ta[self.m.0], col: ta[self.k.0] },
-                    Strided { ptr: bases.b.offset(off.1), row: tb[self.k.1], col: tb[self.n.0] },
+                    Strided { ptr: bases.y.offset(off.2), row: mr, col: nc },
+                    Strided { ptr: bases.a.offset(off.0), row: kr.0, col: kr.1 },
+                    Strided { ptr: bases.b.offset(off.1), row: kc.0, col: kc.1 },
                     (m, k, n),
                     false,
-                    f32::from_bits(self.scale),
+                    scale,
                     1,
                 )
             }
         };
-        match threads_for(batches * m * n * k) {
-            Some(pool) if batches > 1 => pool.install(|| (0..batches).into_par_iter().for_each(one)),
-            _ => (0..batches).for_each(one),
+        let macs = batches * m * n * k;
+        if let Some(pool) = sharing_pool(macs).filter(|_| batches > 1) {
+            // One batch index per task, claimed by this thread and lingering helpers.
+            let threads = pool.current_num_threads();
+            linger::share(&pool, threads - 1, batches, one).map_err(|()| format_err!("FastBatchedMatMul: a product panicked"))?;
+        } else {
+            match threads_for(macs) {
+                Some(pool) if batches > 1 => pool.install(|| (0..batches).into_par_iter().for_each(one)),
+                _ => (0..batches).for_each(one),
+            }
         }
         Ok(tvec!(output.into_tvalue()))
     }

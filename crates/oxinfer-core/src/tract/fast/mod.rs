@@ -40,6 +40,8 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Softmax};
 
+use super::linger;
+
 /// Replaces every op of `model` that a fast kernel covers. Run on the decluttered model: the
 /// ops keep their inputs and outputs, so tract's optimizer plans around them.
 pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
@@ -184,6 +186,56 @@ fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
         Executor::MultiThread(pool) if pool.current_num_threads() > 1 && macs >= PARALLEL_MACS => Some(pool),
         _ => None,
     }
+}
+
+/// Work (multiply-adds, or elements times a few operations) of one op from which it is shared
+/// with lingering helpers when [`sharing_pool`] allows: ~10 µs, a few times a hand-off to a
+/// helper that is already awake.
+const SHARE_WORK: usize = 1 << 20;
+
+/// The pool with which an op shares its work through [`linger::share`] (helpers lingering from
+/// the products before take it with no wake-up): when the executor has several threads, the
+/// work is over [`SHARE_WORK`], and this is the only run in flight ([`alone`]) on its own
+/// thread, not a slice of a split run (a pool thread's, or the caller's inside `share`: the
+/// helpers are busy with the other slices then).
+fn sharing_pool(work: usize) -> Option<Arc<rayon::ThreadPool>> {
+    if work < SHARE_WORK || rayon::current_thread_index().is_some() || linger::sharing() || !alone() {
+        return None;
+    }
+    match current_tract_executor() {
+        Executor::MultiThread(pool) if pool.current_num_threads() > 1 => Some(pool),
+        _ => None,
+    }
+}
+
+/// An f32 buffer whose disjoint parts threads write, each its own (see each user).
+#[derive(Clone, Copy)]
+struct Parts(*mut f32);
+
+// SAFETY: users give each task its own range of the buffer, and `linger::share` returns only
+// after every task has run.
+unsafe impl Send for Parts {}
+unsafe impl Sync for Parts {}
+
+/// `f` over `x` in whole rows of `row` values, shared with lingering helpers where
+/// [`sharing_pool`] allows for `x.len() * cost` (`cost`: operations per value), else in one call.
+fn by_rows<F: Fn(&mut [f32]) + Send + Sync + 'static>(x: &mut [f32], row: usize, cost: usize, f: F) -> TractResult<()> {
+    let rows = if row == 0 { 0 } else { x.len() / row };
+    let Some(pool) = sharing_pool(x.len() * cost).filter(|_| rows > 1) else {
+        f(x);
+        return Ok(());
+    };
+    let threads = pool.current_num_threads();
+    let per = rows.div_ceil(2 * threads);
+    let (chunks, len, base) = (rows.div_ceil(per), x.len(), Parts(x.as_mut_ptr()));
+    linger::share(&pool, threads - 1, chunks, move |i| {
+        let base = base;
+        let (start, end) = (i * per * row, ((i + 1) * per * row).min(len));
+        // SAFETY: chunk i is values start..end < len of x, disjoint from every other chunk's;
+        // share returns only after every chunk has run, while x is still borrowed.
+        f(unsafe { std::slice::from_raw_parts_mut(base.0.add(start), end - start) });
+    })
+    .map_err(|()| TractError::msg("a chunk of rows panicked"))
 }
 
 #[cfg(test)]

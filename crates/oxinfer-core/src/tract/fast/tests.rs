@@ -779,3 +779,29 @@ fn gelu_equals_tracts() -> TractResult<()> {
     }
     Ok(())
 }
+
+/// A softmax then a GELU large enough to be shared by rows with a second thread
+/// (`by_rows`), against tract's on one.
+#[test]
+fn softmax_and_gelu_on_two_threads_equal_tracts() -> TractResult<()> {
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
+    use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+    use tract_onnx::tract_core::ops::nn::GeluExact;
+    let shape = [64usize, 1031];
+    let mut model = softmax_model(&shape, &[1], SoftmaxKind::Softmax)?;
+    let y = model.output_outlets()?[0];
+    let z = model.wire_node("gelu", ElementWiseOp(Box::new(GeluExact {}), None), &[y])?[0];
+    model.select_output_outlets(&[z])?;
+    let data: Vec<f32> = values(shape.iter().product(), 140).iter().map(|v| v * 8.0).collect();
+    let input = Tensor::from_shape(&shape, &data)?;
+    let want = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
+    let mut fast = model;
+    substitute(&mut fast)?;
+    let names: Vec<String> = fast.nodes().iter().map(|n| n.op().name().to_string()).collect();
+    assert!(names.iter().any(|n| n == "FastSoftmax") && names.iter().any(|n| n == "FastGelu"), "{names:?}");
+    let plan = fast.into_runnable()?;
+    let got = multithread_tract_scope(Executor::multithread(2), || plan.run(tvec![input.into_tvalue()]))?;
+    let worst = worst_difference(&want[0].clone().into_tensor(), &got[0].clone().into_tensor())?;
+    assert!(worst < 1e-6, "worst |tract - fast| = {worst:e}");
+    Ok(())
+}
