@@ -12,7 +12,6 @@
 //! decrementing it, and when it finds it at zero every lingering helper has been claimed, so it
 //! waits for an offer instead (one is being pushed). Every offer is therefore taken.
 
-use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,17 +20,6 @@ use std::time::{Duration, Instant};
 /// How long a helper waits for more work after its last: a few times a wake-up, short enough
 /// that an idle process soon stops spinning.
 pub const LINGER: Duration = Duration::from_micros(200);
-
-thread_local! {
-    /// Whether this thread is inside [`share`], running its part of the tasks.
-    static SHARING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Whether this thread is running its part of a [`share`] call (a slice of a split run): the
-/// helpers are busy with the other parts, so what it would share again runs on it alone.
-pub fn sharing() -> bool {
-    SHARING.with(Cell::get)
-}
 
 /// Work that helpers share out (each call takes what is left; a call with nothing left returns).
 pub trait Help: Send + Sync {
@@ -133,8 +121,7 @@ impl<F: Fn(usize) + Send + Sync> Help for Tasks<F> {
 /// counted after), so `task` may reach the caller's buffers through raw pointers.
 pub fn share<F: Fn(usize) + Send + Sync + 'static>(pool: &rayon::ThreadPool, helpers: usize, n: usize, task: F) -> Result<(), ()> {
     let tasks = Arc::new(Tasks { n, next: AtomicUsize::new(0), done: AtomicUsize::new(0), panicked: AtomicBool::new(false), task });
-    // Nested in this thread's part of another share: the helpers have that one's tasks.
-    let wanted = if sharing() { 0 } else { helpers.min(n.saturating_sub(1)) };
+    let wanted = helpers.min(n.saturating_sub(1));
     let work: Arc<dyn Help> = Arc::clone(&tasks) as Arc<dyn Help>;
     for _ in offer(&work, wanted)..wanted {
         let tasks = Arc::clone(&tasks);
@@ -145,9 +132,7 @@ pub fn share<F: Fn(usize) + Send + Sync + 'static>(pool: &rayon::ThreadPool, hel
         });
     }
     drop(work);
-    let outer = SHARING.with(|s| s.replace(true));
     tasks.work();
-    SHARING.with(|s| s.set(outer));
     while tasks.done.load(Ordering::Acquire) < n {
         std::thread::yield_now();
     }
