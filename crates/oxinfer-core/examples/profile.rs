@@ -1,14 +1,16 @@
 //! Per-node time of a tract run: where a model's time goes.
 //!
 //! cargo run --release -p oxinfer-core --example profile -- MODEL.onnx NAME:DTYPE:SHAPE... \
-//!     [--threads N] [--runs N] [--fixed]
+//!     [--constant NAME:DTYPE:SHAPE:=V]... [--threads N] [--runs N] [--fixed]
 //!
 //! e.g. `... -- .cache/fixtures/cnn.onnx image:float32:1,3,32,32 --threads 1`. Inputs get
 //! deterministic pseudo-random values: floats in -1..1, integers in 0..100 or in 0..MAX for
 //! `NAME:DTYPE:SHAPE:MAX` (token ids must stay inside the vocabulary, type ids below 2:
 //! `token_type_ids:int64:32,128:1`), or all V for `NAME:DTYPE:SHAPE:=V`; an empty SHAPE is a
-//! scalar (Silero VAD: `input:float32:1,576 state:float32:2,1,128 sr:int64::=16000`). `--fixed` loads the model with the given shapes
-//! fixed, as a `load(..., { inputs })` would; without it the file's symbolic shapes stay.
+//! scalar. `--constant` fixes an input at load (the `constants` load option; Silero VAD:
+//! `input:float32:1,576 state:float32:2,1,128 --constant sr:int64::=16000 --fixed`).
+//! `--fixed` loads the model with the given shapes fixed, as a `load(..., { inputs })` would;
+//! without it the file's symbolic shapes stay.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -70,8 +72,8 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: profile MODEL.onnx NAME:DTYPE:SHAPE... [--threads N] [--runs N] [--fixed]")?;
-    let (mut inputs, mut threads, mut runs, mut fixed) = (Vec::new(), None, 200, false);
+    let path = args.next().ok_or("usage: profile MODEL.onnx NAME:DTYPE:SHAPE... [--constant NAME:DTYPE:SHAPE:=V] [--threads N] [--runs N] [--fixed]")?;
+    let (mut inputs, mut constants, mut threads, mut runs, mut fixed) = (Vec::new(), Vec::new(), None, 200, false);
     while let Some(a) = args.next() {
         let mut number = |flag: &str| {
             args.next().and_then(|v| v.parse::<usize>().ok()).ok_or(format!("{flag} needs a number"))
@@ -80,6 +82,7 @@ fn run() -> Result<(), String> {
             "--threads" => threads = Some(number("--threads")?),
             "--runs" => runs = number("--runs")?,
             "--fixed" => fixed = true,
+            "--constant" => constants.push(parse_input(&args.next().ok_or("--constant needs NAME:DTYPE:SHAPE[:MAX|:=V]")?)?),
             _ => inputs.push(parse_input(&a)?),
         }
     }
@@ -89,7 +92,8 @@ fn run() -> Result<(), String> {
     } else {
         Vec::new()
     };
-    let options = LoadOptions { inputs: specs, threads, ..Default::default() };
+    let constants = constants.iter().map(|i: &Input| Feed::new(&i.name, i.dtype, &i.shape, &i.bytes)).collect();
+    let options = LoadOptions { inputs: specs, constants, threads };
     let model = TractModel::load(ModelSource::Path(path.as_ref()), &options).map_err(|e| e.to_string())?;
     let feeds: Vec<Feed<'_>> = inputs.iter().map(|i| Feed::new(&i.name, i.dtype, &i.shape, &i.bytes)).collect();
     let costs = model.profile(&feeds, runs).map_err(|e| e.to_string())?;

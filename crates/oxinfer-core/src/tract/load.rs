@@ -198,7 +198,9 @@ fn optimize(model: InferenceModel) -> TractResult<(TypedModel, bool)> {
     let split = super::split::splittable(&typed)?;
     super::fast::substitute(&mut typed)?;
     let split = split && super::fast::has_products(&typed);
-    Ok((typed.into_optimized()?, split))
+    let mut optimized = typed.into_optimized()?;
+    super::fast::substitute_optimized(&mut optimized)?;
+    Ok((optimized, split))
 }
 
 fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) -> Result<()> {

@@ -25,6 +25,7 @@ mod gelu;
 mod geometry;
 mod matmul;
 mod maxpool;
+mod pad;
 mod reduce;
 mod softmax;
 mod winograd;
@@ -34,6 +35,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::array::Pad;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool};
 use tract_onnx::tract_core::ops::einsum::EinSum;
@@ -70,6 +72,22 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
             gelu::FastGelu::replacing(model, node, op)?
         } else {
             None
+        };
+        if let Some(patch) = patch {
+            patch.apply(model)?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces what tract's optimizer leaves that a fast kernel covers: its `Pad`s, including
+/// those it adds before convolutions (see pad.rs). Run on the optimized model.
+pub fn substitute_optimized(model: &mut TypedModel) -> TractResult<()> {
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let patch = match node.op_as::<Pad>() {
+            Some(op) => pad::FastPad::replacing(model, node, op)?,
+            None => None,
         };
         if let Some(patch) = patch {
             patch.apply(model)?;

@@ -805,3 +805,59 @@ fn softmax_and_gelu_on_two_threads_equal_tracts() -> TractResult<()> {
     assert!(worst < 1e-6, "worst |tract - fast| = {worst:e}");
     Ok(())
 }
+
+/// A Pad of `pads` and `mode` on a source of `shape`, swapped after tract's optimizer
+/// (`substitute_optimized`, as a load does).
+fn pad_both(shape: &[usize], pads: Vec<(usize, usize)>, mode: tract_onnx::tract_core::ops::array::PadMode, seed: u64) -> TractResult<(Vec<f32>, Vec<f32>, bool)> {
+    use tract_onnx::tract_core::ops::array::Pad;
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact(shape))?;
+    let y = model.wire_node("pad", Pad::new(pads, mode), &[x])?[0];
+    model.select_output_outlets(&[y])?;
+    let input = Tensor::from_shape(shape, &values(shape.iter().product(), seed))?;
+    let want = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
+    let mut fast = model.into_optimized()?;
+    super::substitute_optimized(&mut fast)?;
+    let swapped = fast.nodes().iter().any(|n| n.op().name() == "FastPad");
+    let got = fast.into_runnable()?.run(tvec![input.into_tvalue()]);
+    let got = match got {
+        Ok(got) => floats(&got[0].clone().into_tensor())?,
+        Err(e) => return Err(e),
+    };
+    Ok((floats(&want[0].clone().into_tensor())?, got, swapped))
+}
+
+/// Constant, reflect and edge pads along the last axis equal tract's, one side or both, rows
+/// of one value and more; rows too short to reflect fall back to tract's op; a pad on another
+/// axis stays tract's.
+#[test]
+fn pad_equals_tracts_along_the_last_axis() -> TractResult<()> {
+    use tract_onnx::tract_core::ops::array::PadMode;
+    let constant = |v: f32| PadMode::Constant(Arc::new(tensor0(v)));
+    for (i, (shape, pads, mode)) in [
+        (vec![1usize, 576], vec![(0usize, 0usize), (0usize, 64usize)], PadMode::Reflect),
+        (vec![2, 5, 7], vec![(0, 0), (0, 0), (3, 2)], PadMode::Reflect),
+        (vec![1, 128, 4], vec![(0, 0), (0, 0), (1, 1)], constant(0.0)),
+        (vec![3, 1], vec![(0, 0), (2, 3)], constant(-1.5)),
+        (vec![2, 3, 6], vec![(0, 0), (0, 0), (4, 0)], PadMode::Edge),
+        (vec![4, 9], vec![(0, 0), (0, 5)], PadMode::Edge),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (want, got, swapped) = pad_both(&shape, pads.clone(), mode.clone(), 150 + i as u64)?;
+        assert!(swapped, "case {i}: not swapped");
+        assert_eq!(want, got, "case {i}: {shape:?} {pads:?} {mode:?}");
+    }
+    // Reflecting 3 values into rows of 3: tract's op runs (and says what it says).
+    let (want, got, swapped) = pad_both(&[2, 3], vec![(0, 0), (3, 1)], PadMode::Reflect, 160).map_or_else(
+        |_| Ok::<_, TractError>((vec![], vec![], true)),
+        Ok,
+    )?;
+    assert!(swapped);
+    assert_eq!(want, got);
+    let (want, got, swapped) = pad_both(&[3, 4], vec![(1, 0), (0, 0)], constant(0.0), 161)?;
+    assert!(!swapped, "a pad of the first axis was swapped");
+    assert_eq!(want, got);
+    Ok(())
+}
