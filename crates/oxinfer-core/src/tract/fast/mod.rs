@@ -206,6 +206,25 @@ fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
     }
 }
 
+/// How many axes `axes` are when they are the last ones of a rank-`rank` input, in any order
+/// (a reduction's or a softmax's rows); `None` when empty or not trailing.
+fn trailing_axes(axes: &[usize], rank: usize) -> Option<usize> {
+    let mut sorted = axes.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    (n > 0 && sorted.iter().enumerate().all(|(i, &a)| a + n == rank + i)).then_some(n)
+}
+
+/// `f` applied to an f32 value in place (in its own buffer when this op holds the only
+/// reference, the usual case for a fresh product), as an op's single output.
+fn in_place(input: TValue, f: impl FnOnce(&mut [f32]) -> TractResult<()>) -> TractResult<TVec<TValue>> {
+    let mut output = input.into_tensor();
+    let mut view = output.try_as_plain_ram_mut()?;
+    f(view.as_slice_mut::<f32>()?)?;
+    drop(view);
+    Ok(tvec!(output.into_tvalue()))
+}
+
 /// Work (multiply-adds, or elements times a few operations) of one op from which it is shared
 /// with lingering helpers when [`sharing_pool`] allows: ~10 µs, a few times a hand-off to a
 /// helper that is already awake.

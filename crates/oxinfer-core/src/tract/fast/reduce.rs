@@ -10,7 +10,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Mul;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 
-use super::sole_binary_reader;
+use super::{sole_binary_reader, trailing_axes};
 use crate::simd::simd_kernel;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,14 +28,12 @@ impl FastSumRows {
     pub fn replacing(model: &TypedModel, node: &TypedNode, op: &Reduce) -> TractResult<Option<TypedModelPatch>> {
         let fact = model.outlet_fact(node.inputs[0])?;
         let rank = fact.rank();
-        let mut axes: Vec<usize> = op.axes.to_vec();
-        axes.sort();
-        let trailing = !axes.is_empty() && axes.iter().enumerate().all(|(i, &a)| a == rank - axes.len() + i);
-        if op.reducer != Reducer::Sum || fact.datum_type != f32::datum_type() || !trailing || axes.len() == rank {
+        let Some(axes) = trailing_axes(&op.axes, rank) else { return Ok(None) };
+        if op.reducer != Reducer::Sum || fact.datum_type != f32::datum_type() || axes == rank {
             return Ok(None);
         }
         let scaled = scale_after(model, node)?;
-        let fast = FastSumRows { axes: axes.len(), scale: scaled.map_or(1.0f32, |(_, s)| s).to_bits() };
+        let fast = FastSumRows { axes, scale: scaled.map_or(1.0f32, |(_, s)| s).to_bits() };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
         let y = patch.wire_node(&node.name, fast, &[x])?[0];

@@ -9,7 +9,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 
-use super::by_rows;
+use super::{by_rows, in_place, trailing_axes};
 use crate::fastmath::softmax_rows;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -23,15 +23,12 @@ impl FastSoftmax {
     /// quantized) softmax of f32 values over trailing axes.
     pub fn replacing(model: &TypedModel, node: &TypedNode, op: &Softmax) -> TractResult<Option<TypedModelPatch>> {
         let fact = model.outlet_fact(node.inputs[0])?;
-        let rank = fact.rank();
-        let mut axes: Vec<usize> = op.axes.to_vec();
-        axes.sort();
-        let trailing = !axes.is_empty() && axes.iter().enumerate().all(|(i, &a)| a + axes.len() == rank + i);
+        let Some(axes) = trailing_axes(&op.axes, fact.rank()) else { return Ok(None) };
         let plain = op.kind == SoftmaxKind::Softmax && op.quant_output_dt.is_none();
-        if !plain || fact.datum_type != f32::datum_type() || !trailing {
+        if !plain || fact.datum_type != f32::datum_type() {
             return Ok(None);
         }
-        let fast = FastSoftmax { axes: axes.len() };
+        let fast = FastSoftmax { axes };
         Ok(Some(TypedModelPatch::replace_single_op(model, node, &node.inputs, fast)?))
     }
 }
@@ -61,17 +58,14 @@ impl EvalOp for FastSoftmax {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        // In place when this op holds the only reference (the usual case: a fresh product).
-        let mut output = input.into_tensor();
-        let rank = output.rank();
-        let row: usize = output.shape()[rank - self.axes..].iter().product();
-        let mut view = output.try_as_plain_ram_mut()?;
-        let x = view.as_slice_mut::<f32>()?;
-        if row > 0 {
-            // ~30 operations per value (max, exp, sum, scale).
-            by_rows(x, row, 32, move |rows| softmax_rows(rows, row, &[]))?;
-        }
-        drop(view);
-        Ok(tvec!(output.into_tvalue()))
+        let rank = input.rank();
+        let row: usize = input.shape()[rank - self.axes..].iter().product();
+        in_place(input, |x| {
+            if row > 0 {
+                // ~30 operations per value (max, exp, sum, scale).
+                by_rows(x, row, 32, move |rows| softmax_rows(rows, row, &[]))?;
+            }
+            Ok(())
+        })
     }
 }
