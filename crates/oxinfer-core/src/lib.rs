@@ -15,6 +15,7 @@ pub mod error;
 mod fastmath;
 #[doc(hidden)]
 pub mod fuzzing;
+mod linger;
 pub mod panic;
 mod sgemm;
 mod simd;

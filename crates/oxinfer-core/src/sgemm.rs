@@ -2,6 +2,8 @@
 //! convolution and matmul, candle's linear layers): `c = a @ b`, or `c += a @ b`, on row-major
 //! contiguous slices. `gemm` picks its AVX-512 or AVX2 kernels at run time.
 
+use crate::linger;
+
 /// `c[m, n] (+)= a[m, k] @ b[k, n]`, all row-major and contiguous. `accumulate` adds onto what
 /// `c` holds (a bias filled in beforehand); without it, `c`'s values are never read, so it may
 /// be uninitialized memory of the right length. `threads` > 1 splits the product over the
@@ -33,6 +35,68 @@ pub fn sgemm(a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usiz
             threads,
         )
     }
+}
+
+/// A product's two operands and its output, shared by the threads that compute parts of it.
+#[derive(Clone, Copy)]
+pub struct Operands {
+    pub a: *const f32,
+    pub b: *const f32,
+    pub y: *mut f32,
+}
+
+// SAFETY: the operands are only read; each user has every thread write its own part of `y`
+// (tract's FastBatchedMatMul: one batch index's block; sgemm_by_columns: one chunk of columns).
+unsafe impl Send for Operands {}
+unsafe impl Sync for Operands {}
+
+/// Columns per chunk of [`sgemm_by_columns`]: whole vectors.
+const COLUMN_STEP: usize = 16;
+
+/// [`sgemm`] with the columns cut into two chunks per thread of `pool` (`None`: the pool the
+/// caller runs on), shared by the calling thread and the pool's helpers ([`linger::share`]).
+/// `Err` when a chunk panicked.
+///
+/// Why not gemm's own threads: a batch-1 encoder run hands ~40 products to the pool, and between
+/// them the pool threads fell asleep, so each product paid their wake-up (tens of µs here): 16-21
+/// ms per batch-1 MiniLM-shaped tract run on two threads this way, 11-14 ms with helpers that
+/// linger between products and a caller that works instead of waiting (profile example,
+/// interleaved). Columns, not rows, so that each thread packs only its part of the weights.
+///
+/// Panics when the lengths do not fit, as [`sgemm`] does.
+pub fn sgemm_by_columns(
+    pool: Option<&rayon::ThreadPool>,
+    (x, w, y): (&[f32], &[f32], &mut [f32]),
+    (rows, k, n): (usize, usize, usize),
+    accumulate: bool,
+) -> Result<(), ()> {
+    assert!(x.len() == rows * k && w.len() == k * n && y.len() == rows * n, "sgemm_by_columns: operands do not fit {rows}x{k}x{n}");
+    if rows * n == 0 || k == 0 {
+        sgemm(x, w, y, (rows, k, n), accumulate, 1);
+        return Ok(());
+    }
+    let threads = pool.map_or_else(rayon::current_num_threads, |p| p.current_num_threads()).max(1);
+    let width = n.div_ceil(2 * threads).next_multiple_of(COLUMN_STEP).min(n).max(1);
+    let chunks = n.div_ceil(width);
+    let ops = Operands { a: x.as_ptr(), b: w.as_ptr(), y: y.as_mut_ptr() };
+    linger::share(pool, threads - 1, chunks, move |i| {
+        let ops = ops;
+        let (c0, cw) = (i * width, width.min(n - i * width));
+        let (kk, nn) = (k as isize, n as isize);
+        // SAFETY: columns c0 .. c0 + cw <= n of y and w, all rows of x (lengths asserted above);
+        // chunks write disjoint columns, and share returns only after every chunk has run.
+        unsafe {
+            sgemm_strided(
+                Strided { ptr: ops.y.add(c0), row: nn, col: 1 },
+                Strided { ptr: ops.a, row: kk, col: 1 },
+                Strided { ptr: ops.b.add(c0), row: nn, col: 1 },
+                (rows, k, cw),
+                accumulate,
+                1.0,
+                1,
+            )
+        }
+    })
 }
 
 /// Where a matrix lies: its first element, and the steps (in elements) from one row and from

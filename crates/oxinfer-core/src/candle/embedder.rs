@@ -346,6 +346,11 @@ impl Embedder {
     /// independent rows scale with the threads. A batch with fewer rows than threads gives the
     /// spare threads to its matmuls. A GPU gets the batch whole.
     fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
+        // Counted with tract's runs: a lone call's matmuls share work with lingering helpers.
+        crate::linger::counted_run(|| self.run_counted(ids, types, mask, [b, s]))
+    }
+
+    fn run_counted(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
         let parts = if self.pool.is_some() { self.threads.min(b).max(1) } else { 1 };
         let per = b.div_ceil(parts).max(1);
         let starts: Vec<usize> = (0..b).step_by(per).collect();

@@ -54,7 +54,15 @@ impl CustomOp3 for Linear {
         for _ in 0..rows {
             out.extend_from_slice(bias);
         }
-        crate::sgemm::sgemm(x, w, &mut out, (rows, k, n), true, self.threads); // out = bias + x @ w
+        // out = bias + x @ w. A lone call on a pool thread (a batch of one row, say) shares the
+        // columns with helpers that linger between products; otherwise gemm splits the product
+        // (its threads sleep between products, see sgemm_by_columns).
+        if self.threads > 1 && rayon::current_thread_index().is_some() && crate::linger::alone() {
+            crate::sgemm::sgemm_by_columns(None, (x, w, &mut out), (rows, k, n), true)
+                .map_err(|()| candle_core::Error::Msg(format!("{}: a chunk of the product panicked", self.name())))?;
+        } else {
+            crate::sgemm::sgemm(x, w, &mut out, (rows, k, n), true, self.threads);
+        }
         Ok((CpuStorage::F32(out), Shape::from((rows, n))))
     }
 }

@@ -8,7 +8,6 @@ mod batch;
 mod bind;
 mod fast;
 mod if_op;
-mod linger;
 mod load;
 mod profile;
 mod run;

@@ -9,7 +9,7 @@ use tract_onnx::prelude::*;
 
 use super::TractModel;
 use super::bind::{Fallback, NoFallback};
-use super::{fast, split};
+use super::split;
 use crate::threads::tract_executor;
 use tract_linalg::multithread::Executor;
 
@@ -56,6 +56,6 @@ impl TractModel {
                 return split::run_parts(&pool, self.threads - 1, split::cut(&values, items, parts)?, run);
             }
         }
-        fast::counted_run(|| self.plan.run(values))
+        crate::linger::counted_run(|| self.plan.run(values))
     }
 }

@@ -30,7 +30,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, RmsNorm, Softmax};
 
-use super::linger;
+use crate::linger;
 
 /// Whether every output's item `i` (along axis 0) depends only on item `i` of every input.
 pub fn splittable(model: &TypedModel) -> TractResult<bool> {
@@ -182,7 +182,7 @@ pub fn run_parts(pool: &rayon::ThreadPool, helpers: usize, parts: Vec<TVec<TValu
     let results: Arc<Vec<Mutex<Option<SliceResult>>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
     let outs = Arc::clone(&results);
     // A panicking slice leaves its result empty: it reads as an error below.
-    let _ = linger::share(pool, helpers, n, move |i| {
+    let _ = linger::share(Some(pool), helpers, n, move |i| {
         if let Some(part) = lock(&parts[i]).take() {
             *lock(&outs[i]) = Some(run(part));
         }

@@ -20,9 +20,9 @@ use tract_onnx::tract_core::internal::*;
 
 use tract_onnx::tract_core::ops::math::Mul;
 
-use super::super::linger;
-use super::{F32EinSum, Operands, sole_binary_reader, sharing_pool, threads_for};
-use crate::sgemm::{Strided, sgemm_strided};
+use crate::linger;
+use super::{F32EinSum, sole_binary_reader, sharing_pool, threads_for};
+use crate::sgemm::{Operands, Strided, sgemm_strided};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FastBatchedMatMul {
@@ -211,7 +211,7 @@ impl EvalOp for FastBatchedMatMul {
         if let Some(pool) = sharing_pool(macs).filter(|_| batches > 1) {
             // One batch index per task, claimed by this thread and lingering helpers.
             let threads = pool.current_num_threads();
-            linger::share(&pool, threads - 1, batches, one).map_err(|()| format_err!("FastBatchedMatMul: a product panicked"))?;
+            linger::share(Some(&pool), threads - 1, batches, one).map_err(|()| format_err!("FastBatchedMatMul: a product panicked"))?;
         } else {
             match threads_for(macs) {
                 Some(pool) if batches > 1 => pool.install(|| (0..batches).into_par_iter().for_each(one)),

@@ -17,9 +17,9 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
-use super::super::linger;
-use super::{F32EinSum, Operands, alone, sole_binary_reader, threads_for};
-use crate::sgemm::{Strided, sgemm, sgemm_strided};
+use super::{F32EinSum, sole_binary_reader, threads_for};
+use crate::linger;
+use crate::sgemm::{sgemm, sgemm_by_columns};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FastMatMul {
@@ -159,8 +159,9 @@ impl EvalOp for FastMatMul {
         let accumulate = self.bias.is_some();
         match threads_for(rows * k * n) {
             // A run's own thread (not a slice of a split run on a pool thread), the only run in
-            // flight: see `by_columns` and `alone`.
-            Some(pool) if rayon::current_thread_index().is_none() && alone() => by_columns(&pool, (x, w, y), (rows, k, n), accumulate)?,
+            // flight: see `sgemm_by_columns` and `linger::alone`.
+            Some(pool) if rayon::current_thread_index().is_none() && linger::alone() => sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
+                .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))?,
             Some(pool) => {
                 let threads = pool.current_num_threads();
                 pool.install(|| sgemm(x, w, y, (rows, k, n), accumulate, threads))
@@ -171,45 +172,3 @@ impl EvalOp for FastMatMul {
     }
 }
 
-/// Columns per chunk of [`by_columns`]: whole vectors.
-const COLUMN_STEP: usize = 16;
-
-/// `y (+)= x @ w` (`rows x k` by `k x n`) with the columns cut into two chunks per thread,
-/// shared by the calling thread and the pool's helpers ([`linger::share`]).
-///
-/// Why not gemm's own threads: a batch-1 encoder run hands ~40 products to the pool, and between
-/// them the pool threads fell asleep, so each product paid their wake-up (tens of µs here): 16-21
-/// ms per batch-1 MiniLM-shaped run on two threads this way, 11-14 ms with helpers that linger
-/// between products and a caller that works instead of waiting (profile example, interleaved).
-/// Columns, not rows, so that each thread packs only its part of the weights.
-fn by_columns(
-    pool: &rayon::ThreadPool,
-    (x, w, y): (&[f32], &[f32], &mut [f32]),
-    (rows, k, n): (usize, usize, usize),
-    accumulate: bool,
-) -> TractResult<()> {
-    assert!(x.len() == rows * k && w.len() == k * n && y.len() == rows * n, "FastMatMul: operands do not fit {rows}x{k}x{n}");
-    let threads = pool.current_num_threads().max(1);
-    let width = n.div_ceil(2 * threads).next_multiple_of(COLUMN_STEP).min(n).max(1);
-    let chunks = n.div_ceil(width);
-    let ops = Operands { a: x.as_ptr(), b: w.as_ptr(), y: y.as_mut_ptr() };
-    linger::share(pool, threads - 1, chunks, move |i| {
-        let ops = ops;
-        let (c0, cw) = (i * width, width.min(n - i * width));
-        let (kk, nn) = (k as isize, n as isize);
-        // SAFETY: columns c0 .. c0 + cw <= n of y and w, all rows of x (lengths asserted above);
-        // chunks write disjoint columns, and share returns only after every chunk has run.
-        unsafe {
-            sgemm_strided(
-                Strided { ptr: ops.y.add(c0), row: nn, col: 1 },
-                Strided { ptr: ops.a, row: kk, col: 1 },
-                Strided { ptr: ops.b.add(c0), row: nn, col: 1 },
-                (rows, k, cw),
-                accumulate,
-                1.0,
-                1,
-            )
-        }
-    })
-    .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))
-}

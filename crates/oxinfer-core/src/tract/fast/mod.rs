@@ -31,7 +31,6 @@ mod softmax;
 mod winograd;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
@@ -42,7 +41,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Softmax};
 
-use super::linger;
+use crate::linger;
 
 /// Replaces every op of `model` that a fast kernel covers. Run on the decluttered model: the
 /// ops keep their inputs and outputs, so tract's optimizer plans around them.
@@ -152,45 +151,6 @@ fn sole_binary_reader<'m, B: BinMiniOp>(
     Ok(Some((next, next.inputs[1 - inlet.slot])))
 }
 
-/// A product's two operands and its output, shared by the threads that compute parts of it.
-#[derive(Clone, Copy)]
-struct Operands {
-    a: *const f32,
-    b: *const f32,
-    y: *mut f32,
-}
-
-// SAFETY: the operands are only read; each user has every thread write its own part of `y`
-// (batched.rs: one batch index's block; matmul.rs: one chunk of columns).
-unsafe impl Send for Operands {}
-unsafe impl Sync for Operands {}
-
-/// Whole-plan runs in flight in this process ([`counted_run`]).
-static RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `f` (one pass of a plan) counted among the runs in flight, which decides how its
-/// products use the pool: see [`alone`].
-pub(super) fn counted_run<T>(f: impl FnOnce() -> T) -> T {
-    struct Counted;
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            RUNS.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-    RUNS.fetch_add(1, Ordering::AcqRel);
-    let _counted = Counted;
-    f()
-}
-
-/// Whether the current run is the only one in flight (or runs uncounted): then its products
-/// may take lingering helpers (matmul.rs's `by_columns`), which spin between products. With
-/// runs in flight side by side (a server's concurrent requests), the pool is busy anyway, and
-/// callers that worked and spun beside it starved the event loop's thread: the longest stall
-/// while 16 concurrent batch-1 encoder requests ran rose from 2.5-4.3 to 9.5 ms.
-fn alone() -> bool {
-    RUNS.load(Ordering::Acquire) <= 1
-}
-
 /// Multiply-adds of one call above which it is split across the executor's threads (about
 /// 150 µs of one core's work). Below, the hand-off and the pool threads spinning beside the
 /// serial ops that follow cost more than the split saves: the test CNN at batch 8 ran 1.3x
@@ -232,12 +192,12 @@ const SHARE_WORK: usize = 1 << 20;
 
 /// The pool with which an op shares its work through [`linger::share`] (helpers lingering from
 /// the products before take it with no wake-up): when the executor has several threads, the
-/// work is over [`SHARE_WORK`], and this is the only run in flight ([`alone`]), on its own
+/// work is over [`SHARE_WORK`], and this is the only run in flight ([`linger::alone`]), on its own
 /// thread, not a pool thread's slice of a split run. (The caller's own slices do share: the
 /// helper that finishes its slices first then takes part of the caller's last one. Keeping
 /// them to themselves measured 1.00x-1.09x instead of 1.10x-1.15x at batch 32.)
 fn sharing_pool(work: usize) -> Option<Arc<rayon::ThreadPool>> {
-    if work < SHARE_WORK || rayon::current_thread_index().is_some() || !alone() {
+    if work < SHARE_WORK || rayon::current_thread_index().is_some() || !linger::alone() {
         return None;
     }
     match current_tract_executor() {
@@ -266,7 +226,7 @@ fn by_rows<F: Fn(&mut [f32]) + Send + Sync + 'static>(x: &mut [f32], row: usize,
     let threads = pool.current_num_threads();
     let per = rows.div_ceil(2 * threads);
     let (chunks, len, base) = (rows.div_ceil(per), x.len(), Parts(x.as_mut_ptr()));
-    linger::share(&pool, threads - 1, chunks, move |i| {
+    linger::share(Some(&pool), threads - 1, chunks, move |i| {
         let base = base;
         let (start, end) = (i * per * row, ((i + 1) * per * row).min(len));
         // SAFETY: chunk i is values start..end < len of x, disjoint from every other chunk's;

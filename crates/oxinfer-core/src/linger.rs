@@ -80,6 +80,33 @@ pub fn linger() {
     }
 }
 
+/// Engine runs in flight in this process ([`counted_run`]): tract plan passes and candle
+/// embedder calls alike, as they share the CPUs.
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `f` (one tract plan pass, one embedder call) counted among the runs in flight, which
+/// decides whether its ops share work with lingering helpers: see [`alone`].
+pub fn counted_run<T>(f: impl FnOnce() -> T) -> T {
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            RUNS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    RUNS.fetch_add(1, Ordering::AcqRel);
+    let _counted = Counted;
+    f()
+}
+
+/// Whether the current run is the only one in flight (or runs uncounted): then its ops may
+/// take lingering helpers ([`share`]), which spin between ops. With runs in flight side by
+/// side (a server's concurrent requests), the pool is busy anyway, and callers that worked and
+/// spun beside it starved the event loop's thread: the longest stall while 16 concurrent
+/// batch-1 encoder requests ran rose from 2.5-4.3 to 9.5 ms.
+pub fn alone() -> bool {
+    RUNS.load(Ordering::Acquire) <= 1
+}
+
 /// Tasks `0..n`, claimed one at a time by whichever thread is free.
 struct Tasks<F> {
     n: usize,
@@ -119,17 +146,24 @@ impl<F: Fn(usize) + Send + Sync> Help for Tasks<F> {
 /// comes after the tasks are all claimed finds nothing to do, and the caller waits only for
 /// tasks already under way. No task runs after this returns (each is claimed before it runs and
 /// counted after), so `task` may reach the caller's buffers through raw pointers.
-pub fn share<F: Fn(usize) + Send + Sync + 'static>(pool: &rayon::ThreadPool, helpers: usize, n: usize, task: F) -> Result<(), ()> {
+///
+/// `pool`: where to spawn the helpers not found lingering; `None` for the pool the caller runs
+/// on (the caller must then be one of its threads, or the jobs go to rayon's global pool).
+pub fn share<F: Fn(usize) + Send + Sync + 'static>(pool: Option<&rayon::ThreadPool>, helpers: usize, n: usize, task: F) -> Result<(), ()> {
     let tasks = Arc::new(Tasks { n, next: AtomicUsize::new(0), done: AtomicUsize::new(0), panicked: AtomicBool::new(false), task });
     let wanted = helpers.min(n.saturating_sub(1));
     let work: Arc<dyn Help> = Arc::clone(&tasks) as Arc<dyn Help>;
     for _ in offer(&work, wanted)..wanted {
         let tasks = Arc::clone(&tasks);
-        pool.spawn(move || {
+        let job = move || {
             tasks.work();
             drop(tasks);
             linger();
-        });
+        };
+        match pool {
+            Some(pool) => pool.spawn(job),
+            None => rayon::spawn(job),
+        }
     }
     drop(work);
     tasks.work();
@@ -167,7 +201,7 @@ mod tests {
         for round in 0..50 {
             let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..7).map(|_| AtomicUsize::new(0)).collect());
             let seen = Arc::clone(&counts);
-            let result = share(&pool, 2, 7, move |i| {
+            let result = share(Some(&pool), 2, 7, move |i| {
                 seen[i].fetch_add(1, Ordering::Relaxed);
                 assert!(round % 10 != 9 || i != 3, "task 3 of round {round} panics");
             });
