@@ -17,8 +17,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
-use super::{F32EinSum, sole_binary_reader, threads_for};
-use crate::linger;
+use super::{F32EinSum, PARALLEL_MACS, sharing_pool, sole_binary_reader, threads_for};
 use crate::sgemm::{sgemm, sgemm_by_columns};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -157,16 +156,17 @@ impl EvalOp for FastMatMul {
             }
         }
         let accumulate = self.bias.is_some();
-        match threads_for(rows * k * n) {
-            // A run's own thread (not a slice of a split run on a pool thread), the only run in
-            // flight: see `sgemm_by_columns` and `linger::alone`.
-            Some(pool) if rayon::current_thread_index().is_none() && linger::alone() => sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
-                .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))?,
-            Some(pool) => {
-                let threads = pool.current_num_threads();
-                pool.install(|| sgemm(x, w, y, (rows, k, n), accumulate, threads))
-            }
-            None => sgemm(x, w, y, (rows, k, n), accumulate, 1),
+        let macs = rows * k * n;
+        // A lone run's own thread shares the columns with lingering helpers (sgemm_by_columns);
+        // a slice of a split run, or one of several runs in flight, lets gemm split it.
+        if let Some(pool) = sharing_pool(macs).filter(|_| macs >= PARALLEL_MACS) {
+            sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
+                .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))?
+        } else if let Some(pool) = threads_for(macs) {
+            let threads = pool.current_num_threads();
+            pool.install(|| sgemm(x, w, y, (rows, k, n), accumulate, threads))
+        } else {
+            sgemm(x, w, y, (rows, k, n), accumulate, 1)
         }
         Ok(tvec!(output.into_tvalue()))
     }
