@@ -861,3 +861,14 @@ fn pad_equals_tracts_along_the_last_axis() -> TractResult<()> {
     assert_eq!(want, got);
     Ok(())
 }
+
+/// A product of a run beside others stays on its thread (the cores are busy with the other
+/// runs); a product of a lone run may split. Only the first is asserted inside: other tests
+/// may count runs of their own meanwhile, which only ever makes `alone` false.
+#[test]
+fn products_of_runs_side_by_side_stay_on_their_thread() {
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
+    multithread_tract_scope(Executor::multithread(2), || {
+        crate::linger::counted_run(|| crate::linger::counted_run(|| assert!(super::threads_for(super::PARALLEL_MACS).is_none())));
+    });
+}
