@@ -158,7 +158,8 @@ impl EvalOp for FastMatMul {
         let accumulate = self.bias.is_some();
         let macs = rows * k * n;
         // A lone run's own thread shares the columns with lingering helpers (sgemm_by_columns);
-        // a slice of a split run, or one of several runs in flight, lets gemm split it.
+        // a slice of a split run lets gemm split it; one of several runs in flight keeps it on
+        // its own thread (threads_for).
         if let Some(pool) = sharing_pool(macs).filter(|_| macs >= PARALLEL_MACS) {
             sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
                 .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))?
