@@ -163,12 +163,15 @@ const PARALLEL_MACS: usize = 16 << 20;
 /// Runs side by side (a server's concurrent requests, each on its own libuv thread) fill the
 /// cores already, so each keeps its products on its own thread: 16 concurrent batch-1 encoder
 /// requests took 0.93x-0.98x of onnxruntime's time against 1.04x-1.14x with their products
-/// split. Such a run also yields its core before each product: with every core computing, the
-/// event loop's thread otherwise waited for a scheduler slice, and the longest stall while those
-/// 16 requests ran rose from ~3 to 7.8 ms; yielding brought it back to 3.3-4.6 ms.
+/// split. Such a run also yields its core before each product large enough to split (smaller
+/// ones take microseconds, as long as the yield itself): with every core computing, the event
+/// loop's thread otherwise waited for a scheduler slice, and the longest stall while those 16
+/// requests ran rose from ~3 to 7.8 ms; yielding brought it back to 3.3-4.6 ms.
 fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
     if !linger::alone() {
-        std::thread::yield_now();
+        if macs >= PARALLEL_MACS {
+            std::thread::yield_now();
+        }
         return None;
     }
     match current_tract_executor() {
