@@ -55,7 +55,10 @@ export class Batcher {
   constructor(model: TractModel, options: BatcherOptions = {}) {
     this.#model = model;
     this.maxBatch = positive('maxBatch', options.maxBatch ?? 32);
-    this.maxDelayMs = Math.max(0, options.maxDelayMs ?? 2);
+    this.maxDelayMs = options.maxDelayMs ?? 2;
+    if (!Number.isFinite(this.maxDelayMs) || this.maxDelayMs < 0) {
+      throw new RangeError(`Batcher option maxDelayMs must be a non-negative number of milliseconds, got ${this.maxDelayMs}`);
+    }
     this.maxQueue = positive('maxQueue', options.maxQueue ?? 1024);
     this.#pad = options.pad ?? {};
   }
@@ -155,11 +158,30 @@ export class Batcher {
     const live = batch.filter((r) => !r.signal?.aborted);
     if (live.length === 0) return;
     const padded = this.#padTo(live);
+    let outs: Outputs[];
     try {
-      const outs = await this.#model.runBatch(padded.map((p) => p.feeds));
-      outs.forEach((out, i) => settle(live[i]!, () => unpad(out, this.#model, padded[i]!.sizes)));
+      outs = await this.#model.runBatch(padded.map((p) => p.feeds));
     } catch (e) {
-      for (const r of live) settle(r, () => { throw e; });
+      if (live.length === 1 || (e instanceof OxinferError && e.code === 'ERR_DISPOSED')) {
+        for (const r of live) settle(r, () => { throw e; });
+      } else {
+        // One bad request (data that does not fit its shape, a sequence too long for the
+        // model) must not fail the callers stacked with it: each runs alone, so every caller
+        // gets its own result or its own error. Costs a second pass only when a batch fails.
+        await Promise.all(live.filter((r) => !r.signal?.aborted).map((r) => this.#alone(r)));
+      }
+      return;
+    }
+    outs.forEach((out, i) => settle(live[i]!, () => unpad(out, this.#model, padded[i]!.sizes)));
+  }
+
+  /** Runs one request as its own batch (unpadded) and settles it. */
+  async #alone(r: Request): Promise<void> {
+    try {
+      const [out] = await this.#model.runBatch([r.feeds]);
+      settle(r, () => out!);
+    } catch (e) {
+      settle(r, () => { throw e; });
     }
   }
 

@@ -91,12 +91,40 @@ describe('Batcher', () => {
     await expect(batcher.run(image(4))).rejects.toBeInstanceOf(DisposedError);
   });
 
-  it('passes engine errors to every caller of the batch', async () => {
+  it('passes a lone request its engine error, and the model stays usable', async () => {
     const model = await TractModel.load(fixture('cnn.onnx'));
     const batcher = new Batcher(model, { maxBatch: 4, maxDelayMs: 10 });
     const bad = { image: { data: new Float32Array(3 * 32 * 31), shape: [1, 3, 32, 31] } };
     await expect(batcher.run(bad)).rejects.toMatchObject({ code: 'ERR_INPUT_SHAPE' });
     expect((await batcher.run(image(1))).probs!.shape).toEqual([1, 10]);
+  });
+
+  it('fails only the bad request of a batch: the callers stacked with it get their rows', async () => {
+    const model = await TractModel.load(fixture('cnn.onnx'));
+    const seen = counting(model);
+    const batcher = new Batcher(model, { maxBatch: 4, maxDelayMs: 20 });
+    // Same shape and array kind as the good ones, so it stacks with them; its data is short.
+    const bad = { image: { data: new Float32Array(5), shape: [1, 3, 32, 32] } };
+    const runs = [batcher.run(image(1)), batcher.run(bad), batcher.run(image(2))];
+    const [a, b, c] = await Promise.allSettled(runs);
+    expect(b).toMatchObject({ status: 'rejected', reason: { code: 'ERR_INPUT_SHAPE' } });
+    expect((b as PromiseRejectedResult).reason.message).toMatch(/image/);
+    for (const [settled, seed] of [[a, 1], [c, 2]] as const) {
+      expect(settled.status).toBe('fulfilled');
+      const got = (settled as PromiseFulfilledResult<Awaited<(typeof runs)[0]>>).value.probs!.data as Float32Array;
+      const alone = (await model.run(image(seed))).probs!.data as Float32Array;
+      expect(maxAbsDiff(got, alone)).toBeLessThan(1e-5);
+    }
+    // The stacked call failed; then each request ran on its own.
+    expect(seen.calls.slice(0, 4)).toEqual([3, 1, 1, 1]);
+  });
+
+  it('refuses invalid options with a RangeError naming the option', () => {
+    const model = {} as TractModel;
+    expect(() => new Batcher(model, { maxBatch: 0 })).toThrow(/maxBatch/);
+    expect(() => new Batcher(model, { maxQueue: 1.5 })).toThrow(/maxQueue/);
+    expect(() => new Batcher(model, { maxDelayMs: Number.NaN })).toThrow(/maxDelayMs/);
+    expect(() => new Batcher(model, { maxDelayMs: -1 })).toThrow(RangeError);
   });
 });
 
