@@ -21,7 +21,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Mul;
 
 use crate::linger;
-use super::{F32EinSum, sole_binary_reader, sharing_pool, threads_for};
+use super::{F32EinSum, sole_binary_reader, sharing_pool, threads_for, yield_core};
 use crate::sgemm::{Operands, Strided, sgemm_strided};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -209,6 +209,7 @@ impl EvalOp for FastBatchedMatMul {
         };
         let macs = batches * m * n * k;
         if let Some(pool) = sharing_pool(macs).filter(|_| batches > 1) {
+            yield_core(macs);
             // One batch index per task, claimed by this thread and lingering helpers.
             let threads = pool.current_num_threads();
             linger::share(Some(&pool), threads - 1, batches, one).map_err(|()| format_err!("FastBatchedMatMul: a product panicked"))?;

@@ -17,7 +17,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
-use super::{F32EinSum, PARALLEL_MACS, sharing_pool, sole_binary_reader, threads_for};
+use super::{F32EinSum, PARALLEL_MACS, sharing_pool, sole_binary_reader, threads_for, yield_core};
 use crate::sgemm::{sgemm, sgemm_by_columns};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -161,6 +161,7 @@ impl EvalOp for FastMatMul {
         // a slice of a split run lets gemm split it; one of several runs in flight keeps it on
         // its own thread (threads_for).
         if let Some(pool) = sharing_pool(macs).filter(|_| macs >= PARALLEL_MACS) {
+            yield_core(macs);
             sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
                 .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))?
         } else if let Some(pool) = threads_for(macs) {

@@ -158,25 +158,34 @@ fn sole_binary_reader<'m, B: BinMiniOp>(
 const PARALLEL_MACS: usize = 16 << 20;
 
 /// The executor's pool, when it has several threads, a call of `macs` multiply-adds is worth
-/// splitting over them, and no other run is in flight ([`linger::alone`]).
+/// splitting over them, and no other run is in flight ([`linger::alone`]). Yields the core
+/// first for such a call ([`yield_core`]).
 ///
 /// Runs side by side (a server's concurrent requests, each on its own libuv thread) fill the
 /// cores already, so each keeps its products on its own thread: 16 concurrent batch-1 encoder
 /// requests took 0.93x-0.98x of onnxruntime's time against 1.04x-1.14x with their products
-/// split. Such a run also yields its core before each product large enough to split (smaller
-/// ones take microseconds, as long as the yield itself): with every core computing, the event
-/// loop's thread otherwise waited for a scheduler slice, and the longest stall while those 16
-/// requests ran rose from ~3 to 7.8 ms; yielding brought it back to 3.3-4.6 ms.
+/// split.
 fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
+    yield_core(macs);
     if !linger::alone() {
-        if macs >= PARALLEL_MACS {
-            std::thread::yield_now();
-        }
         return None;
     }
     match current_tract_executor() {
         Executor::MultiThread(pool) if pool.current_num_threads() > 1 && macs >= PARALLEL_MACS => Some(pool),
         _ => None,
+    }
+}
+
+/// Before a product of `macs` multiply-adds large enough to split (smaller ones take
+/// microseconds, as long as the yield itself), gives the core to a thread that waits for one.
+/// Whenever a run fills every core (runs side by side, or one batch split across the threads,
+/// as a Batcher's is), the event loop's thread otherwise waited for a scheduler slice: the
+/// longest stall while 16 concurrent requests ran rose from ~3 to 7.8 ms without the yield in
+/// runs side by side, and read 5.0-8.5 ms through a Batcher (one split batch of 16) before
+/// split runs yielded too.
+fn yield_core(macs: usize) {
+    if macs >= PARALLEL_MACS {
+        std::thread::yield_now();
     }
 }
 
