@@ -12,7 +12,8 @@
 //!
 //! Covered exactly: every axis is a batch axis (in both inputs and the output, of one size in
 //! both inputs), or the one row axis (first input and output), the one column axis (second
-//! input and output) or the one contracted axis (both inputs, not the output).
+//! input and output) or the one contracted axis (both inputs, not the output), or an axis of
+//! one in a single operand or the output.
 
 use rayon::prelude::*;
 use tract_onnx::prelude::*;
@@ -36,6 +37,9 @@ pub struct FastBatchedMatMul {
     k: (usize, usize),
     input_ranks: (usize, usize),
     output_rank: usize,
+    /// Axes of one that only the first input, only the second, or only the output has: tract's
+    /// declutter makes them of a batch of one when the shapes are fixed (`mbk,nbk->abmn`).
+    ones: (TVec<usize>, TVec<usize>, TVec<usize>),
     /// The product's scale (a folded `Mul`), as `f32::to_bits` (ops are `Hash` and `Eq`).
     scale: u32,
 }
@@ -52,6 +56,14 @@ impl FastBatchedMatMul {
         }
         let same = |i: usize, j: usize| a.shape[i] == b.shape[j];
         if !fast.batch.iter().all(|&(i, j, _)| same(i, j)) || !same(fast.k.0, fast.k.1) {
+            return Ok(None);
+        }
+        let y = model.outlet_fact(OutletId::new(node.id, 0))?;
+        let one = |d: &TDim| d.to_usize().ok() == Some(1);
+        let (ao, bo, yo) = &fast.ones;
+        if y.rank() != fast.output_rank
+            || !(ao.iter().all(|&i| one(&a.shape[i])) && bo.iter().all(|&j| one(&b.shape[j])) && yo.iter().all(|&o| one(&y.shape[o])))
+        {
             return Ok(None);
         }
         let Some((mul, scale)) = scale_after(model, node)? else {
@@ -71,23 +83,29 @@ impl FastBatchedMatMul {
         labels.sort_unstable();
         labels.dedup();
         let (mut batch, mut m, mut n, mut k) = (TVec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut ones = (TVec::new(), TVec::new(), TVec::new());
         for c in labels {
             match (place(a, c), place(b, c), place(y, c)) {
                 (Some(i), Some(j), Some(o)) => batch.push((i, j, o)),
                 (Some(i), None, Some(o)) => m.push((i, o)),
                 (None, Some(j), Some(o)) => n.push((j, o)),
                 (Some(i), Some(j), None) => k.push((i, j)),
-                _ => return None, // summed over one input only, or broadcast into the output
+                // Summed over one input only, or broadcast into the output: covered only when
+                // of size one (checked against the facts by the caller).
+                (Some(i), None, None) => ones.0.push(i),
+                (None, Some(j), None) => ones.1.push(j),
+                (None, None, Some(o)) => ones.2.push(o),
+                (None, None, None) => return None,
             }
         }
         let ([m], [n], [k]) = (&m[..], &n[..], &k[..]) else { return None };
         let (input_ranks, output_rank, scale) = ((a.len(), b.len()), y.len(), 1f32.to_bits());
-        Some(FastBatchedMatMul { batch, m: *m, n: *n, k: *k, input_ranks, output_rank, scale })
+        Some(FastBatchedMatMul { batch, m: *m, n: *n, k: *k, input_ranks, output_rank, ones, scale })
     }
 
-    /// The output's shape: each axis from the input that has it.
+    /// The output's shape: each axis from the input that has it, or one.
     fn output_shape<D: DimLike>(&self, a: &[D], b: &[D]) -> TVec<D> {
-        let mut shape: TVec<D> = tvec![D::from(0usize); self.output_rank];
+        let mut shape: TVec<D> = tvec![D::from(1usize); self.output_rank];
         for &(i, _, o) in &self.batch {
             shape[o] = a[i].clone();
         }
@@ -157,6 +175,8 @@ impl EvalOp for FastBatchedMatMul {
         );
         let same = self.batch.iter().all(|&(i, j, _)| sa[i] == sb[j]) && sa[self.k.0] == sb[self.k.1];
         ensure!(same, "FastBatchedMatMul: inputs {sa:?} and {sb:?} disagree on a shared axis");
+        let ones = self.ones.0.iter().all(|&i| sa[i] == 1) && self.ones.1.iter().all(|&j| sb[j] == 1);
+        ensure!(ones, "FastBatchedMatMul: inputs {sa:?} and {sb:?}: an axis of one is not");
         let shape = self.output_shape(sa, sb);
         let (m, n, k) = (sa[self.m.0], sb[self.n.0], sa[self.k.0]);
         if k == 0 {

@@ -347,6 +347,55 @@ fn matmul_equals_tracts() -> TractResult<()> {
     Ok(())
 }
 
+/// What tract's declutter makes of a batch-1 encoder's products when the shapes are fixed:
+/// the batch axis of one summed away (`amk,kn->mn`) or added back (`mk,kn->amn`,
+/// `mbk,bkn->amn`, `mbk,nbk->abmn`, `abmk,kbn->mbn`). Each is swapped and equals tract's; an
+/// axis summed over more than one value is not swapped.
+#[test]
+fn products_with_axes_of_one_are_swapped() -> TractResult<()> {
+    let names = |model: &TypedModel| -> TractResult<Vec<String>> {
+        let mut model = model.clone();
+        substitute(&mut model)?;
+        Ok(model.into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect())
+    };
+    let by_weights: [(&str, &[usize], &[usize], Option<&[usize]>); 4] = [
+        ("amk,kn->mn", &[1, 5, 7], &[7, 9], Some(&[9])),
+        ("mk,kn->amn", &[5, 7], &[7, 9], Some(&[1, 1, 9])),
+        ("mbk,bkn->amn", &[6, 3, 4], &[3, 4, 10], Some(&[1, 1, 10])),
+        ("amk,kn->mn", &[1, 5, 7], &[7, 9], None),
+    ];
+    for (i, (expr, x_shape, w_shape, bias_shape)) in by_weights.into_iter().enumerate() {
+        let seed = 700 + 10 * i as u64;
+        let weights = Tensor::from_shape(w_shape, &values(w_shape.iter().product(), seed))?;
+        let bias = bias_shape.map(|s| Tensor::from_shape(s, &values(s.iter().product(), seed + 1))).transpose()?;
+        let model = einsum_model(expr, x_shape, false, weights, bias)?;
+        let got = names(&model)?;
+        assert!(got.iter().any(|n| n == "FastMatMul") && !got.iter().any(|n| n == "Add"), "{expr}: {got:?}");
+        let x = Tensor::from_shape(x_shape, &values(x_shape.iter().product(), seed + 2))?;
+        let (want, got, _) = both(model, x)?;
+        let worst = worst_difference(&want, &got)?;
+        assert!(worst < 1e-4, "{expr}: worst |tract - fast| = {worst:e}");
+    }
+    let activations: [(&str, &[usize], &[usize]); 2] =
+        [("mbk,nbk->abmn", &[5, 3, 4], &[6, 3, 4]), ("abmk,kbn->mbn", &[1, 3, 5, 6], &[6, 3, 4])];
+    for (i, (expr, sa, sb)) in activations.into_iter().enumerate() {
+        let model = einsum2_model(expr, sa, sb, false)?;
+        assert!(names(&model)?.iter().any(|n| n == "FastBatchedMatMul"), "{expr}: not swapped");
+        let a = Tensor::from_shape(sa, &values(sa.iter().product(), 800 + i as u64))?;
+        let b = Tensor::from_shape(sb, &values(sb.iter().product(), 900 + i as u64))?;
+        let (want, got, _) = both_of(model, tvec![a, b])?;
+        let worst = worst_difference(&want, &got)?;
+        assert!(worst < 1e-5, "{expr}: worst |tract - fast| = {worst:e}");
+    }
+    // Summed over two values: a real sum, which neither kernel does.
+    let w = Tensor::from_shape(&[7, 9], &values(63, 5))?;
+    let got = names(&einsum_model("amk,kn->mn", &[2, 5, 7], false, w, None)?)?;
+    assert!(!got.iter().any(|n| n.starts_with("Fast")), "sum over a = 2: swapped: {got:?}");
+    let got = names(&einsum2_model("abmk,kbn->mbn", &[2, 3, 5, 6], &[6, 3, 4], false)?)?;
+    assert!(!got.iter().any(|n| n.starts_with("Fast")), "batched sum over a = 2: swapped: {got:?}");
+    Ok(())
+}
+
 #[test]
 fn matmul_leaves_what_it_does_not_cover() -> TractResult<()> {
     let names = |model: TypedModel| -> TractResult<Vec<String>> {
