@@ -38,6 +38,56 @@ pub fn tract_executor(threads: usize) -> Executor {
         .clone()
 }
 
+/// Where the candle engine's calls run: a pool of the model's `threads` workers shared per size
+/// like tract's, or, for one thread, a one-thread pool of each calling thread's own.
+///
+/// Why one pool per caller at one thread: calls installed into one shared one-thread pool ran
+/// one at a time, so a `threads: 1` embedder served 16 concurrent batch-1 calls in 519 ms
+/// against 277 with two threads, and every `threads: 1` model of the process queued behind the
+/// others; tract's one-thread models run concurrent calls side by side, one core each. A pool
+/// (not the caller's thread itself) still bounds the call's parallel ops to its one thread.
+#[derive(Clone)]
+pub enum CpuPool {
+    Shared(std::sync::Arc<rayon::ThreadPool>),
+    PerCaller,
+}
+
+impl CpuPool {
+    pub fn new(threads: usize) -> crate::Result<CpuPool> {
+        Ok(if threads <= 1 { CpuPool::PerCaller } else { CpuPool::Shared(rayon_pool(threads)?) })
+    }
+
+    /// Runs `f` on this pool (for `PerCaller`, the calling thread's own).
+    pub fn install<T: Send>(&self, f: impl FnOnce() -> crate::Result<T> + Send) -> crate::Result<T> {
+        match self {
+            CpuPool::Shared(pool) => pool.install(f),
+            CpuPool::PerCaller => {
+                thread_local! {
+                    static OWN: std::cell::OnceCell<rayon::ThreadPool> = const { std::cell::OnceCell::new() };
+                }
+                OWN.with(|own| {
+                    if own.get().is_none() {
+                        let pool = build_pool(1, "oxinfer-candle-solo")?;
+                        let _ = own.set(pool);
+                    }
+                    match own.get() {
+                        Some(pool) => pool.install(f),
+                        None => Err(crate::Error::engine("cannot start a thread for the call")),
+                    }
+                })
+            }
+        }
+    }
+}
+
+fn build_pool(threads: usize, name: &'static str) -> crate::Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("{name}-{i}"))
+        .build()
+        .map_err(|e| crate::Error::engine(format!("cannot start {threads} threads: {e}")))
+}
+
 /// A rayon pool with `threads` workers for the candle engine, shared per size like tract's.
 pub fn rayon_pool(threads: usize) -> crate::Result<std::sync::Arc<rayon::ThreadPool>> {
     use std::sync::Arc;
@@ -47,12 +97,40 @@ pub fn rayon_pool(threads: usize) -> crate::Result<std::sync::Arc<rayon::ThreadP
     if let Some(pool) = pools.get(&threads) {
         return Ok(Arc::clone(pool));
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("oxinfer-candle-{i}"))
-        .build()
-        .map_err(|e| crate::Error::engine(format!("cannot start {threads} threads: {e}")))?;
-    let pool = Arc::new(pool);
+    let pool = Arc::new(build_pool(threads, "oxinfer-candle")?);
     pools.insert(threads, Arc::clone(&pool));
     Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::CpuPool;
+
+    /// Two calls on a one-thread pool, from two threads, run at once: each waits inside its
+    /// call for the other to have started (with one shared one-thread pool the second would
+    /// start only after the first gave up waiting).
+    #[test]
+    fn one_thread_calls_from_two_callers_run_side_by_side() {
+        let pool = CpuPool::new(1).expect("a pool");
+        let (to_b, from_a) = mpsc::channel();
+        let (to_a, from_b) = mpsc::channel();
+        let call = |pool: CpuPool, tell: mpsc::Sender<()>, hear: mpsc::Receiver<()>| {
+            std::thread::spawn(move || {
+                pool.install(move || {
+                    assert_eq!(rayon::current_num_threads(), 1, "a one-thread call sees one thread");
+                    tell.send(()).expect("the other call listens");
+                    Ok(hear.recv_timeout(Duration::from_secs(10)).is_ok())
+                })
+            })
+        };
+        let a = call(pool.clone(), to_b, from_b);
+        let b = call(pool, to_a, from_a);
+        for (who, h) in [("a", a), ("b", b)] {
+            let overlapped = h.join().expect("no panic").expect("the call ran");
+            assert!(overlapped, "call {who} never saw the other one start: the calls ran one at a time");
+        }
+    }
 }

@@ -7,7 +7,6 @@
 //! on its batch beyond float rounding.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use candle_core::{DType as CDType, Device, Tensor, D};
 
@@ -112,7 +111,7 @@ pub struct Embedder {
     pooling: Pooling,
     normalize: bool,
     threads: usize,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<crate::threads::CpuPool>,
     weight_bytes: usize,
 }
 
@@ -167,7 +166,7 @@ impl Embedder {
         let bert = Bert::load(vb, &config).map_err(bad_weights)?;
         let threads = o.threads.unwrap_or_else(crate::threads::available_cpus).max(1);
         let pool = match device_kind {
-            DeviceKind::Cpu => Some(crate::threads::rayon_pool(threads)?),
+            DeviceKind::Cpu => Some(crate::threads::CpuPool::new(threads)?),
             _ => None,
         };
         Ok(Embedder {
