@@ -9,7 +9,7 @@
  */
 import type { NativeTractModel, NativeTractSession } from '../index';
 import { call, callAsync } from './call';
-import { DisposedError, InputNameError, InputShapeError, ModelLoadError } from './errors';
+import { DisposedError, InputNameError, InputShapeError, ModelLoadError, OxinferError, errorClass } from './errors';
 import { DEFAULT_INLINE_UNDER_US, InlinePolicy, shapeKey, turn } from './inline';
 import { packFeeds, unpackOutputs } from './packed';
 import { throwIfAborted } from './signal';
@@ -267,14 +267,19 @@ export class TractModel {
       throw new InputShapeError(`stream option batchSize must be a positive integer, got ${String(batchSize)}`);
     }
     let running: Promise<Outputs[]> | undefined;
+    let seen = 0; // items taken from the source
     const start = (items: Feeds[]) => {
-      const p = this.runBatch(items, { signal: options.signal });
+      const first = seen - items.length;
+      const p = this.runBatch(items, { signal: options.signal }).catch((e: unknown) => {
+        throw inStream(e, first, items.length);
+      });
       p.catch(() => undefined); // surfaced when awaited below, in order
       return p;
     };
     let batch: Feeds[] = [];
     for await (const item of source) {
       batch.push(item);
+      seen++;
       if (batch.length < batchSize) continue;
       const next = start(batch);
       batch = [];
@@ -384,4 +389,17 @@ export class TractSession {
     }
     return this.#model.prepare(toNativeFeeds(feeds, this.#model.inputs));
   }
+}
+
+/**
+ * A stream batch's error, naming the stream's item: runBatch names a request by its place in
+ * the batch (`request 1: ...`), which says little to a caller of `stream`.
+ */
+function inStream(e: unknown, first: number, count: number): unknown {
+  if (!(e instanceof OxinferError) || e.code === 'ERR_ABORTED' || e.code === 'ERR_DISPOSED') return e;
+  const request = /^request (\d+): /.exec(e.message);
+  const message = request
+    ? `stream item ${first + Number(request[1])}: ${e.message.slice(request[0].length)}`
+    : `stream items ${first}..${first + count - 1}: ${e.message}`;
+  return new (errorClass(e.code))(message, { cause: e });
 }

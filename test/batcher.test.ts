@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AbortedError, Batcher, DisposedError, QueueFullError, TractModel, type Feeds } from '../src/index';
+import { AbortedError, Batcher, DisposedError, InputShapeError, QueueFullError, TractModel, type Feeds } from '../src/index';
 import { fixture, maxAbsDiff, randomF32, rng } from './helpers';
 
 /** Counts the engine calls a model receives. */
@@ -145,12 +145,19 @@ describe('TractModel.stream', () => {
     }
   });
 
-  it('surfaces a failing item as a typed error', async () => {
+  it('surfaces a failing item as a typed error naming the item', async () => {
     const model = await TractModel.load(fixture('cnn.onnx'));
     const bad = { image: { data: new Float32Array(5), shape: [1, 3, 32, 32] } };
-    const run = async () => {
-      for await (const _ of model.stream([image(1), bad], { batchSize: 1 })) void _;
+    const run = async (items: Feeds[], batchSize: number) => {
+      const got: number[] = [];
+      for await (const o of model.stream(items, { batchSize })) got.push(o.probs!.shape[0]!);
+      return got;
     };
-    await expect(run()).rejects.toMatchObject({ code: 'ERR_INPUT_SHAPE' });
+    await expect(run([image(1), bad], 1)).rejects.toMatchObject({ code: 'ERR_INPUT_SHAPE' });
+    // Item 3 is the second of the batch [2, 3]: the error names the stream's item, not the
+    // batch's request 1.
+    const failed = run([image(0), image(1), image(2), bad, image(4)], 2);
+    await expect(failed).rejects.toBeInstanceOf(InputShapeError);
+    await expect(failed).rejects.toThrow(/^stream item 3: input 'image'/);
   });
 });
