@@ -55,10 +55,7 @@ export class Batcher {
   constructor(model: TractModel, options: BatcherOptions = {}) {
     this.#model = model;
     this.maxBatch = positive('maxBatch', options.maxBatch ?? 32);
-    this.maxDelayMs = options.maxDelayMs ?? 2;
-    if (!Number.isFinite(this.maxDelayMs) || this.maxDelayMs < 0) {
-      throw new RangeError(`Batcher option maxDelayMs must be a non-negative number of milliseconds, got ${this.maxDelayMs}`);
-    }
+    this.maxDelayMs = nonNegativeMs('maxDelayMs', options.maxDelayMs ?? 2);
     this.maxQueue = positive('maxQueue', options.maxQueue ?? 1024);
     this.#pad = options.pad ?? {};
   }
@@ -214,6 +211,11 @@ export class Batcher {
 
 function positive(name: string, n: number): number {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`Batcher option ${name} must be a positive integer, got ${n}`);
+  return n;
+}
+
+function nonNegativeMs(name: string, n: number): number {
+  if (!Number.isFinite(n) || n < 0) throw new RangeError(`Batcher option ${name} must be a non-negative number of milliseconds, got ${n}`);
   return n;
 }
 

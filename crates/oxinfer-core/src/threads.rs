@@ -67,13 +67,9 @@ impl CpuPool {
                 }
                 OWN.with(|own| {
                     if own.get().is_none() {
-                        let pool = build_pool(1, "oxinfer-candle-solo")?;
-                        let _ = own.set(pool);
+                        let _ = own.set(build_pool(1, "oxinfer-candle-solo")?);
                     }
-                    match own.get() {
-                        Some(pool) => pool.install(f),
-                        None => Err(crate::Error::engine("cannot start a thread for the call")),
-                    }
+                    own.get().map_or_else(|| Err(crate::Error::engine("cannot start a thread for the call")), |pool| pool.install(f))
                 })
             }
         }
