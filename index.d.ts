@@ -29,6 +29,8 @@ export declare class NativeTractModel {
   get outputs(): Array<NativeTensorInfo>
   get sha256(): string
   get threads(): number
+  /** 'float32' or 'bfloat16': what its products by constant weights run in on this CPU. */
+  get precision(): 'float32' | 'bfloat16'
   get ops(): Array<NativeOpCount>
   /** Runs on the libuv pool. Feeds and outputs in the wire format of packed.rs. */
   run(data: ArrayBufferView[], meta: Int32Array, signal?: AbortSignal | undefined | null): Promise<unknown[]>
@@ -127,6 +129,8 @@ export interface NativeLoadOptions {
   constants?: Array<NativeFeed>
   /** Load through the model cache (default true). */
   cache?: boolean
+  /** Products by constant weights: 'float32' (default) or 'bfloat16'. */
+  precision?: string
 }
 
 export interface NativeOpCount {

@@ -208,18 +208,29 @@ function ortBert(x) {
 }
 
 let encoderModels;
-/** The MiniLM-shaped encoder, loaded once for the encoder, stall and concurrency cases. */
+/**
+ * The MiniLM-shaped encoder, loaded once for the encoder, stall and concurrency cases; `bf16` is
+ * the same file with `precision: 'bfloat16'`, or undefined where the CPU lacks AVX512-BF16.
+ */
 async function encoders() {
   encoderModels ??= (async () => {
     const path = fixture('encoder-minilm.onnx');
-    return { model: await oxLoad(path), session: await ortLoad(path) };
+    const bf16 = await ox.TractModel.load(path, { threads, precision: 'bfloat16' });
+    if (bf16.precision !== 'bfloat16') log('this CPU has no AVX512-BF16: the bfloat16 rows are left out');
+    return { model: await oxLoad(path), session: await ortLoad(path), bf16: bf16.precision === 'bfloat16' ? bf16 : undefined };
   })();
   return encoderModels;
 }
 
+/**
+ * How far bfloat16 products may move the MiniLM-shaped encoder's hidden states (values of about
+ * unit scale, after LayerNorm) from onnxruntime's f32 ones: bf16 keeps 8 bits of mantissa.
+ */
+const BF16_TOL = 0.1;
+
 /** MiniLM-L6-shaped encoder (random weights), S = 128: sentences per second. */
 async function caseEncoder() {
-  const { model, session } = await encoders();
+  const { model, session, bf16 } = await encoders();
   const rows = [];
   for (const n of [1, 32]) {
     const x = bertInputs(n, 128, 100 + n);
@@ -228,13 +239,15 @@ async function caseEncoder() {
     const d = expectClose(`encoder batch ${n} vs ort`, ours.last_hidden_state.data, theirs.last_hidden_state.data, 1e-3);
     const runs = n === 1 ? P.encB1Runs : 1;
     const rate = (ms) => (n * runs) / (ms / 1000);
+    const loop = (m) => async () => rate(await timeMs(async () => { for (let i = 0; i < runs; i++) await m.run(oxBert(x)); }));
+    const withBf16 = bf16 !== undefined && n === 32;
+    const dBf16 = withBf16
+      ? expectClose(`encoder batch ${n}, bfloat16, vs ort`, (await bf16.run(oxBert(x))).last_hidden_state.data, theirs.last_hidden_state.data, BF16_TOL)
+      : 0;
     const r = await interleave(
       [
-        {
-          key: 'ox',
-          warmup: () => model.run(oxBert(x)),
-          rep: async () => rate(await timeMs(async () => { for (let i = 0; i < runs; i++) await model.run(oxBert(x)); })),
-        },
+        { key: 'ox', warmup: () => model.run(oxBert(x)), rep: loop(model) },
+        ...(withBf16 ? [{ key: 'bf16', warmup: () => bf16.run(oxBert(x)), rep: loop(bf16) }] : []),
         {
           key: 'ort',
           warmup: () => session.run(ortBert(x)),
@@ -249,6 +262,13 @@ async function caseEncoder() {
         extra: `${runs} run(s) of batch ${n} per repetition; max |Δ| vs ort ${d.toExponential(1)}`,
       }),
     );
+    if (withBf16) {
+      rows.push(
+        row(`MiniLM encoder batch ${n}, S=128, precision bfloat16: run vs ort run (f32)`, 'sentences/s', 'higher', r.bf16, r.ort, {
+          extra: `opt-in reduced precision, not the same numbers as ort: max |Δ| vs ort ${dBf16.toExponential(1)} (f32: ${d.toExponential(1)})`,
+        }),
+      );
+    }
   }
   return rows;
 }
@@ -357,9 +377,9 @@ async function serveAll(xs, serve) {
 }
 
 /** Checks every served output against the reference outputs (per request). */
-function checkServed(what, outs, refs) {
+function checkServed(what, outs, refs, tol = 1e-3) {
   let d = 0;
-  outs.forEach((o, i) => { d = Math.max(d, expectClose(`${what}, request ${i}`, o, refs[i], 1e-3)); });
+  outs.forEach((o, i) => { d = Math.max(d, expectClose(`${what}, request ${i}`, o, refs[i], tol)); });
   return d;
 }
 
@@ -403,18 +423,21 @@ async function caseStall() {
 
 /** Wall time for 16 concurrent batch-1 encoder requests: plain run, through a Batcher, ort. */
 async function caseConcurrency() {
-  const { model, session } = await encoders();
+  const { model, session, bf16 } = await encoders();
   const batcher = new ox.Batcher(model, { maxBatch: CONCURRENT, maxDelayMs: 2 });
+  const bf16Batcher = bf16 && new ox.Batcher(bf16, { maxBatch: CONCURRENT, maxDelayMs: 2 });
   const xs = requests();
   const oxServe = async (x) => (await model.run(oxBert(x))).last_hidden_state.data;
   const batchServe = async (x) => (await batcher.run(oxBert(x))).last_hidden_state.data;
+  const bf16Serve = async (x) => (await bf16Batcher.run(oxBert(x))).last_hidden_state.data;
   const ortServe = async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
   const refs = await Promise.all(xs.map(ortServe));
-  const stalls = { run: [], batcher: [], ort: [] };
-  let d = 0;
+  const stalls = { run: [], batcher: [], bf16: [], ort: [] };
+  const diffs = { run: 0, batcher: 0, bf16: 0 };
   const one = (key, serve) => async () => {
     const m = await serveAll(xs, serve);
-    d = Math.max(d, checkServed(`concurrency ${key}`, m.result, refs));
+    const d = key === 'bf16' ? checkServed(`concurrency ${key}`, m.result, refs, BF16_TOL) : checkServed(`concurrency ${key}`, m.result, refs);
+    diffs[key] = Math.max(diffs[key], d);
     stalls[key].push(m.stallMs);
     return m.totalMs;
   };
@@ -422,18 +445,28 @@ async function caseConcurrency() {
     [
       { key: 'run', warmup: () => serveAll(xs, oxServe), rep: one('run', oxServe) },
       { key: 'batcher', warmup: () => serveAll(xs, batchServe), rep: one('batcher', batchServe) },
+      ...(bf16Batcher ? [{ key: 'bf16', warmup: () => serveAll(xs, bf16Serve), rep: one('bf16', bf16Serve) }] : []),
       { key: 'ort', warmup: () => serveAll(xs, ortServe), rep: one('ort', ortServe) },
     ],
     P.reps,
   );
   await batcher.close();
-  const note = (k) => `event-loop stall ${summarize(stalls[k]).median.toFixed(1)} ms (ort ${summarize(stalls.ort).median.toFixed(1)} ms); max |Δ| vs ort ${d.toExponential(1)}`;
+  await bf16Batcher?.close();
+  const note = (k) => `event-loop stall ${summarize(stalls[k]).median.toFixed(1)} ms (ort ${summarize(stalls.ort).median.toFixed(1)} ms); max |Δ| vs ort ${diffs[k].toExponential(1)}`;
+  const bf16Rows = bf16Batcher
+    ? [
+        row(`${CONCURRENT} concurrent batch-1 encoder requests: Batcher(maxBatch 16, 2 ms), precision bfloat16, vs ort run (f32)`, 'ms', 'lower', r.bf16, r.ort, {
+          extra: `opt-in reduced precision, not the same numbers as ort; ${note('bf16')}`,
+        }),
+      ]
+    : [];
   return [
     row(`${CONCURRENT} concurrent batch-1 encoder requests: run vs ort run`, 'ms', 'lower', r.run, r.ort, { extra: note('run') }),
     row(`${CONCURRENT} concurrent batch-1 encoder requests: Batcher(maxBatch 16, 2 ms) vs ort run`, 'ms', 'lower', r.batcher, r.ort, {
       target: { on: 'ratio', op: '<=', value: 0.5 },
       extra: note('batcher'),
     }),
+    ...bf16Rows,
   ];
 }
 

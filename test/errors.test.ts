@@ -95,6 +95,13 @@ describe('bad models get ERR_MODEL_LOAD', () => {
     });
   });
 
+  it('an unknown precision names the option and the value', async () => {
+    await expect(TractModel.load(fixture('add.onnx'), { precision: 'fp8' as 'float32' })).rejects.toMatchObject({
+      code: 'ERR_MODEL_LOAD',
+      message: expect.stringContaining(`load option precision must be 'float32' or 'bfloat16', got "fp8"`),
+    });
+  });
+
   it('truncated model bytes, at many cut points, never crash the process', async () => {
     const { readFileSync } = await import('node:fs');
     const bytes = readFileSync(fixture('cnn.onnx'));

@@ -15,6 +15,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use oxinfer_core::bf16::Precision;
 use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, TractModel};
 use oxinfer_core::{DType, Dim, Feed};
 
@@ -72,8 +73,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: profile MODEL.onnx NAME:DTYPE:SHAPE... [--constant NAME:DTYPE:SHAPE:=V] [--threads N] [--runs N] [--fixed]")?;
+    let path = args.next().ok_or("usage: profile MODEL.onnx NAME:DTYPE:SHAPE... [--constant NAME:DTYPE:SHAPE:=V] [--threads N] [--runs N] [--fixed] [--bf16]")?;
     let (mut inputs, mut constants, mut threads, mut runs, mut fixed) = (Vec::new(), Vec::new(), None, 200, false);
+    let mut precision = Precision::Float32;
     while let Some(a) = args.next() {
         let mut number = |flag: &str| {
             args.next().and_then(|v| v.parse::<usize>().ok()).ok_or(format!("{flag} needs a number"))
@@ -82,6 +84,7 @@ fn run() -> Result<(), String> {
             "--threads" => threads = Some(number("--threads")?),
             "--runs" => runs = number("--runs")?,
             "--fixed" => fixed = true,
+            "--bf16" => precision = Precision::Bfloat16,
             "--constant" => constants.push(parse_input(&args.next().ok_or("--constant needs NAME:DTYPE:SHAPE[:MAX|:=V]")?)?),
             _ => inputs.push(parse_input(&a)?),
         }
@@ -93,7 +96,7 @@ fn run() -> Result<(), String> {
         Vec::new()
     };
     let constants = constants.iter().map(|i: &Input| Feed::new(&i.name, i.dtype, &i.shape, &i.bytes)).collect();
-    let options = LoadOptions { inputs: specs, constants, threads };
+    let options = LoadOptions { inputs: specs, constants, threads, precision };
     let model = TractModel::load(ModelSource::Path(path.as_ref()), &options).map_err(|e| e.to_string())?;
     let feeds: Vec<Feed<'_>> = inputs.iter().map(|i| Feed::new(&i.name, i.dtype, &i.shape, &i.bytes)).collect();
     let costs = model.profile(&feeds, runs).map_err(|e| e.to_string())?;
@@ -107,7 +110,7 @@ fn run() -> Result<(), String> {
     whole.sort();
     println!("TractModel::run: median {:.1} µs", us(whole[whole.len() / 2]));
     let total: Duration = costs.iter().map(|c| c.median).sum();
-    println!("{} nodes, {runs} runs, threads {}: sum of medians {:.1} µs", costs.len(), model.threads(), us(total));
+    println!("{} nodes, {runs} runs, threads {}, products in {}: sum of medians {:.1} µs", costs.len(), model.threads(), model.precision().name(), us(total));
     let mut by_cost: Vec<_> = costs.iter().collect();
     by_cost.sort_by(|a, b| b.median.cmp(&a.median));
     for c in by_cost {

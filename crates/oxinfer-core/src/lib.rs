@@ -17,6 +17,7 @@ mod fastmath;
 pub mod fuzzing;
 mod linger;
 pub mod panic;
+pub mod bf16;
 mod sgemm;
 mod simd;
 pub mod tensor;

@@ -160,6 +160,7 @@ fn silero_session_carries_state() {
         inputs: vec![("input".into(), fixed(&[1, 576])), ("state".into(), fixed(&[2, 1, 128]))],
         constants: vec![Feed::new("sr", DType::Int64, &[], &sr)],
         threads: Some(1),
+        ..Default::default()
     };
     let model = Arc::new(TractModel::load(ModelSource::Path(&root().join("models/silero_vad_v5.onnx")), &opts).unwrap());
     assert_eq!(model.inputs().iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["input", "state"]);

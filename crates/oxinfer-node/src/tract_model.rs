@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use oxinfer_core::bf16::Precision;
 use oxinfer_core::cache::Held;
 use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession};
 use oxinfer_core::{DType, Dim, Error, ErrorCode, TensorInfo};
@@ -51,6 +52,8 @@ pub struct NativeLoadOptions {
     pub constants: Option<Vec<NativeFeed>>,
     /// Load through the model cache (default true).
     pub cache: Option<bool>,
+    /// Products by constant weights: 'float32' (default) or 'bfloat16'.
+    pub precision: Option<String>,
 }
 
 #[napi(object)]
@@ -84,10 +87,21 @@ fn input_specs(o: &NativeLoadOptions) -> napi::Result<Vec<(String, InputSpec)>> 
     Ok(inputs)
 }
 
+fn precision(o: &NativeLoadOptions) -> napi::Result<Precision> {
+    match o.precision.as_deref() {
+        None | Some("float32") => Ok(Precision::Float32),
+        Some("bfloat16") => Ok(Precision::Bfloat16),
+        Some(other) => Err(to_js(Error::model_load(format!(
+            "load option precision must be 'float32' or 'bfloat16', got '{other}'"
+        )))),
+    }
+}
+
 pub struct LoadTask {
     source: Either<String, Uint8Array>,
     inputs: Vec<(String, InputSpec)>,
     threads: Option<usize>,
+    precision: Precision,
     constants: Vec<NativeFeed>,
     cache: bool,
 }
@@ -106,6 +120,7 @@ impl Task for LoadTask {
             inputs: self.inputs.clone(),
             constants: converted.feeds(&self.constants),
             threads: self.threads,
+            precision: self.precision,
         };
         Held::load(
             self.cache,
@@ -131,6 +146,7 @@ pub fn load_tract_model(
         source,
         inputs: input_specs(&options)?,
         threads: options.threads.map(|t| t as usize),
+        precision: precision(&options)?,
         constants: options.constants.unwrap_or_default(),
         cache: options.cache.unwrap_or(true),
     };
@@ -145,6 +161,7 @@ pub struct NativeTractModel {
     sha256: String,
     ops: Vec<(String, usize)>,
     threads: usize,
+    precision: Precision,
 }
 
 impl NativeTractModel {
@@ -156,6 +173,7 @@ impl NativeTractModel {
             sha256: model.sha256().to_string(),
             ops: model.ops().iter().map(|o| (o.op.clone(), o.count)).collect(),
             threads: model.threads(),
+            precision: model.precision(),
             model: Mutex::new(Some(held)),
         }
     }
@@ -263,6 +281,12 @@ impl NativeTractModel {
     #[napi(getter)]
     pub fn threads(&self) -> u32 {
         self.threads as u32
+    }
+
+    /// 'float32' or 'bfloat16': what its products by constant weights run in on this CPU.
+    #[napi(getter, ts_return_type = "'float32' | 'bfloat16'")]
+    pub fn precision(&self) -> &'static str {
+        self.precision.name()
     }
 
     #[napi(getter)]

@@ -10,6 +10,7 @@ use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_hir::infer::{Factoid, InferenceFact};
 use tract_onnx::tract_hir::prelude::InferenceModelExt;
 
+use crate::bf16::Precision;
 use crate::dtype::DType;
 use crate::error::{Error, ErrorCode, Result, chain};
 use crate::panic::guard;
@@ -42,6 +43,8 @@ pub struct LoadOptions<'a> {
     pub constants: Vec<Feed<'a>>,
     /// Intra-op threads; `None` uses every CPU this process may use.
     pub threads: Option<usize>,
+    /// How products by constant weights are computed (f32 unless asked; see crate::bf16).
+    pub precision: Precision,
 }
 
 /// How often an op type occurs in the model as written in the file.
@@ -62,6 +65,8 @@ pub struct TractModel {
     pub(crate) threads: usize,
     /// Whether a batch may be cut into slices run at once (see split.rs).
     pub(crate) split: bool,
+    /// The precision its products by constant weights run in on this CPU.
+    precision: Precision,
     file_bytes: usize,
 }
 
@@ -96,6 +101,11 @@ impl TractModel {
     }
     pub fn threads(&self) -> usize {
         self.threads
+    }
+    /// The precision of its products by constant weights: the one asked for where this CPU
+    /// has it (`Bfloat16` needs AVX512-BF16), else `Float32`.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
     /// Whether a batch runs as one slice per thread (its items are independent; see split.rs).
     pub fn splits_batches(&self) -> bool {
@@ -168,7 +178,8 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
         .iter()
         .map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_string())
         .collect();
-    let (typed, split) = optimize(model).map_err(|e| {
+    let precision = options.precision.effective();
+    let (typed, split) = optimize(model, precision).map_err(|e| {
         let mut err = fail("analyse and optimize", &e);
         if ops.iter().any(|o| o.op == "If") {
             err.message.push_str(
@@ -185,18 +196,18 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
     let plan = typed
         .into_runnable_with_options(&run_options)
         .map_err(|e| fail("plan", &e))?;
-    Ok(TractModel { plan, inputs, outputs, sha256, ops, threads, split, file_bytes: bytes.len() })
+    Ok(TractModel { plan, inputs, outputs, sha256, ops, threads, split, precision, file_bytes: bytes.len() })
 }
 
 /// Types and optimizes the model, with oxinfer's fast kernels in place of the ops they cover;
 /// also says whether its batches may be split (judged on tract's own ops, whose axes mappings
 /// the analysis reads) and are worth splitting (it computes products).
-fn optimize(model: InferenceModel) -> TractResult<(TypedModel, bool)> {
+fn optimize(model: InferenceModel, precision: Precision) -> TractResult<(TypedModel, bool)> {
     // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
     // rest around them.
     let mut typed = model.into_typed()?.into_decluttered()?;
     let split = super::split::splittable(&typed)?;
-    super::fast::substitute(&mut typed)?;
+    super::fast::substitute_with(&mut typed, precision)?;
     let split = split && super::fast::has_products(&typed);
     let mut optimized = typed.into_optimized()?;
     super::fast::substitute_optimized(&mut optimized)?;
@@ -380,7 +391,8 @@ fn cache_key(source: ModelSource<'_>, options: &LoadOptions<'_>) -> Result<Strin
         ModelSource::Bytes(b) => format!("bytes:{}", hex(&Sha256::digest(b))),
     };
     let threads = options.threads.unwrap_or_else(available_cpus);
-    let mut key = format!("tract:{origin}|threads={threads}|inputs={:?}", options.inputs);
+    let precision = options.precision.effective().name();
+    let mut key = format!("tract:{origin}|threads={threads}|precision={precision}|inputs={:?}", options.inputs);
     for c in &options.constants {
         key.push_str(&format!(
             "|const {}:{}{:?}={}",

@@ -19,6 +19,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
 use super::{F32EinSum, PARALLEL_MACS, sharing_pool, sole_binary_reader, threads_for, yield_core};
+use crate::bf16::{PackedBf16, Precision, gemm_bf16};
 use crate::sgemm::{sgemm, sgemm_by_columns};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -35,6 +36,9 @@ pub struct FastMatMul {
     output: TVec<OutputDim>,
     /// `n` values added to every row; `None` without a following bias `Add`.
     bias: Option<Arc<Tensor>>,
+    /// The weights rounded to bf16 and packed, for a model loaded with `Precision::Bfloat16` on
+    /// a CPU that has AVX512-BF16: then the product runs on them (crate::bf16).
+    bf16: Option<Arc<PackedBf16>>,
 }
 
 /// One output dim: the input's at an axis (a row axis), or a fixed size (a column axis of the
@@ -48,7 +52,7 @@ enum OutputDim {
 impl FastMatMul {
     /// The patch that puts a FastMatMul in place of `op` (and of a bias `Add` after it), when
     /// it covers `op` exactly.
-    pub fn replacing(model: &TypedModel, node: &TypedNode, einsum: &F32EinSum) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, einsum: &F32EinSum, precision: Precision) -> TractResult<Option<TypedModelPatch>> {
         let [x, w] = einsum.facts;
         let Some(weights) = &w.konst else { return Ok(None) }; // f32, as its fact
         let [xl, wl, yl] = &einsum.labels;
@@ -84,6 +88,10 @@ impl FastMatMul {
             })
             .collect();
         let bias = bias_after(model, node, &columns)?;
+        let bf16 = match precision.effective() {
+            Precision::Bfloat16 => Some(Arc::new(PackedBf16::pack(weights.try_as_plain_ram()?.as_slice::<f32>()?, k, n))),
+            Precision::Float32 => None,
+        };
         let fast = FastMatMul {
             input_rank: x.rank(),
             row_axes,
@@ -92,6 +100,7 @@ impl FastMatMul {
             n,
             output,
             bias: bias.as_ref().map(|(_, b)| Arc::clone(b)),
+            bf16,
         };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
@@ -157,7 +166,8 @@ impl Op for FastMatMul {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let bias = if self.bias.is_some() { ", then bias" } else { "" };
-        Ok(vec![format!("rows x {} @ {}x{}{bias}", self.k, self.k, self.n)])
+        let bf16 = if self.bf16.is_some() { ", in bf16" } else { "" };
+        Ok(vec![format!("rows x {} @ {}x{}{bias}{bf16}", self.k, self.k, self.n)])
     }
 
     op_as_typed_op!();
@@ -198,6 +208,10 @@ impl EvalOp for FastMatMul {
         }
         let accumulate = self.bias.is_some();
         let macs = rows * k * n;
+        if let Some(packed) = &self.bf16 {
+            bf16_product(x, packed, y, rows, accumulate, macs)?;
+            return Ok(tvec!(output.into_tvalue()));
+        }
         // A lone run's own thread shares the columns with lingering helpers (sgemm_by_columns);
         // a slice of a split run lets gemm split it; one of several runs in flight keeps it on
         // its own thread (threads_for).
@@ -215,3 +229,18 @@ impl EvalOp for FastMatMul {
     }
 }
 
+
+/// The product on bf16 weights, shared out as the f32 one is: with lingering helpers for a lone
+/// run's own thread, over the executor's pool for a lone run's pool thread when large enough, on
+/// its own thread otherwise.
+fn bf16_product(x: &[f32], w: &PackedBf16, y: &mut [f32], rows: usize, accumulate: bool, macs: usize) -> TractResult<()> {
+    let pool = match sharing_pool(macs).filter(|_| macs >= PARALLEL_MACS) {
+        Some(pool) => {
+            yield_core(macs);
+            Some(pool)
+        }
+        None => threads_for(macs), // yields too
+    };
+    let helpers = pool.as_ref().map_or(0, |p| p.current_num_threads() - 1);
+    gemm_bf16(pool.as_deref(), helpers, x, w, y, rows, accumulate).map_err(|()| format_err!("FastMatMul: a panel of the bf16 product panicked"))
+}

@@ -41,11 +41,19 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Softmax};
 
+use crate::bf16::Precision;
 use crate::linger;
 
-/// Replaces every op of `model` that a fast kernel covers. Run on the decluttered model: the
-/// ops keep their inputs and outputs, so tract's optimizer plans around them.
+/// Replaces every op of `model` that a fast kernel covers, with f32 products. Run on the
+/// decluttered model: the ops keep their inputs and outputs, so tract's optimizer plans around
+/// them.
+#[cfg(test)]
 pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
+    substitute_with(model, Precision::Float32)
+}
+
+/// [`substitute`], with products by constant weights in `precision` (crate::bf16).
+pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractResult<()> {
     let order = model.eval_order()?;
     for id in order {
         let node = model.node(id);
@@ -55,7 +63,7 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
             conv::FastConv::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<EinSum>() {
             match F32EinSum::of(model, node, op)? {
-                Some(e) => match matmul::FastMatMul::replacing(model, node, &e)? {
+                Some(e) => match matmul::FastMatMul::replacing(model, node, &e, precision)? {
                     Some(patch) => Some(patch),
                     None => batched::FastBatchedMatMul::replacing(model, node, &e)?,
                 },
