@@ -129,8 +129,9 @@ impl PackedBf16 {
 }
 
 /// Which kernel computes the tiles: the CPU's `VDPBF16PS`, or (tests on CPUs without it) the same
-/// sums by two f32 FMAs per pair, in the instruction's order (its products of two bf16 values are
-/// exact in f32, so the two agree but for denormals, which the instruction flushes).
+/// sums by two f32 FMAs per pair, in the order Intel's pseudo-code gives the instruction (products
+/// of two bf16 values are exact in f32; on AMD Zen 4 the two gave the same bits, while Intel
+/// documents the instruction as flushing denormals, so they are compared within f32 rounding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     Native,
@@ -180,25 +181,38 @@ pub(crate) fn gemm_with(
         return Ok(());
     }
     let pairs = w.pairs();
-    let xb = round_rows(x, rows, k, pairs);
-    let parts = Parts { x: xb.as_ptr(), w: w.data.as_ptr(), y: y.as_mut_ptr() };
-    let panels = w.panels();
-    let task = move |p: usize| {
-        let parts = parts;
-        let cols = NR.min(n - p * NR);
-        // SAFETY: panel p of the packed weights (pairs * NR words), every row of the rounded
-        // activations (rows * pairs words), and columns p * NR .. + cols of y (rows * n): all
-        // inside their buffers, which outlive the call; panels write disjoint columns.
-        unsafe {
-            panel(kernel, parts.x, parts.w.add(p * pairs * NR), parts.y.add(p * NR), (rows, pairs, n, cols), accumulate);
+    let mut product = |xb: &mut Vec<u32>| {
+        let xb = round_rows(x, rows, k, pairs, xb);
+        let parts = Parts { x: xb.as_ptr(), w: w.data.as_ptr(), y: y.as_mut_ptr() };
+        let panels = w.panels();
+        let task = move |p: usize| {
+            let parts = parts;
+            let cols = NR.min(n - p * NR);
+            // SAFETY: panel p of the packed weights (pairs * NR words), every row of the rounded
+            // activations (rows * pairs words), and columns p * NR .. + cols of y (rows * n): all
+            // inside their buffers, which outlive the call; panels write disjoint columns.
+            unsafe {
+                panel(kernel, parts.x, parts.w.add(p * pairs * NR), parts.y.add(p * NR), (rows, pairs, n, cols), accumulate);
+            }
+        };
+        if helpers == 0 || panels == 1 {
+            (0..panels).for_each(task);
+            Ok(())
+        } else {
+            linger::share(pool, helpers, panels, task)
         }
     };
-    if helpers == 0 || panels == 1 {
-        (0..panels).for_each(task);
-        Ok(())
-    } else {
-        linger::share(pool, helpers, panels, task)
-    }
+    // A thread already inside a product (none does so today) gets a buffer of its own.
+    ROUNDED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut xb) => product(&mut xb),
+        Err(_) => product(&mut Vec::new()),
+    })
+}
+
+thread_local! {
+    /// The calling thread's rounded activations, kept between products: a fresh buffer of a
+    /// batch's rows (1.5-6 MB at 16 x 128 tokens) was zeroed and faulted in on every call.
+    static ROUNDED: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The three buffers of one product, shared by the threads that compute its panels.
@@ -213,9 +227,13 @@ struct Parts {
 unsafe impl Send for Parts {}
 unsafe impl Sync for Parts {}
 
-/// Rows of `x` as bf16 pairs, `pairs` words a row (an odd `k` padded with zero).
-fn round_rows(x: &[f32], rows: usize, k: usize, pairs: usize) -> Vec<u32> {
-    let mut out = vec![0u32; rows * pairs];
+/// Rows of `x` as bf16 pairs, `pairs` words a row (an odd `k` padded with zero), in the first
+/// `rows * pairs` words of `buf` (grown as needed; every one of them is written).
+fn round_rows<'b>(x: &[f32], rows: usize, k: usize, pairs: usize, buf: &'b mut Vec<u32>) -> &'b [u32] {
+    if buf.len() < rows * pairs {
+        buf.resize(rows * pairs, 0);
+    }
+    let out = &mut buf[..rows * pairs];
     for (src, dst) in x.chunks_exact(k.max(1)).zip(out.chunks_exact_mut(pairs.max(1))).take(rows) {
         let whole = if available() { round_row_native(src, dst) } else { 0 };
         for q in whole..pairs {
@@ -414,12 +432,14 @@ mod tests {
     }
 
     /// Every tile height, odd k, partial panels, several panels over two threads, with and
-    /// without accumulation: equal to f64 sums of the rounded values within f32 rounding; where
-    /// the CPU has the instruction, its results and the emulation's are the same bits.
+    /// without accumulation: equal to f64 sums of the rounded values within f32 rounding, for the
+    /// instruction where the CPU has it and for its emulation.
     #[test]
     fn products_match_rounded_reference() {
         if !std::arch::is_x86_feature_detected!("avx512f") {
-            panic!("these kernels need AVX-512F; the crate's tests run on x86-64 hosts that have it");
+            // Neither kernel can run here; loads asking for bf16 get f32 products instead.
+            assert_eq!(Precision::Bfloat16.effective(), Precision::Float32);
+            return;
         }
         let kernels: &[Kernel] = if available() { &[Kernel::Native, Kernel::Emulated] } else { &[Kernel::Emulated] };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
@@ -431,11 +451,6 @@ mod tests {
                     let bias = values(rows * n, 13);
                     let mut y = if accumulate { bias.clone() } else { vec![f32::NAN; rows * n] };
                     gemm_with(kernel, Some(&pool), helpers, &x, &w, &mut y, rows, accumulate).expect("no panic");
-                    if kernel == Kernel::Native {
-                        let mut e = if accumulate { bias.clone() } else { vec![0.0; rows * n] };
-                        gemm_with(Kernel::Emulated, None, 0, &x, &w, &mut e, rows, accumulate).expect("no panic");
-                        assert_eq!(y, e, "native vs emulated, {rows}x{k}x{n} acc {accumulate}");
-                    }
                     for r in 0..rows {
                         for c in 0..n {
                             let terms = (0..k).map(|j| f64::from(from_bf16(to_bf16(x[r * k + j]))) * f64::from(w.get(j, c)));

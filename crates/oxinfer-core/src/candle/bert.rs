@@ -6,8 +6,12 @@
 //! The whole batch goes through as one tensor: one upload of the ids and mask, one matmul per
 //! projection over all B*S tokens, no per-row host round trips.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
+
+use crate::bf16::PackedBf16;
 
 use super::attention::{MaskBias, attention};
 use super::config::{Activation, BertConfig};
@@ -16,6 +20,8 @@ use super::config::{Activation, BertConfig};
 struct Linear {
     weight_t: Tensor,
     bias: Tensor,
+    /// `weight_t` rounded to bf16 and packed, when the products run in bf16 (see `Bert::load`).
+    packed: Option<Arc<PackedBf16>>,
 }
 
 impl Linear {
@@ -23,19 +29,31 @@ impl Linear {
         let weight = vb.get((out, inp), "weight")?;
         let bias = vb.get(out, "bias")?;
         // Transposed once at load, so each forward is a plain (tokens x in) @ (in x out).
-        Ok(Linear { weight_t: weight.t()?.contiguous()?, bias })
+        Ok(Linear { weight_t: weight.t()?.contiguous()?, bias, packed: None })
     }
 
     /// Multiplies both by `k` (folds a constant scale of the output into the weights).
     fn scaled(self, k: f64) -> Result<Self> {
-        Ok(Linear { weight_t: (self.weight_t * k)?, bias: (self.bias * k)? })
+        Ok(Linear { weight_t: (self.weight_t * k)?, bias: (self.bias * k)?, packed: None })
     }
 
     /// One projection computing all of `parts` side by side: their outputs are its columns.
     fn concat(parts: &[Linear]) -> Result<Self> {
         let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight_t).collect();
         let biases: Vec<&Tensor> = parts.iter().map(|p| &p.bias).collect();
-        Ok(Linear { weight_t: Tensor::cat(&weights, 1)?, bias: Tensor::cat(&biases, 0)? })
+        Ok(Linear { weight_t: Tensor::cat(&weights, 1)?, bias: Tensor::cat(&biases, 0)?, packed: None })
+    }
+
+    /// With `bf16`, the weights packed for bf16 products (crate::bf16), in place of the f32
+    /// ones, which are dropped: f32 CPU weights only.
+    fn products_in(self, bf16: bool) -> Result<Self> {
+        if !bf16 {
+            return Ok(self);
+        }
+        let (k, n) = self.weight_t.dims2()?;
+        let packed = PackedBf16::pack(&self.weight_t.flatten_all()?.to_vec1::<f32>()?, k, n);
+        let weight_t = Tensor::zeros((0, 0), DType::F32, self.weight_t.device())?;
+        Ok(Linear { weight_t, bias: self.bias, packed: Some(Arc::new(packed)) })
     }
 
     /// `threads`: how many threads the matmul may use (see linear.rs).
@@ -43,7 +61,11 @@ impl Linear {
         let dims = x.dims().to_vec();
         let inp = dims[dims.len() - 1];
         let rows = x.elem_count() / inp.max(1);
-        let y = super::linear::linear(&x.reshape((rows, inp))?, &self.weight_t, &self.bias, threads)?;
+        let x = x.reshape((rows, inp))?;
+        let y = match &self.packed {
+            Some(w) => super::linear::linear_bf16(&x, w, &self.bias, threads)?,
+            None => super::linear::linear(&x, &self.weight_t, &self.bias, threads)?,
+        };
         let mut out_dims = dims;
         *out_dims.last_mut().expect("rank >= 1") = self.bias.dim(0)?;
         y.reshape(out_dims)
@@ -101,7 +123,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &BertConfig, bf16: bool) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let att = vb.pp("attention");
         let head_dim = h / c.num_attention_heads;
@@ -112,11 +134,12 @@ impl Layer {
                 Linear::load(att.pp("self").pp("query"), h, h)?.scaled(1.0 / (head_dim as f64).sqrt())?,
                 Linear::load(att.pp("self").pp("key"), h, h)?,
                 Linear::load(att.pp("self").pp("value"), h, h)?,
-            ])?,
-            attn_out: Linear::load(att.pp("output").pp("dense"), h, h)?,
+            ])?
+            .products_in(bf16)?,
+            attn_out: Linear::load(att.pp("output").pp("dense"), h, h)?.products_in(bf16)?,
             attn_norm: layer_norm(att.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
-            up: Linear::load(vb.pp("intermediate").pp("dense"), h, i)?,
-            down: Linear::load(vb.pp("output").pp("dense"), i, h)?,
+            up: Linear::load(vb.pp("intermediate").pp("dense"), h, i)?.products_in(bf16)?,
+            down: Linear::load(vb.pp("output").pp("dense"), i, h)?.products_in(bf16)?,
             out_norm: layer_norm(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
             heads: c.num_attention_heads,
             act: c.hidden_act,
@@ -150,11 +173,13 @@ pub struct Bert {
 }
 
 impl Bert {
-    pub fn load(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
+    /// `bf16_products`: the linear layers' products in bf16 (crate::bf16; f32 CPU weights and a
+    /// CPU with AVX512-BF16, which the caller checks), everything else in `vb`'s dtype.
+    pub fn load(vb: VarBuilder, c: &BertConfig, bf16_products: bool) -> Result<Self> {
         let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
         let embeddings = Embeddings::load(vb.pp("embeddings"), c)?;
         let layers = (0..c.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), c))
+            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), c, bf16_products))
             .collect::<Result<Vec<_>>>()?;
         Ok(Bert {
             embeddings,

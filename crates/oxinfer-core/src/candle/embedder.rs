@@ -162,8 +162,13 @@ impl Embedder {
         let weight_bytes = bytes.len();
         let bad_weights =
             |e: candle_core::Error| Error::model_load(format!("{}: {e}", files.weights.display()));
-        let vb = var_builder(bytes, precision.candle(), &device).map_err(bad_weights)?;
-        let bert = Bert::load(vb, &config).map_err(bad_weights)?;
+        // bfloat16 on a CPU with AVX512-BF16: f32 weights and activations, the linear layers'
+        // products in bf16 (crate::bf16), 1.6x faster than f32 there; candle's own bf16 CPU
+        // matmul ran 2.1x slower than f32 (32 sentences: 750 vs 354 ms).
+        let bf16_products = precision == Precision::BF16 && matches!(device_kind, DeviceKind::Cpu) && crate::bf16::available();
+        let weights_dtype = if bf16_products { CDType::F32 } else { precision.candle() };
+        let vb = var_builder(bytes, weights_dtype, &device).map_err(bad_weights)?;
+        let bert = Bert::load(vb, &config, bf16_products).map_err(bad_weights)?;
         let threads = o.threads.unwrap_or_else(crate::threads::available_cpus).max(1);
         let pool = match device_kind {
             DeviceKind::Cpu => Some(crate::threads::CpuPool::new(threads)?),
