@@ -181,38 +181,27 @@ pub(crate) fn gemm_with(
         return Ok(());
     }
     let pairs = w.pairs();
-    let mut product = |xb: &mut Vec<u32>| {
-        let xb = round_rows(x, rows, k, pairs, xb);
-        let parts = Parts { x: xb.as_ptr(), w: w.data.as_ptr(), y: y.as_mut_ptr() };
-        let panels = w.panels();
-        let task = move |p: usize| {
-            let parts = parts;
-            let cols = NR.min(n - p * NR);
-            // SAFETY: panel p of the packed weights (pairs * NR words), every row of the rounded
-            // activations (rows * pairs words), and columns p * NR .. + cols of y (rows * n): all
-            // inside their buffers, which outlive the call; panels write disjoint columns.
-            unsafe {
-                panel(kernel, parts.x, parts.w.add(p * pairs * NR), parts.y.add(p * NR), (rows, pairs, n, cols), accumulate);
-            }
-        };
-        if helpers == 0 || panels == 1 {
-            (0..panels).for_each(task);
-            Ok(())
-        } else {
-            linger::share(pool, helpers, panels, task)
+    // A fresh buffer a call: the addon's allocator (mimalloc) hands back the pages the last one
+    // freed, without zeroing or faulting them in again.
+    let xb = round_rows(x, rows, k, pairs);
+    let parts = Parts { x: xb.as_ptr(), w: w.data.as_ptr(), y: y.as_mut_ptr() };
+    let panels = w.panels();
+    let task = move |p: usize| {
+        let parts = parts;
+        let cols = NR.min(n - p * NR);
+        // SAFETY: panel p of the packed weights (pairs * NR words), every row of the rounded
+        // activations (rows * pairs words), and columns p * NR .. + cols of y (rows * n): all
+        // inside their buffers, which outlive the call; panels write disjoint columns.
+        unsafe {
+            panel(kernel, parts.x, parts.w.add(p * pairs * NR), parts.y.add(p * NR), (rows, pairs, n, cols), accumulate);
         }
     };
-    // A thread already inside a product (none does so today) gets a buffer of its own.
-    ROUNDED.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut xb) => product(&mut xb),
-        Err(_) => product(&mut Vec::new()),
-    })
-}
-
-thread_local! {
-    /// The calling thread's rounded activations, kept between products: a fresh buffer of a
-    /// batch's rows (1.5-6 MB at 16 x 128 tokens) was zeroed and faulted in on every call.
-    static ROUNDED: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    if helpers == 0 || panels == 1 {
+        (0..panels).for_each(task);
+        Ok(())
+    } else {
+        linger::share(pool, helpers, panels, task)
+    }
 }
 
 /// The three buffers of one product, shared by the threads that compute its panels.
@@ -227,51 +216,60 @@ struct Parts {
 unsafe impl Send for Parts {}
 unsafe impl Sync for Parts {}
 
-/// Rows of `x` as bf16 pairs, `pairs` words a row (an odd `k` padded with zero), in the first
-/// `rows * pairs` words of `buf` (grown as needed; every one of them is written).
-fn round_rows<'b>(x: &[f32], rows: usize, k: usize, pairs: usize, buf: &'b mut Vec<u32>) -> &'b [u32] {
-    if buf.len() < rows * pairs {
-        buf.resize(rows * pairs, 0);
-    }
-    let out = &mut buf[..rows * pairs];
-    for (src, dst) in x.chunks_exact(k.max(1)).zip(out.chunks_exact_mut(pairs.max(1))).take(rows) {
-        let whole = if available() { round_row_native(src, dst) } else { 0 };
+/// Rows of `x` as bf16 pairs, `pairs` words a row (an odd `k` padded with zero).
+fn round_rows(x: &[f32], rows: usize, k: usize, pairs: usize) -> Vec<u32> {
+    let len = rows * pairs;
+    let mut out: Vec<u32> = Vec::with_capacity(len);
+    let base = out.spare_capacity_mut().as_mut_ptr().cast::<u32>();
+    let native = available();
+    for (r, src) in x.chunks_exact(k.max(1)).take(rows).enumerate() {
+        // SAFETY: row r's words r * pairs .. (r + 1) * pairs lie inside the capacity (len).
+        let dst = unsafe { base.add(r * pairs) };
+        // SAFETY: the native path only where the CPU has it; dst holds `pairs` words.
+        let whole = if native { unsafe { round_row_native(src, dst, pairs) } } else { 0 };
         for q in whole..pairs {
             let lo = u32::from(to_bf16(src[2 * q]));
             let hi = if 2 * q + 1 < k { u32::from(to_bf16(src[2 * q + 1])) } else { 0 };
-            dst[q] = lo | (hi << 16);
+            // SAFETY: q < pairs, inside row r's words.
+            unsafe { dst.add(q).write(lo | (hi << 16)) };
         }
     }
+    // SAFETY: every row wrote all of its `pairs` words: native blocks, then the rest one by one
+    // (k == 0 gives pairs == 0, so nothing to write).
+    unsafe { out.set_len(len) };
     out
 }
 
-/// Rounds the leading 32-value blocks of `src` into `dst` with `VCVTNE2PS2BF16` (ties to even,
-/// as [`to_bf16`]); returns how many pairs it wrote.
-fn round_row_native(src: &[f32], dst: &mut [u32]) -> usize {
+/// Rounds the leading 32-value blocks of `src` into the words at `dst` with `VCVTNE2PS2BF16`
+/// (ties to even, as [`to_bf16`]); returns how many pairs it wrote.
+///
+/// # Safety
+/// The CPU has AVX512-BF16 ([`available`]); `dst` is valid for `pairs` words.
+unsafe fn round_row_native(src: &[f32], dst: *mut u32, pairs: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512bf16")]
-        fn blocks(src: &[f32], dst: &mut [u32]) -> usize {
+        unsafe fn blocks(src: &[f32], dst: *mut u32, pairs: usize) -> usize {
             use std::arch::x86_64::*;
-            let blocks = (src.len() / 32).min(dst.len() / 16);
+            let blocks = (src.len() / 32).min(pairs / 16);
             for b in 0..blocks {
                 // SAFETY: values 32b .. 32b + 32 of src and words 16b .. 16b + 16 of dst are in
-                // bounds (blocks above).
+                // bounds (blocks above, the caller's contract).
                 unsafe {
                     let lo = _mm512_loadu_ps(src.as_ptr().add(32 * b));
                     let hi = _mm512_loadu_ps(src.as_ptr().add(32 * b + 16));
                     let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-                    _mm512_storeu_si512(dst.as_mut_ptr().add(16 * b).cast(), packed);
+                    _mm512_storeu_si512(dst.add(16 * b).cast(), packed);
                 }
             }
             blocks * 16
         }
-        // SAFETY: callers check `available()` first.
-        unsafe { blocks(src, dst) }
+        // SAFETY: the caller's contract.
+        unsafe { blocks(src, dst, pairs) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (src, dst);
+        let _ = (src, dst, pairs);
         0
     }
 }
