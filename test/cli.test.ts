@@ -142,6 +142,18 @@ describe('oxinfer CLI', () => {
     (got.data as Float32Array).forEach((v, i) => expect(v).toBeCloseTo(w[i]!, 5));
   });
 
+  it('run --precision bfloat16 loads the encoder so where the CPU has it, and says which ran', () => {
+    const encoder = join(ROOT, '.cache', 'fixtures', 'encoder.onnx');
+    const r = oxinfer('run', encoder, '--shape', 'input_ids=1,8', '--shape', 'attention_mask=1,8', '--shape', 'token_type_ids=1,8', '--precision', 'bfloat16', '--json');
+    expect(r.status, r.stderr).toBe(0);
+    const cpuHasBf16 = existsSync('/proc/cpuinfo') && / avx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    const out = JSON.parse(r.stdout) as { timing: { precision: string } };
+    expect(out.timing.precision).toBe(cpuHasBf16 ? 'bfloat16' : 'float32');
+    const bad = oxinfer('run', encoder, '--precision', 'fp8');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--precision must be float32 or bfloat16, got 'fp8'/);
+  });
+
   it('prints usage and exits 2 on unknown commands and options', () => {
     const bad = oxinfer('frobnicate');
     expect(bad.status).toBe(2);

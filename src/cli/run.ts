@@ -41,6 +41,8 @@ Options:
   --repeat N              run N times (default 1); when N > 1 the first run is a warm-up,
                           not counted in the timing
   --threads N             intra-op threads (default: the CPUs this process may use)
+  --precision NAME        float32 (default) or bfloat16: products by constant weights in
+                          bfloat16 where the CPU has AVX512-BF16 (the timing line says which ran)
   --save DIR              write each output to DIR/NAME.npy
   --json                  print JSON instead of text`;
 
@@ -52,6 +54,7 @@ const spec: Spec = {
   seed: { type: 'string' },
   repeat: { type: 'string' },
   threads: { type: 'string' },
+  precision: { type: 'string' },
   save: { type: 'string' },
   json: { type: 'boolean' },
 };
@@ -245,6 +248,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   if (fill !== 'random' && fill !== 'zeros') throw new UsageError(`--fill must be random or zeros, got '${fill}'`);
   const repeat = positiveInt(args, 'repeat', 1);
   const threads = positiveInt(args, 'threads');
+  const precision = str(args, 'precision');
+  if (precision !== undefined && precision !== 'float32' && precision !== 'bfloat16') {
+    throw new UsageError(`--precision must be float32 or bfloat16, got '${precision}'`);
+  }
   const seed = positiveInt(args, 'seed', 1);
   const json = flag(args, 'json');
   const files = new Map<string, string>();
@@ -261,7 +268,11 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 
   const loaded = new Map([...files].map(([name, file]) => [name, loadNpy(file)] as const));
-  const model = await TractModel.load(path, { constants: constants(args), ...(threads === undefined ? {} : { threads }) });
+  const model = await TractModel.load(path, {
+    constants: constants(args),
+    ...(threads === undefined ? {} : { threads }),
+    ...(precision === undefined ? {} : { precision }),
+  });
   const plan = planFeeds(model.inputs, files, loaded, shapes, fill, seed);
   for (const note of plan.notes) process.stderr.write(`note: ${note}\n`);
 
@@ -274,7 +285,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (repeat === 1 || i > 0) times.push(ms);
   }
   const results = Object.entries(outputs).map(([name, t]) => stats(name, t));
-  const time = { ...timing(times), warmup: repeat > 1 ? 1 : 0, threads: model.threads };
+  const time = { ...timing(times), warmup: repeat > 1 ? 1 : 0, threads: model.threads, precision: model.precision };
 
   const saveDir = str(args, 'save');
   const saved: string[] = [];
@@ -303,7 +314,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       lines.push(`    [${r.first.map(fmt).join(', ')}${more}]`);
     }
     const runs = `${time.runs} run${time.runs === 1 ? '' : 's'}${time.warmup ? ' after 1 warm-up' : ''}`;
-    const threads = `${time.threads} thread${time.threads === 1 ? '' : 's'}`;
+    const threads = `${time.threads} thread${time.threads === 1 ? '' : 's'}, ${time.precision}`;
     lines.push(
       `timing (${runs}, ${threads}): min ${time.minMs.toFixed(3)} ms  ` +
         `median ${time.medianMs.toFixed(3)} ms  mean ${time.meanMs.toFixed(3)} ms`,

@@ -141,36 +141,25 @@ pub(crate) enum Kernel {
     Emulated,
 }
 
+/// Who computes a product's panels: the calling thread and up to `helpers` threads of `pool`
+/// (`None`: the pool the caller runs on), through [`linger::share`].
+#[derive(Clone, Copy)]
+pub struct Share<'p> {
+    pub pool: Option<&'p rayon::ThreadPool>,
+    pub helpers: usize,
+}
+
 /// `y[rows, n] (+)= bf16(x)[rows, k] @ w`, `x` and `y` row-major. `accumulate` adds onto `y`'s
-/// values (a bias filled in beforehand). The panels are shared between the calling thread and up
-/// to `helpers` threads of `pool` ([`linger::share`]). `Err` when a part panicked.
+/// values (a bias filled in beforehand). `Err` when a part panicked.
 ///
 /// Panics when the lengths do not fit or the CPU lacks AVX512-BF16 ([`available`]): callers
 /// pack weights only where it has it.
-pub fn gemm_bf16(
-    pool: Option<&rayon::ThreadPool>,
-    helpers: usize,
-    x: &[f32],
-    w: &PackedBf16,
-    y: &mut [f32],
-    rows: usize,
-    accumulate: bool,
-) -> Result<(), ()> {
+pub fn gemm_bf16(share: Share<'_>, (x, w, y): (&[f32], &PackedBf16, &mut [f32]), rows: usize, accumulate: bool) -> Result<(), ()> {
     assert!(available(), "gemm_bf16: the CPU has no AVX512-BF16");
-    gemm_with(Kernel::Native, pool, helpers, x, w, y, rows, accumulate)
+    gemm_with(Kernel::Native, share, (x, w, y), rows, accumulate)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_with(
-    kernel: Kernel,
-    pool: Option<&rayon::ThreadPool>,
-    helpers: usize,
-    x: &[f32],
-    w: &PackedBf16,
-    y: &mut [f32],
-    rows: usize,
-    accumulate: bool,
-) -> Result<(), ()> {
+pub(crate) fn gemm_with(kernel: Kernel, share: Share<'_>, (x, w, y): (&[f32], &PackedBf16, &mut [f32]), rows: usize, accumulate: bool) -> Result<(), ()> {
     let (k, n) = (w.k, w.n);
     assert!(x.len() == rows * k && y.len() == rows * n, "gemm_bf16: operands do not fit {rows}x{k}x{n}");
     #[cfg(target_arch = "x86_64")]
@@ -196,11 +185,11 @@ pub(crate) fn gemm_with(
             panel(kernel, parts.x, parts.w.add(p * pairs * NR), parts.y.add(p * NR), (rows, pairs, n, cols), accumulate);
         }
     };
-    if helpers == 0 || panels == 1 {
+    if share.helpers == 0 || panels == 1 {
         (0..panels).for_each(task);
         Ok(())
     } else {
-        linger::share(pool, helpers, panels, task)
+        linger::share(share.pool, share.helpers, panels, task)
     }
 }
 
@@ -448,7 +437,8 @@ mod tests {
                     let w = PackedBf16::pack(&wv, k, n);
                     let bias = values(rows * n, 13);
                     let mut y = if accumulate { bias.clone() } else { vec![f32::NAN; rows * n] };
-                    gemm_with(kernel, Some(&pool), helpers, &x, &w, &mut y, rows, accumulate).expect("no panic");
+                    let share = Share { pool: Some(&pool), helpers };
+                    gemm_with(kernel, share, (&x, &w, &mut y), rows, accumulate).expect("no panic");
                     for r in 0..rows {
                         for c in 0..n {
                             let terms = (0..k).map(|j| f64::from(from_bf16(to_bf16(x[r * k + j]))) * f64::from(w.get(j, c)));

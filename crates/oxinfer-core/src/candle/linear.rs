@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 
-use crate::bf16::{PackedBf16, gemm_bf16};
+use crate::bf16::{PackedBf16, Share, gemm_bf16};
 
 /// `x [rows, k] @ w_t [k, n] + bias [n]`, with the matmul on up to `threads` threads.
 pub fn linear(x: &Tensor, w_t: &Tensor, bias: &Tensor, threads: usize) -> Result<Tensor> {
@@ -108,7 +108,7 @@ impl CustomOp2 for LinearBf16 {
         }
         // Helpers from the pool the caller runs on (the embedder's), when it is one of its threads.
         let helpers = if rayon::current_thread_index().is_some() { self.threads.saturating_sub(1) } else { 0 };
-        gemm_bf16(None, helpers, x, &self.w, &mut out, rows, true)
+        gemm_bf16(Share { pool: None, helpers }, (x, &self.w, &mut out), rows, true)
             .map_err(|()| candle_core::Error::Msg(format!("{}: a panel of the product panicked", self.name())))?;
         Ok((CpuStorage::F32(out), Shape::from((rows, n))))
     }

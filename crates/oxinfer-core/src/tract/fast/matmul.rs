@@ -19,7 +19,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
 use super::{F32EinSum, PARALLEL_MACS, sharing_pool, sole_binary_reader, threads_for, yield_core};
-use crate::bf16::{PackedBf16, Precision, gemm_bf16};
+use crate::bf16::{PackedBf16, Precision, Share, gemm_bf16};
 use crate::sgemm::{sgemm, sgemm_by_columns};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -229,7 +229,6 @@ impl EvalOp for FastMatMul {
     }
 }
 
-
 /// The product on bf16 weights, shared out as the f32 one is: with lingering helpers for a lone
 /// run's own thread, over the executor's pool for a lone run's pool thread when large enough, on
 /// its own thread otherwise.
@@ -242,5 +241,5 @@ fn bf16_product(x: &[f32], w: &PackedBf16, y: &mut [f32], rows: usize, accumulat
         None => threads_for(macs), // yields too
     };
     let helpers = pool.as_ref().map_or(0, |p| p.current_num_threads() - 1);
-    gemm_bf16(pool.as_deref(), helpers, x, w, y, rows, accumulate).map_err(|()| format_err!("FastMatMul: a panel of the bf16 product panicked"))
+    gemm_bf16(Share { pool: pool.as_deref(), helpers }, (x, w, y), rows, accumulate).map_err(|()| format_err!("FastMatMul: a panel of the bf16 product panicked"))
 }
