@@ -283,9 +283,9 @@ async function caseCandle() {
   if (!existsSync(join(dir, 'model.safetensors'))) throw new Error(`missing ${dir}: run \`node scripts/fixtures.mjs\``);
   const path = fixture('minilm.onnx');
   const emb = await ox.CandleEmbedder.load(dir, { threads, cache: false });
-  // dtype 'bfloat16' is fast on the CPU only with AVX512-BF16 (candle's own bf16 otherwise).
-  const hasBf16 = (await ox.TractModel.load(path, { threads, precision: 'bfloat16' })).precision === 'bfloat16';
-  const embBf16 = hasBf16 ? await ox.CandleEmbedder.load(dir, { threads, cache: false, dtype: 'bfloat16' }) : undefined;
+  // dtype 'bfloat16' is fast on the CPU only with AVX512-BF16 (candle's own bf16 otherwise),
+  // which encoders() found out.
+  const embBf16 = (await encoders()).bf16 ? await ox.CandleEmbedder.load(dir, { threads, cache: false, dtype: 'bfloat16' }) : undefined;
   const model = await oxLoad(path);
   const session = await ortLoad(path);
   const rows = [];

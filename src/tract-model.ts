@@ -78,6 +78,11 @@ export interface TractLoadOptions {
 /** Precision of a model's products by constant weights (see `TractLoadOptions.precision`). */
 export type Precision = 'float32' | 'bfloat16';
 
+/** Whether `value` names a `Precision`. */
+export function isPrecision(value: unknown): value is Precision {
+  return value === 'float32' || value === 'bfloat16';
+}
+
 export interface RunOptions {
   signal?: AbortSignal;
 }
@@ -144,7 +149,7 @@ export class TractModel {
     if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
       throw new ModelLoadError(`load option threads must be a positive integer, got ${String(options.threads)}`);
     }
-    if (options.precision !== undefined && options.precision !== 'float32' && options.precision !== 'bfloat16') {
+    if (options.precision !== undefined && !isPrecision(options.precision)) {
       throw new ModelLoadError(`load option precision must be 'float32' or 'bfloat16', got ${JSON.stringify(options.precision)}`);
     }
     const inlineUnderUs = options.inlineUnderUs ?? DEFAULT_INLINE_UNDER_US;

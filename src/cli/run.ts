@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fromFloat16Bits, toFloat16Bits } from '../float16';
 import { type NpyArray, loadNpy, saveNpy } from '../npy';
 import { prng } from '../prng';
-import { TractModel } from '../tract-model';
+import { TractModel, isPrecision } from '../tract-model';
 import { ARRAY_FOR_DTYPE, type DType, type Feeds, type Outputs, type Tensor, type TensorData, type TensorInfo } from '../tensor';
 import {
   type Spec,
@@ -249,7 +249,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const repeat = positiveInt(args, 'repeat', 1);
   const threads = positiveInt(args, 'threads');
   const precision = str(args, 'precision');
-  if (precision !== undefined && precision !== 'float32' && precision !== 'bfloat16') {
+  if (precision !== undefined && !isPrecision(precision)) {
     throw new UsageError(`--precision must be float32 or bfloat16, got '${precision}'`);
   }
   const seed = positiveInt(args, 'seed', 1);

@@ -278,20 +278,11 @@ unsafe fn panel(kernel: Kernel, x: *const u32, w: *const u32, y: *mut f32, (rows
         unsafe {
             let (xr, yr) = (x.add(r * pairs), y.add(r * n));
             let t = Tile { x: xr, pairs, w, y: yr, n, cols, accumulate };
-            match (kernel, mr) {
-                (Kernel::Native, 6) => native::<6>(t),
-                (Kernel::Native, 5) => native::<5>(t),
-                (Kernel::Native, 4) => native::<4>(t),
-                (Kernel::Native, 3) => native::<3>(t),
-                (Kernel::Native, 2) => native::<2>(t),
-                (Kernel::Native, _) => native::<1>(t),
-                (Kernel::Emulated, 6) => emulated::<6>(t),
-                (Kernel::Emulated, 5) => emulated::<5>(t),
-                (Kernel::Emulated, 4) => emulated::<4>(t),
-                (Kernel::Emulated, 3) => emulated::<3>(t),
-                (Kernel::Emulated, 2) => emulated::<2>(t),
-                (Kernel::Emulated, _) => emulated::<1>(t),
-            }
+            let tiles = match kernel {
+                Kernel::Native => &NATIVE,
+                Kernel::Emulated => &EMULATED,
+            };
+            tiles[mr - 1](t);
         }
         r += mr;
     }
@@ -301,6 +292,12 @@ unsafe fn panel(kernel: Kernel, x: *const u32, w: *const u32, y: *mut f32, (rows
 unsafe fn panel(_: Kernel, _: *const u32, _: *const u32, _: *mut f32, _: (usize, usize, usize, usize), _: bool) {
     unreachable!("gemm_bf16 runs on x86-64 only (gemm_with checks)")
 }
+
+/// The kernels by tile height (index: rows - 1).
+#[cfg(target_arch = "x86_64")]
+const NATIVE: [unsafe fn(Tile); MR] = [native::<1>, native::<2>, native::<3>, native::<4>, native::<5>, native::<6>];
+#[cfg(target_arch = "x86_64")]
+const EMULATED: [unsafe fn(Tile); MR] = [emulated::<1>, emulated::<2>, emulated::<3>, emulated::<4>, emulated::<5>, emulated::<6>];
 
 /// One tile: `R` rows of activations (`pairs` words each) by one panel, into `y`.
 #[derive(Clone, Copy)]

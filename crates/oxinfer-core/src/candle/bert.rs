@@ -18,42 +18,55 @@ use super::config::{Activation, BertConfig};
 
 /// y = x W^T + b over the last dim, as one 2-D matmul for any leading dims.
 struct Linear {
-    weight_t: Tensor,
+    weight_t: Weights,
     bias: Tensor,
-    /// `weight_t` rounded to bf16 and packed, when the products run in bf16 (see `Bert::load`).
-    packed: Option<Arc<PackedBf16>>,
+}
+
+/// W^T, transposed once at load so each forward is a plain (tokens x in) @ (in x out).
+enum Weights {
+    /// In the model's dtype, on its device.
+    Plain(Tensor),
+    /// Rounded to bf16 and packed for bf16 products (crate::bf16; f32 CPU models, see `Bert::load`).
+    Bf16(Arc<PackedBf16>),
 }
 
 impl Linear {
     fn load(vb: VarBuilder, inp: usize, out: usize) -> Result<Self> {
         let weight = vb.get((out, inp), "weight")?;
         let bias = vb.get(out, "bias")?;
-        // Transposed once at load, so each forward is a plain (tokens x in) @ (in x out).
-        Ok(Linear { weight_t: weight.t()?.contiguous()?, bias, packed: None })
+        Ok(Linear { weight_t: Weights::Plain(weight.t()?.contiguous()?), bias })
+    }
+
+    /// The weights as a tensor: what scaling and concatenation work on, before any packing.
+    fn plain(&self) -> Result<&Tensor> {
+        match &self.weight_t {
+            Weights::Plain(w) => Ok(w),
+            Weights::Bf16(_) => candle_core::bail!("linear layer: weights already packed for bf16"),
+        }
     }
 
     /// Multiplies both by `k` (folds a constant scale of the output into the weights).
     fn scaled(self, k: f64) -> Result<Self> {
-        Ok(Linear { weight_t: (self.weight_t * k)?, bias: (self.bias * k)?, packed: None })
+        Ok(Linear { weight_t: Weights::Plain((self.plain()? * k)?), bias: (self.bias * k)? })
     }
 
     /// One projection computing all of `parts` side by side: their outputs are its columns.
     fn concat(parts: &[Linear]) -> Result<Self> {
-        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight_t).collect();
+        let weights = parts.iter().map(Linear::plain).collect::<Result<Vec<&Tensor>>>()?;
         let biases: Vec<&Tensor> = parts.iter().map(|p| &p.bias).collect();
-        Ok(Linear { weight_t: Tensor::cat(&weights, 1)?, bias: Tensor::cat(&biases, 0)?, packed: None })
+        Ok(Linear { weight_t: Weights::Plain(Tensor::cat(&weights, 1)?), bias: Tensor::cat(&biases, 0)? })
     }
 
-    /// With `bf16`, the weights packed for bf16 products (crate::bf16), in place of the f32
-    /// ones, which are dropped: f32 CPU weights only.
+    /// With `bf16`, the weights packed for bf16 products (crate::bf16) in place of the f32
+    /// ones: f32 CPU weights only.
     fn products_in(self, bf16: bool) -> Result<Self> {
         if !bf16 {
             return Ok(self);
         }
-        let (k, n) = self.weight_t.dims2()?;
-        let packed = PackedBf16::pack(&self.weight_t.flatten_all()?.to_vec1::<f32>()?, k, n);
-        let weight_t = Tensor::zeros((0, 0), DType::F32, self.weight_t.device())?;
-        Ok(Linear { weight_t, bias: self.bias, packed: Some(Arc::new(packed)) })
+        let w = self.plain()?;
+        let (k, n) = w.dims2()?;
+        let packed = PackedBf16::pack(&w.flatten_all()?.to_vec1::<f32>()?, k, n);
+        Ok(Linear { weight_t: Weights::Bf16(Arc::new(packed)), bias: self.bias })
     }
 
     /// `threads`: how many threads the matmul may use (see linear.rs).
@@ -62,9 +75,9 @@ impl Linear {
         let inp = dims[dims.len() - 1];
         let rows = x.elem_count() / inp.max(1);
         let x = x.reshape((rows, inp))?;
-        let y = match &self.packed {
-            Some(w) => super::linear::linear_bf16(&x, w, &self.bias, threads)?,
-            None => super::linear::linear(&x, &self.weight_t, &self.bias, threads)?,
+        let y = match &self.weight_t {
+            Weights::Bf16(w) => super::linear::linear_bf16(&x, w, &self.bias, threads)?,
+            Weights::Plain(w) => super::linear::linear(&x, w, &self.bias, threads)?,
         };
         let mut out_dims = dims;
         *out_dims.last_mut().expect("rank >= 1") = self.bias.dim(0)?;

@@ -27,6 +27,15 @@ struct Linear {
     threads: usize,
 }
 
+/// `rows` copies of `bias`, one after another: the output a product then accumulates onto.
+fn bias_rows(bias: &[f32], rows: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows * bias.len());
+    for _ in 0..rows {
+        out.extend_from_slice(bias);
+    }
+    out
+}
+
 impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
         "oxinfer-linear"
@@ -54,10 +63,7 @@ impl CustomOp3 for Linear {
             candle_core::bail!("{}: shapes {:?} @ {:?} + {:?} do not fit", self.name(), l1.dims(), l2.dims(), l3.dims())
         }
         let (x, w, bias) = (&x[x0..x1], &w[w0..w1], &bias[b0..b1]);
-        let mut out = Vec::with_capacity(rows * n);
-        for _ in 0..rows {
-            out.extend_from_slice(bias);
-        }
+        let mut out = bias_rows(bias, rows);
         // out = bias + x @ w. A lone call on a pool thread (a batch of one row, say) shares the
         // columns with helpers that linger between products; otherwise gemm splits the product
         // (its threads sleep between products, see sgemm_by_columns).
@@ -102,10 +108,7 @@ impl CustomOp2 for LinearBf16 {
             candle_core::bail!("{}: shapes {:?} @ {}x{} + {:?} do not fit", self.name(), l1.dims(), self.w.k(), n, l2.dims())
         }
         let (x, bias) = (&x[x0..x1], &bias[b0..b1]);
-        let mut out = Vec::with_capacity(rows * n);
-        for _ in 0..rows {
-            out.extend_from_slice(bias);
-        }
+        let mut out = bias_rows(bias, rows);
         // Helpers from the pool the caller runs on (the embedder's), when it is one of its threads.
         let helpers = if rayon::current_thread_index().is_some() { self.threads.saturating_sub(1) } else { 0 };
         gemm_bf16(Share { pool: None, helpers }, (x, &self.w, &mut out), rows, true)

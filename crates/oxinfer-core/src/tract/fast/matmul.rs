@@ -207,39 +207,48 @@ impl EvalOp for FastMatMul {
             }
         }
         let accumulate = self.bias.is_some();
-        let macs = rows * k * n;
+        let spread = Spread::of(rows * k * n);
         if let Some(packed) = &self.bf16 {
-            bf16_product(x, packed, y, rows, accumulate, macs)?;
+            let share = match &spread {
+                Spread::Lingering(pool) | Spread::Pool(pool) => Share { pool: Some(pool), helpers: pool.current_num_threads() - 1 },
+                Spread::Alone => Share { pool: None, helpers: 0 },
+            };
+            gemm_bf16(share, (x, packed, y), rows, accumulate).map_err(|()| format_err!("FastMatMul: a panel of the bf16 product panicked"))?;
             return Ok(tvec!(output.into_tvalue()));
         }
-        // A lone run's own thread shares the columns with lingering helpers (sgemm_by_columns);
-        // a slice of a split run lets gemm split it; one of several runs in flight keeps it on
-        // its own thread (threads_for).
-        if let Some(pool) = sharing_pool(macs).filter(|_| macs >= PARALLEL_MACS) {
-            yield_core(macs);
-            sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
-                .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))?
-        } else if let Some(pool) = threads_for(macs) {
-            let threads = pool.current_num_threads();
-            pool.install(|| sgemm(x, w, y, (rows, k, n), accumulate, threads))
-        } else {
-            sgemm(x, w, y, (rows, k, n), accumulate, 1)
+        match spread {
+            Spread::Lingering(pool) => sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
+                .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))?,
+            Spread::Pool(pool) => {
+                let threads = pool.current_num_threads();
+                pool.install(|| sgemm(x, w, y, (rows, k, n), accumulate, threads))
+            }
+            Spread::Alone => sgemm(x, w, y, (rows, k, n), accumulate, 1),
         }
         Ok(tvec!(output.into_tvalue()))
     }
 }
 
-/// The product on bf16 weights, shared out as the f32 one is: with lingering helpers for a lone
-/// run's own thread, over the executor's pool for a lone run's pool thread when large enough, on
-/// its own thread otherwise.
-fn bf16_product(x: &[f32], w: &PackedBf16, y: &mut [f32], rows: usize, accumulate: bool, macs: usize) -> TractResult<()> {
-    let pool = match sharing_pool(macs).filter(|_| macs >= PARALLEL_MACS) {
-        Some(pool) => {
+/// Who computes a product of constant weights, f32 or bf16 alike.
+enum Spread {
+    /// A lone run's own thread, with lingering helpers of the pool.
+    Lingering(Arc<rayon::ThreadPool>),
+    /// A slice of a split run: split over the pool.
+    Pool(Arc<rayon::ThreadPool>),
+    /// One of several runs in flight, or a small product: its own thread.
+    Alone,
+}
+
+impl Spread {
+    /// Yields the core first for a product large enough to split (see yield_core).
+    fn of(macs: usize) -> Spread {
+        if let Some(pool) = sharing_pool(macs).filter(|_| macs >= PARALLEL_MACS) {
             yield_core(macs);
-            Some(pool)
+            return Spread::Lingering(pool);
         }
-        None => threads_for(macs), // yields too
-    };
-    let helpers = pool.as_ref().map_or(0, |p| p.current_num_threads() - 1);
-    gemm_bf16(Share { pool: pool.as_deref(), helpers }, (x, w, y), rows, accumulate).map_err(|()| format_err!("FastMatMul: a panel of the bf16 product panicked"))
+        match threads_for(macs) {
+            Some(pool) => Spread::Pool(pool),
+            None => Spread::Alone,
+        }
+    }
 }
