@@ -209,28 +209,29 @@ function ortBert(x) {
 
 let encoderModels;
 /**
- * The MiniLM-shaped encoder, loaded once for the encoder, stall and concurrency cases; `bf16` is
- * the same file with `precision: 'bfloat16'`, or undefined where the CPU lacks AVX512-BF16.
+ * The MiniLM-shaped encoder, loaded once for the encoder, stall and concurrency cases; `reduced`
+ * holds the same file loaded with each reduced precision this CPU runs (`precision: 'bfloat16'`
+ * needs AVX512-BF16, 'int8' AVX512-VNNI), each with how far it may move the hidden states (values
+ * of about unit scale, after LayerNorm) from onnxruntime's f32 ones: bf16 keeps 8 bits of
+ * mantissa, int8 256 steps over each row's range.
  */
 async function encoders() {
   encoderModels ??= (async () => {
     const path = fixture('encoder-minilm.onnx');
-    const bf16 = await ox.TractModel.load(path, { threads, precision: 'bfloat16' });
-    if (bf16.precision !== 'bfloat16') log('this CPU has no AVX512-BF16: the bfloat16 rows are left out');
-    return { model: await oxLoad(path), session: await ortLoad(path), bf16: bf16.precision === 'bfloat16' ? bf16 : undefined };
+    const reduced = [];
+    for (const [precision, tol] of [['bfloat16', 0.1], ['int8', 0.15]]) {
+      const m = await ox.TractModel.load(path, { threads, precision });
+      if (m.precision === precision) reduced.push({ precision, model: m, tol });
+      else log(`this CPU lacks the instructions of precision ${precision}: its rows are left out`);
+    }
+    return { model: await oxLoad(path), session: await ortLoad(path), reduced };
   })();
   return encoderModels;
 }
 
-/**
- * How far bfloat16 products may move the MiniLM-shaped encoder's hidden states (values of about
- * unit scale, after LayerNorm) from onnxruntime's f32 ones: bf16 keeps 8 bits of mantissa.
- */
-const BF16_TOL = 0.1;
-
 /** MiniLM-L6-shaped encoder (random weights), S = 128: sentences per second. */
 async function caseEncoder() {
-  const { model, session, bf16 } = await encoders();
+  const { model, session, reduced } = await encoders();
   const rows = [];
   for (const n of [1, 32]) {
     const x = bertInputs(n, 128, 100 + n);
@@ -240,14 +241,15 @@ async function caseEncoder() {
     const runs = n === 1 ? P.encB1Runs : 1;
     const rate = (ms) => (n * runs) / (ms / 1000);
     const loop = (m) => async () => rate(await timeMs(async () => { for (let i = 0; i < runs; i++) await m.run(oxBert(x)); }));
-    const withBf16 = bf16 !== undefined && n === 32;
-    const dBf16 = withBf16
-      ? expectClose(`encoder batch ${n}, bfloat16, vs ort`, (await bf16.run(oxBert(x))).last_hidden_state.data, theirs.last_hidden_state.data, BF16_TOL)
-      : 0;
+    const others = n === 32 ? reduced : [];
+    const dReduced = {};
+    for (const { precision, model: m, tol } of others) {
+      dReduced[precision] = expectClose(`encoder batch ${n}, ${precision}, vs ort`, (await m.run(oxBert(x))).last_hidden_state.data, theirs.last_hidden_state.data, tol);
+    }
     const r = await interleave(
       [
         { key: 'ox', warmup: () => model.run(oxBert(x)), rep: loop(model) },
-        ...(withBf16 ? [{ key: 'bf16', warmup: () => bf16.run(oxBert(x)), rep: loop(bf16) }] : []),
+        ...others.map(({ precision, model: m }) => ({ key: precision, warmup: () => m.run(oxBert(x)), rep: loop(m) })),
         {
           key: 'ort',
           warmup: () => session.run(ortBert(x)),
@@ -262,10 +264,10 @@ async function caseEncoder() {
         extra: `${runs} run(s) of batch ${n} per repetition; max |Δ| vs ort ${d.toExponential(1)}`,
       }),
     );
-    if (withBf16) {
+    for (const { precision } of others) {
       rows.push(
-        row(`MiniLM encoder batch ${n}, S=128, precision bfloat16: run vs ort run (f32)`, 'sentences/s', 'higher', r.bf16, r.ort, {
-          extra: `opt-in reduced precision, not the same numbers as ort: max |Δ| vs ort ${dBf16.toExponential(1)} (f32: ${d.toExponential(1)})`,
+        row(`MiniLM encoder batch ${n}, S=128, precision ${precision}: run vs ort run (f32)`, 'sentences/s', 'higher', r[precision], r.ort, {
+          extra: `opt-in reduced precision, not the same numbers as ort: max |Δ| vs ort ${dReduced[precision].toExponential(1)} (f32: ${d.toExponential(1)})`,
         }),
       );
     }
@@ -285,7 +287,7 @@ async function caseCandle() {
   const emb = await ox.CandleEmbedder.load(dir, { threads, cache: false });
   // dtype 'bfloat16' is fast on the CPU only with AVX512-BF16 (candle's own bf16 otherwise),
   // which encoders() found out.
-  const embBf16 = (await encoders()).bf16 ? await ox.CandleEmbedder.load(dir, { threads, cache: false, dtype: 'bfloat16' }) : undefined;
+  const embBf16 = (await encoders()).reduced.some((m) => m.precision === 'bfloat16') ? await ox.CandleEmbedder.load(dir, { threads, cache: false, dtype: 'bfloat16' }) : undefined;
   const model = await oxLoad(path);
   const session = await ortLoad(path);
   const rows = [];
@@ -437,50 +439,47 @@ async function caseStall() {
 
 /** Wall time for 16 concurrent batch-1 encoder requests: plain run, through a Batcher, ort. */
 async function caseConcurrency() {
-  const { model, session, bf16 } = await encoders();
+  const { model, session, reduced } = await encoders();
   const batcher = new ox.Batcher(model, { maxBatch: CONCURRENT, maxDelayMs: 2 });
-  const bf16Batcher = bf16 && new ox.Batcher(bf16, { maxBatch: CONCURRENT, maxDelayMs: 2 });
+  const others = reduced.map((m) => ({ ...m, batcher: new ox.Batcher(m.model, { maxBatch: CONCURRENT, maxDelayMs: 2 }) }));
   const xs = requests();
   const oxServe = async (x) => (await model.run(oxBert(x))).last_hidden_state.data;
-  const batchServe = async (x) => (await batcher.run(oxBert(x))).last_hidden_state.data;
-  const bf16Serve = async (x) => (await bf16Batcher.run(oxBert(x))).last_hidden_state.data;
+  const served = (b) => async (x) => (await b.run(oxBert(x))).last_hidden_state.data;
   const ortServe = async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
   const refs = await Promise.all(xs.map(ortServe));
-  const stalls = { run: [], batcher: [], bf16: [], ort: [] };
-  const diffs = { run: 0, batcher: 0, bf16: 0 };
-  const one = (key, serve) => async () => {
+  const keys = ['run', 'batcher', ...others.map((o) => o.precision), 'ort'];
+  const stalls = Object.fromEntries(keys.map((k) => [k, []]));
+  const diffs = Object.fromEntries(keys.map((k) => [k, 0]));
+  const one = (key, serve, tol) => async () => {
     const m = await serveAll(xs, serve);
-    const d = key === 'bf16' ? checkServed(`concurrency ${key}`, m.result, refs, BF16_TOL) : checkServed(`concurrency ${key}`, m.result, refs);
-    diffs[key] = Math.max(diffs[key], d);
+    diffs[key] = Math.max(diffs[key], checkServed(`concurrency ${key}`, m.result, refs, tol));
     stalls[key].push(m.stallMs);
     return m.totalMs;
   };
   const r = await interleave(
     [
       { key: 'run', warmup: () => serveAll(xs, oxServe), rep: one('run', oxServe) },
-      { key: 'batcher', warmup: () => serveAll(xs, batchServe), rep: one('batcher', batchServe) },
-      ...(bf16Batcher ? [{ key: 'bf16', warmup: () => serveAll(xs, bf16Serve), rep: one('bf16', bf16Serve) }] : []),
+      { key: 'batcher', warmup: () => serveAll(xs, served(batcher)), rep: one('batcher', served(batcher)) },
+      ...others.map((o) => ({ key: o.precision, warmup: () => serveAll(xs, served(o.batcher)), rep: one(o.precision, served(o.batcher), o.tol) })),
       { key: 'ort', warmup: () => serveAll(xs, ortServe), rep: one('ort', ortServe) },
     ],
     P.reps,
   );
   await batcher.close();
-  await bf16Batcher?.close();
+  for (const o of others) await o.batcher.close();
   const note = (k) => `event-loop stall ${summarize(stalls[k]).median.toFixed(1)} ms (ort ${summarize(stalls.ort).median.toFixed(1)} ms); max |Δ| vs ort ${diffs[k].toExponential(1)}`;
-  const bf16Rows = bf16Batcher
-    ? [
-        row(`${CONCURRENT} concurrent batch-1 encoder requests: Batcher(maxBatch 16, 2 ms), precision bfloat16, vs ort run (f32)`, 'ms', 'lower', r.bf16, r.ort, {
-          extra: `opt-in reduced precision, not the same numbers as ort; ${note('bf16')}`,
-        }),
-      ]
-    : [];
+  const reducedRows = others.map((o) =>
+    row(`${CONCURRENT} concurrent batch-1 encoder requests: Batcher(maxBatch 16, 2 ms), precision ${o.precision}, vs ort run (f32)`, 'ms', 'lower', r[o.precision], r.ort, {
+      extra: `opt-in reduced precision, not the same numbers as ort; ${note(o.precision)}`,
+    }),
+  );
   return [
     row(`${CONCURRENT} concurrent batch-1 encoder requests: run vs ort run`, 'ms', 'lower', r.run, r.ort, { extra: note('run') }),
     row(`${CONCURRENT} concurrent batch-1 encoder requests: Batcher(maxBatch 16, 2 ms) vs ort run`, 'ms', 'lower', r.batcher, r.ort, {
       target: { on: 'ratio', op: '<=', value: 0.5 },
       extra: note('batcher'),
     }),
-    ...bf16Rows,
+    ...reducedRows,
   ];
 }
 

@@ -69,18 +69,22 @@ export interface TractLoadOptions {
    * bfloat16 once at load, activations rounded per call, sums kept in float32, on AVX512-BF16
    * (AMD Zen 4 and later, Intel Sapphire Rapids and later), where such products run up to twice as
    * fast. Outputs then differ from float32 ones by bfloat16's rounding (README, "Reduced precision").
-   * On a CPU without AVX512-BF16 the model runs in float32: `model.precision` says which.
+   * Or `'int8'`: weights quantized to 8-bit integers once at load (per output column), activations
+   * per call (per row, with a zero point), products summed exactly in 32-bit integers, on
+   * AVX512-VNNI (Intel Ice Lake and later, AMD Zen 4 and later): up to twice bfloat16's speed,
+   * at 8-bit resolution (README, "Reduced precision").
+   * On a CPU without the instructions the model runs in float32: `model.precision` says which.
    */
   precision?: Precision;
   signal?: AbortSignal;
 }
 
 /** Precision of a model's products by constant weights (see `TractLoadOptions.precision`). */
-export type Precision = 'float32' | 'bfloat16';
+export type Precision = 'float32' | 'bfloat16' | 'int8';
 
 /** Whether `value` names a `Precision`. */
 export function isPrecision(value: unknown): value is Precision {
-  return value === 'float32' || value === 'bfloat16';
+  return value === 'float32' || value === 'bfloat16' || value === 'int8';
 }
 
 export interface RunOptions {
@@ -150,7 +154,7 @@ export class TractModel {
       throw new ModelLoadError(`load option threads must be a positive integer, got ${String(options.threads)}`);
     }
     if (options.precision !== undefined && !isPrecision(options.precision)) {
-      throw new ModelLoadError(`load option precision must be 'float32' or 'bfloat16', got ${JSON.stringify(options.precision)}`);
+      throw new ModelLoadError(`load option precision must be 'float32', 'bfloat16' or 'int8', got ${JSON.stringify(options.precision)}`);
     }
     const inlineUnderUs = options.inlineUnderUs ?? DEFAULT_INLINE_UNDER_US;
     if (typeof inlineUnderUs !== 'number' || !(inlineUnderUs >= 0) || !Number.isFinite(inlineUnderUs)) {

@@ -153,7 +153,7 @@ describe('oxinfer CLI', () => {
     expect(out.timing.precision).toBe(cpuHasBf16 ? 'bfloat16' : 'float32');
     const bad = oxinfer('run', encoder, '--precision', 'fp8');
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toMatch(/--precision must be float32 or bfloat16, got 'fp8'/);
+    expect(bad.stderr).toMatch(/--precision must be float32, bfloat16 or int8, got 'fp8'/);
   });
 
   it('prints usage and exits 2 on unknown commands and options', () => {

@@ -98,7 +98,7 @@ describe('bad models get ERR_MODEL_LOAD', () => {
   it('an unknown precision names the option and the value', async () => {
     await expect(TractModel.load(fixture('add.onnx'), { precision: 'fp8' as 'float32' })).rejects.toMatchObject({
       code: 'ERR_MODEL_LOAD',
-      message: expect.stringContaining(`load option precision must be 'float32' or 'bfloat16', got "fp8"`),
+      message: expect.stringContaining(`load option precision must be 'float32', 'bfloat16' or 'int8', got "fp8"`),
     });
   });
 

@@ -41,8 +41,9 @@ Options:
   --repeat N              run N times (default 1); when N > 1 the first run is a warm-up,
                           not counted in the timing
   --threads N             intra-op threads (default: the CPUs this process may use)
-  --precision NAME        float32 (default) or bfloat16: products by constant weights in
-                          bfloat16 where the CPU has AVX512-BF16 (the timing line says which ran)
+  --precision NAME        float32 (default), bfloat16 or int8: products by constant weights in
+                          bfloat16 where the CPU has AVX512-BF16, in 8-bit integers where it
+                          has AVX512-VNNI (the timing line says which ran)
   --save DIR              write each output to DIR/NAME.npy
   --json                  print JSON instead of text`;
 
@@ -250,7 +251,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   const threads = positiveInt(args, 'threads');
   const precision = str(args, 'precision');
   if (precision !== undefined && !isPrecision(precision)) {
-    throw new UsageError(`--precision must be float32 or bfloat16, got '${precision}'`);
+    throw new UsageError(`--precision must be float32, bfloat16 or int8, got '${precision}'`);
   }
   const seed = positiveInt(args, 'seed', 1);
   const json = flag(args, 'json');

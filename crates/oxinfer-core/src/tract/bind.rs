@@ -7,7 +7,7 @@ use tract_onnx::prelude::*;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{Dim, Feed, TensorInfo, element_count, shape_string};
+use crate::tensor::{element_count, shape_string, Dim, Feed, TensorInfo};
 
 use super::TractModel;
 
@@ -110,9 +110,14 @@ impl TractModel {
     pub(crate) fn bind(&self, feeds: &[Feed<'_>], fallback: &dyn Fallback) -> Result<TVec<TValue>> {
         let mut slots: Vec<Option<&Feed<'_>>> = vec![None; self.inputs.len()];
         for feed in feeds {
-            let ix = self.input_index(feed.name).ok_or_else(|| self.unknown_input(feed.name))?;
+            let ix = self
+                .input_index(feed.name)
+                .ok_or_else(|| self.unknown_input(feed.name))?;
             if slots[ix].replace(feed).is_some() {
-                return Err(Error::input_name(format!("input '{}' is given twice", feed.name)));
+                return Err(Error::input_name(format!(
+                    "input '{}' is given twice",
+                    feed.name
+                )));
             }
         }
         let mut bindings = Bindings::new();
@@ -126,7 +131,9 @@ impl TractModel {
         for (ix, (info, feed)) in self.inputs.iter().zip(&slots).enumerate() {
             let value = match feed {
                 Some(f) => to_tensor(f.tensor.dtype, f.tensor.shape, f.tensor.data)?.into_tvalue(),
-                None => fallback.value(ix, &bindings)?.ok_or_else(|| self.missing_input(info))?,
+                None => fallback
+                    .value(ix, &bindings)?
+                    .ok_or_else(|| self.missing_input(info))?,
             };
             values.push(value);
         }
@@ -141,7 +148,10 @@ impl TractModel {
     }
 
     pub(crate) fn missing_input(&self, info: &TensorInfo) -> Error {
-        Error::input_name(format!("missing input {info}; the model's inputs are {}", self.input_list()))
+        Error::input_name(format!(
+            "missing input {info}; the model's inputs are {}",
+            self.input_list()
+        ))
     }
 
     fn input_list(&self) -> String {
