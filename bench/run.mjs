@@ -224,10 +224,20 @@ async function encoders() {
       if (m.precision === precision) reduced.push({ precision, model: m, tol });
       else log(`this CPU lacks the instructions of precision ${precision}: its rows are left out`);
     }
+    // onnxruntime's own int8 of the same weights (scripts/gen_fixtures.py, quantize_dynamic):
+    // the peer at the same precision as the int8 rows.
+    const int8 = reduced.find((m) => m.precision === 'int8');
+    if (int8) int8.peer = await ortLoad(fixture('encoder-minilm-int8.onnx'));
     return { model: await oxLoad(path), session: await ortLoad(path), reduced };
   })();
   return encoderModels;
 }
+
+/**
+ * How far onnxruntime's int8 model (one scale per activation tensor, coarser than oxinfer's per
+ * row) may move the hidden states from its f32 ones.
+ */
+const PEER_INT8_TOL = 0.5;
 
 /** MiniLM-L6-shaped encoder (random weights), S = 128: sentences per second. */
 async function caseEncoder() {
@@ -243,18 +253,17 @@ async function caseEncoder() {
     const loop = (m) => async () => rate(await timeMs(async () => { for (let i = 0; i < runs; i++) await m.run(oxBert(x)); }));
     const others = n === 32 ? reduced : [];
     const dReduced = {};
-    for (const { precision, model: m, tol } of others) {
+    for (const { precision, model: m, tol, peer } of others) {
       dReduced[precision] = expectClose(`encoder batch ${n}, ${precision}, vs ort`, (await m.run(oxBert(x))).last_hidden_state.data, theirs.last_hidden_state.data, tol);
+      if (peer) dReduced[`ort ${precision}`] = expectClose(`ort's ${precision} encoder batch ${n} vs ort`, (await peer.run(ortBert(x))).last_hidden_state.data, theirs.last_hidden_state.data, PEER_INT8_TOL);
     }
+    const ortLoop = (s) => async () => rate(await timeMs(async () => { for (let i = 0; i < runs; i++) await s.run(ortBert(x)); }));
     const r = await interleave(
       [
         { key: 'ox', warmup: () => model.run(oxBert(x)), rep: loop(model) },
         ...others.map(({ precision, model: m }) => ({ key: precision, warmup: () => m.run(oxBert(x)), rep: loop(m) })),
-        {
-          key: 'ort',
-          warmup: () => session.run(ortBert(x)),
-          rep: async () => rate(await timeMs(async () => { for (let i = 0; i < runs; i++) await session.run(ortBert(x)); })),
-        },
+        ...others.filter((o) => o.peer).map(({ precision, peer }) => ({ key: `ort ${precision}`, warmup: () => peer.run(ortBert(x)), rep: ortLoop(peer) })),
+        { key: 'ort', warmup: () => session.run(ortBert(x)), rep: ortLoop(session) },
       ],
       n === 1 ? P.reps : P.slowReps,
     );
@@ -264,12 +273,19 @@ async function caseEncoder() {
         extra: `${runs} run(s) of batch ${n} per repetition; max |Δ| vs ort ${d.toExponential(1)}`,
       }),
     );
-    for (const { precision } of others) {
+    for (const { precision, peer } of others) {
       rows.push(
         row(`MiniLM encoder batch ${n}, S=128, precision ${precision}: run vs ort run (f32)`, 'sentences/s', 'higher', r[precision], r.ort, {
           extra: `opt-in reduced precision, not the same numbers as ort: max |Δ| vs ort ${dReduced[precision].toExponential(1)} (f32: ${d.toExponential(1)})`,
         }),
       );
+      if (peer) {
+        rows.push(
+          row(`MiniLM encoder batch ${n}, S=128, precision ${precision}: run vs ort run of its ${precision} model`, 'sentences/s', 'higher', r[precision], r[`ort ${precision}`], {
+            extra: `the same precision on both sides; max |Δ| vs ort f32: oxinfer ${dReduced[precision].toExponential(1)}, ort ${dReduced[`ort ${precision}`].toExponential(1)}`,
+          }),
+        );
+      }
     }
   }
   return rows;
@@ -447,7 +463,8 @@ async function caseConcurrency() {
   const served = (b) => async (x) => (await b.run(oxBert(x))).last_hidden_state.data;
   const ortServe = async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
   const refs = await Promise.all(xs.map(ortServe));
-  const keys = ['run', 'batcher', ...others.map((o) => o.precision), 'ort'];
+  const peers = others.filter((o) => o.peer).map((o) => ({ key: `ort ${o.precision}`, serve: async (x) => (await o.peer.run(ortBert(x))).last_hidden_state.data }));
+  const keys = ['run', 'batcher', ...others.map((o) => o.precision), ...peers.map((p) => p.key), 'ort'];
   const stalls = Object.fromEntries(keys.map((k) => [k, []]));
   const diffs = Object.fromEntries(keys.map((k) => [k, 0]));
   const one = (key, serve, tol) => async () => {
@@ -461,6 +478,7 @@ async function caseConcurrency() {
       { key: 'run', warmup: () => serveAll(xs, oxServe), rep: one('run', oxServe) },
       { key: 'batcher', warmup: () => serveAll(xs, served(batcher)), rep: one('batcher', served(batcher)) },
       ...others.map((o) => ({ key: o.precision, warmup: () => serveAll(xs, served(o.batcher)), rep: one(o.precision, served(o.batcher), o.tol) })),
+      ...peers.map((p) => ({ key: p.key, warmup: () => serveAll(xs, p.serve), rep: one(p.key, p.serve, PEER_INT8_TOL) })),
       { key: 'ort', warmup: () => serveAll(xs, ortServe), rep: one('ort', ortServe) },
     ],
     P.reps,
@@ -468,11 +486,18 @@ async function caseConcurrency() {
   await batcher.close();
   for (const o of others) await o.batcher.close();
   const note = (k) => `event-loop stall ${summarize(stalls[k]).median.toFixed(1)} ms (ort ${summarize(stalls.ort).median.toFixed(1)} ms); max |Δ| vs ort ${diffs[k].toExponential(1)}`;
-  const reducedRows = others.map((o) =>
+  const reducedRows = others.flatMap((o) => [
     row(`${CONCURRENT} concurrent batch-1 encoder requests: Batcher(maxBatch 16, 2 ms), precision ${o.precision}, vs ort run (f32)`, 'ms', 'lower', r[o.precision], r.ort, {
       extra: `opt-in reduced precision, not the same numbers as ort; ${note(o.precision)}`,
     }),
-  );
+    ...(o.peer
+      ? [
+          row(`${CONCURRENT} concurrent batch-1 encoder requests: Batcher(maxBatch 16, 2 ms), precision ${o.precision}, vs ort run of its ${o.precision} model`, 'ms', 'lower', r[o.precision], r[`ort ${o.precision}`], {
+            extra: `the same precision on both sides; ort's max |Δ| vs ort f32 ${diffs[`ort ${o.precision}`].toExponential(1)}; ${note(o.precision)}`,
+          }),
+        ]
+      : []),
+  ]);
   return [
     row(`${CONCURRENT} concurrent batch-1 encoder requests: run vs ort run`, 'ms', 'lower', r.run, r.ort, { extra: note('run') }),
     row(`${CONCURRENT} concurrent batch-1 encoder requests: Batcher(maxBatch 16, 2 ms) vs ort run`, 'ms', 'lower', r.batcher, r.ort, {

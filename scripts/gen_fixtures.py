@@ -11,6 +11,9 @@ Writes (all deterministic, fixed seeds):
     encoder.onnx               tiny BERT-style encoder (hidden 64, 2 layers)
     encoder-minilm.onnx        MiniLM-L6 shaped encoder (random weights)
     minilm.onnx                the same graph with all-MiniLM-L6-v2's trained weights
+    encoder-minilm-int8.onnx,  those two with every MatMul by a weight matrix quantized the way
+    minilm-int8.onnx           onnxruntime's quantize_dynamic(per_channel=True) does it, for
+                               onnxruntime's own int8 next to oxinfer's precision 'int8'
     tiny-bert/                 a tiny BERT folder (MiniLM's tokenizer, random weights) for
                                fast embedder tests and the safetensors/tokenizer fuzzers
     add.onnx                   c = a + b, float32[1]
@@ -486,6 +489,40 @@ ENCODERS = {
 }
 
 
+def quantize_dynamic(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """`model` with each MatMul by a 2-D float initializer in dynamically quantized int8, as
+    onnxruntime's quantize_dynamic(per_channel=True, weight_type=QInt8) writes it (onnxruntime
+    is not a dependency here): DynamicQuantizeLinear of the activation (uint8, one scale and
+    zero point per tensor), MatMulInteger by the weights as int8 (symmetric, one scale per
+    column), the int32 sums cast to float and scaled by the two scales."""
+    inits = {t.name: t for t in model.graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    new_inits = [t for t in model.graph.initializer]
+    used = set()
+    for n in model.graph.node:
+        w = inits.get(n.input[1]) if n.op_type == "MatMul" else None
+        if w is None or len(w.dims) != 2 or w.data_type != TensorProto.FLOAT:
+            nodes.append(n)
+            continue
+        arr = numpy_helper.to_array(w)
+        step = np.abs(arr).max(axis=0) / 127.0
+        q = np.round(arr / np.where(step > 0, step, 1.0)).clip(-127, 127).astype(np.int8)
+        used.add(w.name)
+        p = n.output[0]
+        new_inits += [numpy_helper.from_array(q, f"{w.name}.q"), numpy_helper.from_array(step.astype(np.float32), f"{w.name}.step")]
+        mk = lambda op, ins, outs: nodes.append(helper.make_node(op, ins, outs, name=outs[0]))  # noqa: E731
+        mk("DynamicQuantizeLinear", [n.input[0]], [f"{p}.xq", f"{p}.xs", f"{p}.xz"])
+        mk("MatMulInteger", [f"{p}.xq", f"{w.name}.q", f"{p}.xz"], [f"{p}.i32"])
+        nodes.append(helper.make_node("Cast", [f"{p}.i32"], [f"{p}.f"], name=f"{p}.f", to=TensorProto.FLOAT))
+        mk("Mul", [f"{p}.xs", f"{w.name}.step"], [f"{p}.steps"])
+        mk("Mul", [f"{p}.f", f"{p}.steps"], [p])
+    graph = helper.make_graph(
+        nodes, name, list(model.graph.input), list(model.graph.output),
+        initializer=[t for t in new_inits if t.name not in used],
+    )
+    return make_model(graph)
+
+
 # --------------------------------------------------------------------------
 # d/e. tiny models
 # --------------------------------------------------------------------------
@@ -618,6 +655,14 @@ def main() -> int:
         }
         print(f"wrote {fn} ({summary_models[fn]['bytes']} bytes)", file=sys.stderr)
 
+    def write_int8(fn: str, model: onnx.ModelProto) -> None:
+        q = quantize_dynamic(model, f"{model.graph.name}_int8")
+        save_model(q, out / fn)
+        summary_models[fn] = {"bytes": (out / fn).stat().st_size, "sha256": sha256(out / fn), "opset": OPSET,
+                              "quantized_from": fn.replace("-int8", "")}
+        print(f"wrote {fn} ({summary_models[fn]['bytes']} bytes)", file=sys.stderr)
+
+    write_int8("encoder-minilm-int8.onnx", models["encoder-minilm.onnx"])
     # The real all-MiniLM-L6-v2 as ONNX (same graph as encoder-minilm.onnx, trained weights):
     # tract, onnxruntime and the candle embedder side by side on the same weights.
     st = Path(args.minilm) / "model.safetensors"
@@ -634,6 +679,7 @@ def main() -> int:
             "outputs": [vi_desc(v) for v in model.graph.output],
         }
         print(f"wrote minilm.onnx ({summary_models['minilm.onnx']['bytes']} bytes)", file=sys.stderr)
+        write_int8("minilm-int8.onnx", model)
         build_tiny_bert(out / "tiny-bert", Path(args.minilm) / "tokenizer.json")
         print("wrote tiny-bert/", file=sys.stderr)
     else:
