@@ -142,15 +142,21 @@ describe('oxinfer CLI', () => {
     (got.data as Float32Array).forEach((v, i) => expect(v).toBeCloseTo(w[i]!, 5));
   });
 
-  it('run --precision bfloat16 loads the encoder so where the CPU has it, and says which ran', () => {
+  it('run --precision loads the encoder so where the CPU has the instructions, and says which ran', () => {
     const encoder = join(ROOT, '.cache', 'fixtures', 'encoder.onnx');
     // Zeros: the random fill's integers (0..9) are out of range for token type ids.
     const shapes = ['--shape', 'input_ids=1,8', '--shape', 'attention_mask=1,8', '--shape', 'token_type_ids=1,8', '--fill', 'zeros'];
-    const r = oxinfer('run', encoder, ...shapes, '--precision', 'bfloat16', '--json');
-    expect(r.status, r.stderr).toBe(0);
-    const cpuHasBf16 = existsSync('/proc/cpuinfo') && / avx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
-    const out = JSON.parse(r.stdout) as { timing: { precision: string } };
-    expect(out.timing.precision).toBe(cpuHasBf16 ? 'bfloat16' : 'float32');
+    const info = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+    const has = (...flags: string[]) => flags.every((f) => new RegExp(` ${f}\\b`).test(info));
+    for (const [precision, runs] of [
+      ['bfloat16', has('avx512_bf16')],
+      ['int8', has('avx512f', 'avx512bw', 'avx512_vnni')],
+    ] as const) {
+      const r = oxinfer('run', encoder, ...shapes, '--precision', precision, '--json');
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { timing: { precision: string } };
+      expect(out.timing.precision).toBe(runs ? precision : 'float32');
+    }
     const bad = oxinfer('run', encoder, '--precision', 'fp8');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--precision must be float32, bfloat16 or int8, got 'fp8'/);
