@@ -22,7 +22,7 @@ if (!existsSync(python)) run('bash', ['scripts/setup-python.sh']);
 run(python, ['scripts/fetch_models.py', '--out', join(root, '.cache', 'models')]);
 
 // minilm.onnx and tiny-bert/ are made from the fetched model: regenerate if they are missing.
-const complete = ['fixtures.json', 'minilm.onnx', 'minilm-int8.onnx', 'encoder-minilm-int8.onnx', 'tiny-bert/model.safetensors'].every((f) => existsSync(join(out, f)));
+const complete = ['fixtures.json', 'minilm.onnx', 'minilm-int8.onnx', 'encoder-minilm-int8.onnx', 'gather-shifted.onnx', 'tiny-bert/model.safetensors'].every((f) => existsSync(join(out, f)));
 if (!(existsSync(stamp) && readFileSync(stamp, 'utf8') === want && complete)) {
   console.log('fixtures: setting up the Python venv and generating test models into .cache/fixtures');
   run('bash', ['scripts/setup-python.sh']);

@@ -17,6 +17,9 @@ Writes (all deterministic, fixed seeds):
     tiny-bert/                 a tiny BERT folder (MiniLM's tokenizer, random weights) for
                                fast embedder tests and the safetensors/tokenizer fuzzers
     add.onnx                   c = a + b, float32[1]
+    gather-shifted.onnx        y = table[x + 1], a 4x2 constant table: an index out of range
+                               that no input check can see (it is computed), for the engine's
+                               panic guard
     dtypes.onnx                one input/output pair per supported dtype
     reference/<model>/...      sample inputs + outputs of the models above,
                                computed with onnx.reference (pure numpy)
@@ -549,6 +552,19 @@ DTYPE_CASES = [
 ]
 
 
+def build_gather_shifted() -> onnx.ModelProto:
+    table = np.arange(8, dtype=np.float32).reshape(4, 2)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "one"], ["ix"], name="shift"),
+         helper.make_node("Gather", ["table", "ix"], ["y"], name="gather", axis=0)],
+        "gather_shifted",
+        [helper.make_tensor_value_info("x", TensorProto.INT64, ["N"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        initializer=[init("table", table), init("one", np.array(1, np.int64))],
+    )
+    return make_model(graph)
+
+
 def build_dtypes() -> onnx.ModelProto:
     nodes, inits, ins, outs = [], [], [], []
     for suf, et, npt, op, k in DTYPE_CASES:
@@ -663,6 +679,9 @@ def main() -> int:
         print(f"wrote {fn} ({summary_models[fn]['bytes']} bytes)", file=sys.stderr)
 
     write_int8("encoder-minilm-int8.onnx", models["encoder-minilm.onnx"])
+    save_model(build_gather_shifted(), out / "gather-shifted.onnx")
+    summary_models["gather-shifted.onnx"] = {"bytes": (out / "gather-shifted.onnx").stat().st_size,
+                                             "sha256": sha256(out / "gather-shifted.onnx"), "opset": OPSET}
     # The real all-MiniLM-L6-v2 as ONNX (same graph as encoder-minilm.onnx, trained weights):
     # tract, onnxruntime and the candle embedder side by side on the same weights.
     st = Path(args.minilm) / "model.safetensors"

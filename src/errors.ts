@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'ERR_INPUT_NAME'
   | 'ERR_INPUT_SHAPE'
   | 'ERR_INPUT_DTYPE'
+  | 'ERR_INPUT_VALUE'
   | 'ERR_DEVICE_UNAVAILABLE'
   | 'ERR_ABORTED'
   | 'ERR_DISPOSED'
@@ -48,6 +49,12 @@ export class InputDtypeError extends OxinferError {
     super('ERR_INPUT_DTYPE', message, options);
   }
 }
+/** An input's values are outside what the model accepts: a token id past its embedding table. */
+export class InputValueError extends OxinferError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_INPUT_VALUE', message, options);
+  }
+}
 /** The requested device (CUDA, Metal) cannot be used here; the message says why. */
 export class DeviceUnavailableError extends OxinferError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -84,6 +91,7 @@ const classes: Record<ErrorCode, new (message: string, options?: { cause?: unkno
   ERR_INPUT_NAME: InputNameError,
   ERR_INPUT_SHAPE: InputShapeError,
   ERR_INPUT_DTYPE: InputDtypeError,
+  ERR_INPUT_VALUE: InputValueError,
   ERR_DEVICE_UNAVAILABLE: DeviceUnavailableError,
   ERR_ABORTED: AbortedError,
   ERR_DISPOSED: DisposedError,

@@ -22,6 +22,7 @@ export {
   InputNameError,
   InputShapeError,
   InputDtypeError,
+  InputValueError,
   DeviceUnavailableError,
   AbortedError,
   DisposedError,

@@ -3,6 +3,8 @@ import {
   InputDtypeError,
   InputNameError,
   InputShapeError,
+  InputValueError,
+  Batcher,
   ModelLoadError,
   OxinferError,
   TractModel,
@@ -137,13 +139,34 @@ describe('unusual but valid or hostile input memory', () => {
     expect((await m.run({ a: new Float32Array([1]), b: new Float32Array([1]) })).c!.data[0]).toBe(2);
   });
 
-  it('a panic inside the engine (an out-of-range Gather index) is ERR_ENGINE, and the model keeps working', async () => {
-    const m = await TractModel.load(fixture('encoder.onnx'));
-    const t = (v: bigint) => ({ data: new BigInt64Array(4).fill(v), shape: [1, 4] });
-    // token_type_ids index a 2-row embedding table: 7 is out of range, and tract panics on it.
-    const p = m.run({ input_ids: t(1n), attention_mask: t(1n), token_type_ids: t(7n) });
+  it('a panic inside the engine (a computed Gather index out of range) is ERR_ENGINE, and the model keeps working', async () => {
+    // y = table[x + 1] over a 4-row table: x = 3 reads row 4, which tract panics on; the index is
+    // computed, so no input check sees it.
+    const m = await TractModel.load(fixture('gather-shifted.onnx'));
+    const p = m.run({ x: { data: new BigInt64Array([3n]), shape: [1] } });
     await expect(p).rejects.toMatchObject({ code: 'ERR_ENGINE', message: expect.stringContaining('internal engine error') });
-    const ok = await m.run({ input_ids: t(1n), attention_mask: t(1n), token_type_ids: t(0n) });
+    const ok = await m.run({ x: { data: new BigInt64Array([2n]), shape: [1] } });
+    expect(Array.from(ok.y!.data as Float32Array)).toEqual([6, 7]);
+  });
+
+  it('an id past the table it indexes is ERR_INPUT_VALUE naming the input, in every way in', async () => {
+    const m = await TractModel.load(fixture('encoder.onnx')); // vocabulary 1000, 2 token types
+    const t = (...v: bigint[]) => ({ data: BigInt64Array.from(v), shape: [1, v.length] });
+    const feeds = (types: bigint) => ({ input_ids: t(1n, 2n, 3n, 4n), attention_mask: t(1n, 1n, 1n, 1n), token_type_ids: t(0n, 0n, 0n, types) });
+    const bad = /input 'token_type_ids': value 7 at flat position 3 is out of range for the table .* \(2 entries\)/;
+    await expect(m.run(feeds(7n))).rejects.toBeInstanceOf(InputValueError);
+    await expect(m.run(feeds(7n))).rejects.toMatchObject({ code: 'ERR_INPUT_VALUE', message: expect.stringMatching(bad) });
+    expect(() => m.runSync(feeds(7n))).toThrow(bad);
+    await expect(m.runBatch([feeds(0n), feeds(7n)])).rejects.toMatchObject({ code: 'ERR_INPUT_VALUE', message: expect.stringMatching(/^request 1: /) });
+    await expect(m.run({ ...feeds(0n), input_ids: t(1n, 1000n, 3n, 4n) })).rejects.toThrow(/input 'input_ids': value 1000/);
+    // A Batcher serves the good requests of a batch that holds a bad one.
+    const b = new Batcher(m, { maxBatch: 4, maxDelayMs: 5 });
+    const served = await Promise.allSettled([b.run(feeds(0n)), b.run(feeds(7n)), b.run(feeds(1n))]);
+    expect(served.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((served[1] as PromiseRejectedResult).reason).toBeInstanceOf(InputValueError);
+    await b.close();
+    // Negative ids count from the end (ONNX), and the model keeps working.
+    const ok = await m.run({ ...feeds(-1n), input_ids: t(-1n, 2n, 3n, 4n) });
     expect(ok.last_hidden_state!.shape).toEqual([1, 4, 64]);
   });
 });

@@ -14,6 +14,7 @@ import {
   ERROR_CODES,
   EngineError,
   InputDtypeError,
+  InputValueError,
   InputNameError,
   InputShapeError,
   ModelLoadError,
@@ -156,7 +157,7 @@ export async function main(): Promise<void> {
   const codes: ErrorCode[] = ERROR_CODES;
   const custom: OxinferError = new OxinferError('ERR_ENGINE', 'x', { cause: new Error('y') });
   const errors: OxinferError[] = [
-    new ModelLoadError('m'), new InputNameError('m'), new InputShapeError('m'), new InputDtypeError('m'),
+    new ModelLoadError('m'), new InputNameError('m'), new InputShapeError('m'), new InputDtypeError('m'), new InputValueError('m'),
     new DeviceUnavailableError('m'), new AbortedError(), new DisposedError('m'), new EngineError('m', { cause: 1 }), new QueueFullError('m'),
   ];
   console.log(codes, custom, errors, platformTriple(), nativeAddonPath());

@@ -9,6 +9,8 @@ pub enum ErrorCode {
     InputName,
     InputShape,
     InputDtype,
+    /// An input's values are outside what the model accepts (an id past its table).
+    InputValue,
     DeviceUnavailable,
     Aborted,
     Disposed,
@@ -16,11 +18,12 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::ModelLoad,
         ErrorCode::InputName,
         ErrorCode::InputShape,
         ErrorCode::InputDtype,
+        ErrorCode::InputValue,
         ErrorCode::DeviceUnavailable,
         ErrorCode::Aborted,
         ErrorCode::Disposed,
@@ -33,6 +36,7 @@ impl ErrorCode {
             ErrorCode::InputName => "ERR_INPUT_NAME",
             ErrorCode::InputShape => "ERR_INPUT_SHAPE",
             ErrorCode::InputDtype => "ERR_INPUT_DTYPE",
+            ErrorCode::InputValue => "ERR_INPUT_VALUE",
             ErrorCode::DeviceUnavailable => "ERR_DEVICE_UNAVAILABLE",
             ErrorCode::Aborted => "ERR_ABORTED",
             ErrorCode::Disposed => "ERR_DISPOSED",
@@ -74,6 +78,9 @@ impl Error {
     }
     pub fn input_dtype(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InputDtype, message)
+    }
+    pub fn input_value(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InputValue, message)
     }
     pub fn engine(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Engine, message)

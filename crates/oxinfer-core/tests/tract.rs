@@ -312,3 +312,64 @@ fn profile_times_every_evaluated_node_and_rejects_bad_feeds() {
     )];
     assert_eq!(m.profile(&bad, 1).unwrap_err().code, ErrorCode::InputShape);
 }
+
+/// Token ids index the embedding tables: an id past a table is an input error naming the input
+/// and the table (not a panic inside the engine), in a run and in a batch (naming the request);
+/// negative ids count from the end, as ONNX says; the model stays usable.
+#[test]
+fn ids_past_their_table_are_input_value_errors() {
+    let m = load("encoder.onnx"); // vocabulary 1000, 2 token types
+    let i64s = |v: &[i64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let (ok_ids, ones, zeros) = (i64s(&[5, 999, -1, 7]), i64s(&[1; 4]), i64s(&[0; 4]));
+    fn bert<'a>(ids: &'a [u8], mask: &'a [u8], types: &'a [u8]) -> Vec<Feed<'a>> {
+        let shape: &[usize] = &[1, 4];
+        vec![
+            Feed::new("input_ids", DType::Int64, shape, ids),
+            Feed::new("attention_mask", DType::Int64, shape, mask),
+            Feed::new("token_type_ids", DType::Int64, shape, types),
+        ]
+    }
+    let feeds = |ids, types| bert(ids, &ones, types);
+    // These byte buffers outlive the feeds below.
+    let (big_id, big_type, low_id) = (
+        i64s(&[5, 1000, 0, 1]),
+        i64s(&[0, 0, 2, 0]),
+        i64s(&[-1001, 0, 0, 0]),
+    );
+    let cases: [(&[u8], &[u8], &str); 3] = [
+        (
+            &big_id,
+            &zeros,
+            "input 'input_ids': value 1000 at flat position 1 is out of range",
+        ),
+        (
+            &ok_ids,
+            &big_type,
+            "input 'token_type_ids': value 2 at flat position 2 is out of range",
+        ),
+        (
+            &low_id,
+            &zeros,
+            "input 'input_ids': value -1001 at flat position 0",
+        ),
+    ];
+    let good = m
+        .run(&feeds(&ok_ids, &zeros))
+        .expect("ids in range, a negative one among them");
+    for (ids, types, text) in cases {
+        let e = m.run(&feeds(ids, types)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InputValue, "{e}");
+        assert!(
+            e.message.contains(text),
+            "{} does not contain {text}",
+            e.message
+        );
+        let e = m
+            .run_batch(&[feeds(&ok_ids, &zeros), feeds(ids, types)])
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InputValue, "{e}");
+        assert!(e.message.starts_with("request 1: "), "{}", e.message);
+        let again = m.run(&feeds(&ok_ids, &zeros)).expect("still usable");
+        assert_eq!(again[0].to_vec::<f32>(), good[0].to_vec::<f32>());
+    }
+}

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::tensor::{element_count, shape_string, Feed, OutputTensor};
 
 use super::bind::{check_tensor, Bindings};
+use super::indices::check_indices;
 use super::TractModel;
 
 impl TractModel {
@@ -103,6 +104,11 @@ impl TractModel {
                     Some(_) => {}
                     None => n = Some((t.shape[0], &info.name)),
                 }
+            }
+            for limit in &self.index_limits {
+                let feed = find(feeds, &self.inputs[limit.input].name)?;
+                check_indices(limit, feed.name, feed.tensor.dtype, feed.tensor.data)
+                    .map_err(|e| in_request(r, e))?;
             }
             rows.push(n.map(|(n, _)| n).unwrap_or(0));
         }

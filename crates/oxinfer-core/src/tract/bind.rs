@@ -9,6 +9,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{element_count, shape_string, Dim, Feed, TensorInfo};
 
+use super::indices::check_indices;
 use super::TractModel;
 
 /// Values the symbols of input shapes (`N`, `S`) took in one run.
@@ -125,6 +126,11 @@ impl TractModel {
             if let Some(f) = feed {
                 let t = &f.tensor;
                 check_tensor(info, t.dtype, t.shape, t.data.len(), &mut bindings)?;
+            }
+        }
+        for limit in &self.index_limits {
+            if let Some(f) = slots[limit.input] {
+                check_indices(limit, f.name, f.tensor.dtype, f.tensor.data)?;
             }
         }
         let mut values = TVec::with_capacity(self.inputs.len());

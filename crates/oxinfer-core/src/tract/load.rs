@@ -18,6 +18,7 @@ use crate::tensor::{shape_string, Dim, Feed, OutputTensor, TensorInfo};
 
 use super::bind::to_tensor;
 use super::if_op;
+use super::indices::IndexLimit;
 use crate::threads::{available_cpus, tract_executor};
 
 /// Where a model comes from.
@@ -67,6 +68,8 @@ pub struct TractModel {
     pub(crate) split: bool,
     /// The precision its products by constant weights run in on this CPU.
     precision: Precision,
+    /// Inputs that index constant tables, checked before each run (indices.rs).
+    pub(crate) index_limits: Vec<IndexLimit>,
     file_bytes: usize,
 }
 
@@ -196,7 +199,7 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
         })
         .collect();
     let precision = options.precision.effective();
-    let (typed, split) = optimize(model, precision).map_err(|e| {
+    let (typed, split, index_limits) = optimize(model, precision).map_err(|e| {
         let mut err = fail("analyse and optimize", &e);
         if ops.iter().any(|o| o.op == "If") {
             err.message.push_str(
@@ -225,23 +228,29 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
         threads,
         split,
         precision,
+        index_limits,
         file_bytes: bytes.len(),
     })
 }
 
 /// Types and optimizes the model, with oxinfer's fast kernels in place of the ops they cover;
 /// also says whether its batches may be split (judged on tract's own ops, whose axes mappings
-/// the analysis reads) and are worth splitting (it computes products).
-fn optimize(model: InferenceModel, precision: Precision) -> TractResult<(TypedModel, bool)> {
+/// the analysis reads) and are worth splitting (it computes products), and which inputs index
+/// constant tables.
+fn optimize(
+    model: InferenceModel,
+    precision: Precision,
+) -> TractResult<(TypedModel, bool, Vec<IndexLimit>)> {
     // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
     // rest around them.
     let mut typed = model.into_typed()?.into_decluttered()?;
     let split = super::split::splittable(&typed)?;
+    let limits = super::indices::index_limits(&typed)?;
     super::fast::substitute_with(&mut typed, precision)?;
     let split = split && super::fast::has_products(&typed);
     let mut optimized = typed.into_optimized()?;
     super::fast::substitute_optimized(&mut optimized)?;
-    Ok((optimized, split))
+    Ok((optimized, split, limits))
 }
 
 fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) -> Result<()> {

@@ -8,6 +8,7 @@ mod batch;
 mod bind;
 mod fast;
 mod if_op;
+mod indices;
 mod load;
 mod profile;
 mod run;
