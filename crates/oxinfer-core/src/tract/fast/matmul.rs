@@ -30,23 +30,22 @@ pub struct FastMatMul {
     /// of size one).
     input_rank: usize,
     row_axes: TVec<usize>,
-    /// `[k.., n..]`, row-major: the `[k, n]` matrix the rows multiply.
-    weights: Arc<Tensor>,
+    /// The `[k, n]` matrix the rows multiply, in the form the product runs on.
+    weights: Weights,
     k: usize,
     n: usize,
     /// Where each output dim comes from.
     output: TVec<OutputDim>,
     /// `n` values added to every row; `None` without a following bias `Add`.
     bias: Option<Arc<Tensor>>,
-    /// The weights packed in the precision the model was loaded with, where the CPU has its
-    /// instructions: then the product runs on them.
-    packed: Packed,
 }
 
-/// Weights packed for a reduced-precision product, or none (the f32 product on `weights`).
+/// The weights as the model's precision runs them on this CPU: only that form is kept, so a
+/// reduced-precision model does not hold its f32 weights too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Packed {
-    None,
+enum Weights {
+    /// `[k.., n..]` f32, row-major: read in place by the f32 product.
+    F32(Arc<Tensor>),
     /// Rounded to bf16 (crate::bf16).
     Bf16(Arc<PackedBf16>),
     /// Quantized to i8 per column (crate::int8).
@@ -125,20 +124,19 @@ impl FastMatMul {
         let bias = bias_after(model, node, &columns)?;
         let view = weights.try_as_plain_ram()?;
         let values = view.as_slice::<f32>()?;
-        let packed = match precision.effective() {
-            Precision::Float32 => Packed::None,
-            Precision::Bfloat16 => Packed::Bf16(Arc::new(PackedBf16::pack(values, k, n))),
-            Precision::Int8 => Packed::Int8(Arc::new(PackedI8::pack(values, k, n))),
+        let weights = match precision.effective() {
+            Precision::Float32 => Weights::F32(Arc::clone(weights)),
+            Precision::Bfloat16 => Weights::Bf16(Arc::new(PackedBf16::pack(values, k, n))),
+            Precision::Int8 => Weights::Int8(Arc::new(PackedI8::pack(values, k, n))),
         };
         let fast = FastMatMul {
             input_rank: x.rank(),
             row_axes,
-            weights: Arc::clone(weights),
+            weights,
             k,
             n,
             output,
             bias: bias.as_ref().map(|(_, b)| Arc::clone(b)),
-            packed,
         };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
@@ -228,10 +226,10 @@ impl Op for FastMatMul {
         } else {
             ""
         };
-        let packed = match self.packed {
-            Packed::None => "",
-            Packed::Bf16(_) => ", in bf16",
-            Packed::Int8(_) => ", in int8",
+        let packed = match self.weights {
+            Weights::F32(_) => "",
+            Weights::Bf16(_) => ", in bf16",
+            Weights::Int8(_) => ", in int8",
         };
         Ok(vec![format!(
             "rows x {} @ {}x{}{bias}{packed}",
@@ -278,13 +276,8 @@ impl EvalOp for FastMatMul {
         // SAFETY: every element is written below: by the bias fill, or by gemm not accumulating.
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape(shape))? };
         let view = input.try_as_plain_ram()?;
-        let weights_view = self.weights.try_as_plain_ram()?;
         let mut out_view = output.try_as_plain_ram_mut()?;
-        let (x, w, y) = (
-            view.as_slice::<f32>()?,
-            weights_view.as_slice::<f32>()?,
-            out_view.as_slice_mut::<f32>()?,
-        );
+        let (x, y) = (view.as_slice::<f32>()?, out_view.as_slice_mut::<f32>()?);
         let bias_view = self
             .bias
             .as_ref()
@@ -310,18 +303,19 @@ impl EvalOp for FastMatMul {
         };
         let panicked =
             |what: &str| format_err!("FastMatMul: a panel of the {what} product panicked");
-        match &self.packed {
-            Packed::Bf16(packed) => {
+        let weights = match &self.weights {
+            Weights::Bf16(packed) => {
                 gemm_bf16(share, (x, packed, y), rows, accumulate)
                     .map_err(|()| panicked("bf16"))?;
                 return Ok(tvec!(output.into_tvalue()));
             }
-            Packed::Int8(packed) => {
+            Weights::Int8(packed) => {
                 gemm_i8(share, (x, packed, y), rows, accumulate).map_err(|()| panicked("int8"))?;
                 return Ok(tvec!(output.into_tvalue()));
             }
-            Packed::None => {}
-        }
+            Weights::F32(weights) => weights.try_as_plain_ram()?,
+        };
+        let w = weights.as_slice::<f32>()?;
         match spread {
             Spread::Lingering(pool) => {
                 sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
