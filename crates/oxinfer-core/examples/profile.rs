@@ -1,7 +1,7 @@
 //! Per-node time of a tract run: where a model's time goes.
 //!
 //! cargo run --release -p oxinfer-core --example profile -- MODEL.onnx NAME:DTYPE:SHAPE... \
-//!     [--constant NAME:DTYPE:SHAPE:=V]... [--threads N] [--runs N] [--fixed]
+//!     [--constant NAME:DTYPE:SHAPE:=V]... [--threads N] [--runs N] [--fixed] [--bf16 | --int8]
 //!
 //! e.g. `... -- .cache/fixtures/cnn.onnx image:float32:1,3,32,32 --threads 1`. Inputs get
 //! deterministic pseudo-random values: floats in -1..1, integers in 0..100 or in 0..MAX for
@@ -10,7 +10,11 @@
 //! scalar. `--constant` fixes an input at load (the `constants` load option; Silero VAD:
 //! `input:float32:1,576 state:float32:2,1,128 --constant sr:int64::=16000 --fixed`).
 //! `--fixed` loads the model with the given shapes fixed, as a `load(..., { inputs })` would;
-//! without it the file's symbolic shapes stay.
+//! without it the file's symbolic shapes stay. `--bf16` / `--int8` load with that precision.
+//!
+//! The allocator is the addon's (mimalloc): with glibc's, megabyte tensors freed and allocated
+//! again each run were unmapped and faulted back in, which the times of the ops that allocate
+//! them showed (ms per op on the MiniLM-shaped encoder) and node does not pay.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,6 +22,9 @@ use std::time::Duration;
 use oxinfer_core::precision::Precision;
 use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, TractModel};
 use oxinfer_core::{DType, Dim, Feed};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Input {
     name: String,
