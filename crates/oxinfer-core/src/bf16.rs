@@ -24,8 +24,7 @@ const MR: usize = 6;
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bf16")
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -63,20 +62,10 @@ impl std::fmt::Debug for PackedBf16 {
 impl PackedBf16 {
     /// Packs row-major `w[k][n]`. Panics when `w` is not `k * n` long (a caller's bug).
     pub fn pack(w: &[f32], k: usize, n: usize) -> PackedBf16 {
-        assert_eq!(
-            w.len(),
-            k * n,
-            "PackedBf16::pack: weights do not fit {k}x{n}"
-        );
+        assert_eq!(w.len(), k * n, "PackedBf16::pack: weights do not fit {k}x{n}");
         let (pairs, panels) = (k.div_ceil(2), n.div_ceil(NR));
         let mut data = vec![0u32; panels * pairs * NR];
-        let at = |r: usize, c: usize| {
-            if r < k && c < n {
-                u32::from(to_bf16(w[r * n + c]))
-            } else {
-                0
-            }
-        };
+        let at = |r: usize, c: usize| if r < k && c < n { u32::from(to_bf16(w[r * n + c])) } else { 0 };
         for p in 0..panels {
             for q in 0..pairs {
                 let words = &mut data[(p * pairs + q) * NR..][..NR];
@@ -108,11 +97,7 @@ impl PackedBf16 {
     /// The weight at row `r`, column `c`, as bf16 rounded it.
     pub fn get(&self, r: usize, c: usize) -> f32 {
         let word = self.data[((c / NR) * self.pairs() + r / 2) * NR + c % NR];
-        from_bf16(if r % 2 == 0 {
-            word as u16
-        } else {
-            (word >> 16) as u16
-        })
+        from_bf16(if r % 2 == 0 { word as u16 } else { (word >> 16) as u16 })
     }
 }
 
@@ -134,33 +119,16 @@ pub(crate) enum Kernel {
 ///
 /// Panics when the lengths do not fit or the CPU lacks AVX512-BF16 ([`available`]): callers
 /// pack weights only where it has it.
-pub fn gemm_bf16(
-    share: Share<'_>,
-    (x, w, y): (&[f32], &PackedBf16, &mut [f32]),
-    rows: usize,
-    accumulate: bool,
-) -> Result<(), ()> {
+pub fn gemm_bf16(share: Share<'_>, (x, w, y): (&[f32], &PackedBf16, &mut [f32]), rows: usize, accumulate: bool) -> Result<(), ()> {
     assert!(available(), "gemm_bf16: the CPU has no AVX512-BF16");
     gemm_with(Kernel::Native, share, (x, w, y), rows, accumulate)
 }
 
-pub(crate) fn gemm_with(
-    kernel: Kernel,
-    share: Share<'_>,
-    (x, w, y): (&[f32], &PackedBf16, &mut [f32]),
-    rows: usize,
-    accumulate: bool,
-) -> Result<(), ()> {
+pub(crate) fn gemm_with(kernel: Kernel, share: Share<'_>, (x, w, y): (&[f32], &PackedBf16, &mut [f32]), rows: usize, accumulate: bool) -> Result<(), ()> {
     let (k, n) = (w.k, w.n);
-    assert!(
-        x.len() == rows * k && y.len() == rows * n,
-        "gemm_bf16: operands do not fit {rows}x{k}x{n}"
-    );
+    assert!(x.len() == rows * k && y.len() == rows * n, "gemm_bf16: operands do not fit {rows}x{k}x{n}");
     #[cfg(target_arch = "x86_64")]
-    assert!(
-        std::arch::is_x86_feature_detected!("avx512f"),
-        "gemm_bf16: the CPU has no AVX-512F"
-    );
+    assert!(std::arch::is_x86_feature_detected!("avx512f"), "gemm_bf16: the CPU has no AVX-512F");
     #[cfg(not(target_arch = "x86_64"))]
     panic!("gemm_bf16: x86-64 only");
     if rows * n == 0 {
@@ -170,11 +138,7 @@ pub(crate) fn gemm_with(
     // A fresh buffer a call: the addon's allocator (mimalloc) hands back the pages the last one
     // freed, without zeroing or faulting them in again.
     let xb = round_rows(x, rows, k, pairs);
-    let parts = Parts {
-        x: xb.as_ptr(),
-        w: w.data.as_ptr(),
-        y: y.as_mut_ptr(),
-    };
+    let parts = Parts { x: xb.as_ptr(), w: w.data.as_ptr(), y: y.as_mut_ptr() };
     let panels = w.panels();
     let task = move |p: usize| {
         let parts = parts;
@@ -183,14 +147,7 @@ pub(crate) fn gemm_with(
         // activations (rows * pairs words), and columns p * NR .. + cols of y (rows * n): all
         // inside their buffers, which outlive the call; panels write disjoint columns.
         unsafe {
-            panel(
-                kernel,
-                parts.x,
-                parts.w.add(p * pairs * NR),
-                parts.y.add(p * NR),
-                (rows, pairs, n, cols),
-                accumulate,
-            );
+            panel(kernel, parts.x, parts.w.add(p * pairs * NR), parts.y.add(p * NR), (rows, pairs, n, cols), accumulate);
         }
     };
     if share.helpers == 0 || panels == 1 {
@@ -223,18 +180,10 @@ fn round_rows(x: &[f32], rows: usize, k: usize, pairs: usize) -> Vec<u32> {
         // SAFETY: row r's words r * pairs .. (r + 1) * pairs lie inside the capacity (len).
         let dst = unsafe { base.add(r * pairs) };
         // SAFETY: the native path only where the CPU has it; dst holds `pairs` words.
-        let whole = if native {
-            unsafe { round_row_native(src, dst, pairs) }
-        } else {
-            0
-        };
+        let whole = if native { unsafe { round_row_native(src, dst, pairs) } } else { 0 };
         for q in whole..pairs {
             let lo = u32::from(to_bf16(src[2 * q]));
-            let hi = if 2 * q + 1 < k {
-                u32::from(to_bf16(src[2 * q + 1]))
-            } else {
-                0
-            };
+            let hi = if 2 * q + 1 < k { u32::from(to_bf16(src[2 * q + 1])) } else { 0 };
             // SAFETY: q < pairs, inside row r's words.
             unsafe { dst.add(q).write(lo | (hi << 16)) };
         }
@@ -286,29 +235,14 @@ unsafe fn round_row_native(src: &[f32], dst: *mut u32, pairs: usize) -> usize {
 /// of `n` values from its start with `cols` <= NR valid columns each; AVX-512F (and, for
 /// `Kernel::Native`, AVX512-BF16) present.
 #[cfg(target_arch = "x86_64")]
-unsafe fn panel(
-    kernel: Kernel,
-    x: *const u32,
-    w: *const u32,
-    y: *mut f32,
-    (rows, pairs, n, cols): (usize, usize, usize, usize),
-    accumulate: bool,
-) {
+unsafe fn panel(kernel: Kernel, x: *const u32, w: *const u32, y: *mut f32, (rows, pairs, n, cols): (usize, usize, usize, usize), accumulate: bool) {
     let mut r = 0;
     while r < rows {
         let mr = MR.min(rows - r);
         // SAFETY: rows r .. r + mr of x and y (the caller's contract).
         unsafe {
             let (xr, yr) = (x.add(r * pairs), y.add(r * n));
-            let t = Tile {
-                x: xr,
-                pairs,
-                w,
-                y: yr,
-                n,
-                cols,
-                accumulate,
-            };
+            let t = Tile { x: xr, pairs, w, y: yr, n, cols, accumulate };
             let tiles = match kernel {
                 Kernel::Native => &NATIVE,
                 Kernel::Emulated => &EMULATED,
@@ -320,36 +254,15 @@ unsafe fn panel(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn panel(
-    _: Kernel,
-    _: *const u32,
-    _: *const u32,
-    _: *mut f32,
-    _: (usize, usize, usize, usize),
-    _: bool,
-) {
+unsafe fn panel(_: Kernel, _: *const u32, _: *const u32, _: *mut f32, _: (usize, usize, usize, usize), _: bool) {
     unreachable!("gemm_bf16 runs on x86-64 only (gemm_with checks)")
 }
 
 /// The kernels by tile height (index: rows - 1).
 #[cfg(target_arch = "x86_64")]
-const NATIVE: [unsafe fn(Tile); MR] = [
-    native::<1>,
-    native::<2>,
-    native::<3>,
-    native::<4>,
-    native::<5>,
-    native::<6>,
-];
+const NATIVE: [unsafe fn(Tile); MR] = [native::<1>, native::<2>, native::<3>, native::<4>, native::<5>, native::<6>];
 #[cfg(target_arch = "x86_64")]
-const EMULATED: [unsafe fn(Tile); MR] = [
-    emulated::<1>,
-    emulated::<2>,
-    emulated::<3>,
-    emulated::<4>,
-    emulated::<5>,
-    emulated::<6>,
-];
+const EMULATED: [unsafe fn(Tile); MR] = [emulated::<1>, emulated::<2>, emulated::<3>, emulated::<4>, emulated::<5>, emulated::<6>];
 
 /// One tile: `R` rows of activations (`pairs` words each) by one panel, into `y`.
 #[derive(Clone, Copy)]
@@ -369,13 +282,7 @@ unsafe fn native<const R: usize>(t: Tile) {
     use std::arch::x86_64::*;
     // SAFETY: the caller's contract (panel); __m512bh and __m512i are both 64 bytes.
     unsafe {
-        tile::<R>(t, |acc, a, b| {
-            _mm512_dpbf16_ps(
-                acc,
-                std::mem::transmute::<__m512i, __m512bh>(a),
-                std::mem::transmute::<__m512i, __m512bh>(b),
-            )
-        })
+        tile::<R>(t, |acc, a, b| _mm512_dpbf16_ps(acc, std::mem::transmute::<__m512i, __m512bh>(a), std::mem::transmute::<__m512i, __m512bh>(b)))
     }
 }
 
@@ -387,16 +294,8 @@ unsafe fn emulated<const R: usize>(t: Tile) {
     // SAFETY: the caller's contract (panel). The high halves first, as VDPBF16PS adds them.
     unsafe {
         tile::<R>(t, |acc, a, b| {
-            let hi = _mm512_fmadd_ps(
-                _mm512_castsi512_ps(_mm512_and_si512(a, high)),
-                _mm512_castsi512_ps(_mm512_and_si512(b, high)),
-                acc,
-            );
-            _mm512_fmadd_ps(
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(a)),
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(b)),
-                hi,
-            )
+            let hi = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(a, high)), _mm512_castsi512_ps(_mm512_and_si512(b, high)), acc);
+            _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32::<16>(a)), _mm512_castsi512_ps(_mm512_slli_epi32::<16>(b)), hi)
         })
     }
 }
@@ -406,11 +305,7 @@ unsafe fn emulated<const R: usize>(t: Tile) {
 #[inline(always)]
 unsafe fn tile<const R: usize>(
     t: Tile,
-    dot: impl Fn(
-        std::arch::x86_64::__m512,
-        std::arch::x86_64::__m512i,
-        std::arch::x86_64::__m512i,
-    ) -> std::arch::x86_64::__m512,
+    dot: impl Fn(std::arch::x86_64::__m512, std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512,
 ) {
     use std::arch::x86_64::*;
     // SAFETY (whole body): loads stay inside the panel (pairs * NR words) and rows 0..R of x;
@@ -434,17 +329,9 @@ unsafe fn tile<const R: usize>(
                 if first >= t.cols {
                     break;
                 }
-                let mask: __mmask16 = if t.cols - first >= 16 {
-                    0xffff
-                } else {
-                    (1u16 << (t.cols - first)) - 1
-                };
+                let mask: __mmask16 = if t.cols - first >= 16 { 0xffff } else { (1u16 << (t.cols - first)) - 1 };
                 let dst = yr.add(first);
-                let sum = if t.accumulate {
-                    _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, dst))
-                } else {
-                    sum
-                };
+                let sum = if t.accumulate { _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, dst)) } else { sum };
                 _mm512_mask_storeu_ps(dst, mask, sum);
             }
         }
@@ -487,11 +374,7 @@ mod tests {
             let p = PackedBf16::pack(&w, k, n);
             for r in 0..k {
                 for c in 0..n {
-                    assert_eq!(
-                        p.get(r, c),
-                        from_bf16(to_bf16(w[r * n + c])),
-                        "{k}x{n} at {r},{c}"
-                    );
+                    assert_eq!(p.get(r, c), from_bf16(to_bf16(w[r * n + c])), "{k}x{n} at {r},{c}");
                 }
             }
         }
@@ -504,57 +387,25 @@ mod tests {
     fn products_match_rounded_reference() {
         if !std::arch::is_x86_feature_detected!("avx512f") {
             // Neither kernel can run here; loads asking for bf16 get f32 products instead.
-            assert_eq!(
-                crate::precision::Precision::Bfloat16.effective(),
-                crate::precision::Precision::Float32
-            );
+            assert_eq!(crate::precision::Precision::Bfloat16.effective(), crate::precision::Precision::Float32);
             return;
         }
-        let kernels: &[Kernel] = if available() {
-            &[Kernel::Native, Kernel::Emulated]
-        } else {
-            &[Kernel::Emulated]
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .expect("a pool");
+        let kernels: &[Kernel] = if available() { &[Kernel::Native, Kernel::Emulated] } else { &[Kernel::Emulated] };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
         for &kernel in kernels {
-            for (rows, k, n) in [
-                (1, 1, 1),
-                (7, 33, 17),
-                (13, 64, 64),
-                (6, 384, 200),
-                (2, 5, 130),
-                (25, 96, 257),
-            ] {
+            for (rows, k, n) in [(1, 1, 1), (7, 33, 17), (13, 64, 64), (6, 384, 200), (2, 5, 130), (25, 96, 257)] {
                 for (accumulate, helpers) in [(false, 0), (true, 1)] {
                     let (x, wv) = (values(rows * k, 7), values(k * n, 11));
                     let w = PackedBf16::pack(&wv, k, n);
                     let bias = values(rows * n, 13);
-                    let mut y = if accumulate {
-                        bias.clone()
-                    } else {
-                        vec![f32::NAN; rows * n]
-                    };
-                    let share = Share {
-                        pool: Some(&pool),
-                        helpers,
-                    };
+                    let mut y = if accumulate { bias.clone() } else { vec![f32::NAN; rows * n] };
+                    let share = Share { pool: Some(&pool), helpers };
                     gemm_with(kernel, share, (&x, &w, &mut y), rows, accumulate).expect("no panic");
                     for r in 0..rows {
                         for c in 0..n {
-                            let terms = (0..k).map(|j| {
-                                f64::from(from_bf16(to_bf16(x[r * k + j]))) * f64::from(w.get(j, c))
-                            });
-                            let (sum, size) =
-                                terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
-                            let want = sum
-                                + if accumulate {
-                                    f64::from(bias[r * n + c])
-                                } else {
-                                    0.0
-                                };
+                            let terms = (0..k).map(|j| f64::from(from_bf16(to_bf16(x[r * k + j]))) * f64::from(w.get(j, c)));
+                            let (sum, size) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
+                            let want = sum + if accumulate { f64::from(bias[r * n + c]) } else { 0.0 };
                             let got = f64::from(y[r * n + c]);
                             assert!((got - want).abs() <= 1e-6 * (size + 1.0), "{kernel:?} {rows}x{k}x{n} acc {accumulate} at {r},{c}: {got} vs {want}");
                         }

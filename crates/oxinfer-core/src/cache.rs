@@ -83,9 +83,7 @@ impl Default for ModelCache {
 
 impl ModelCache {
     pub fn new() -> Self {
-        ModelCache {
-            inner: Mutex::new(Inner::default()),
-        }
+        ModelCache { inner: Mutex::new(Inner::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -138,11 +136,7 @@ impl ModelCache {
                     inner.hits += 1;
                 }
                 evict(&mut inner);
-                Ok(Handle {
-                    cache: self,
-                    key,
-                    model,
-                })
+                Ok(Handle { cache: self, key, model })
             }
             Err(e) => {
                 let e = e.clone();
@@ -195,9 +189,7 @@ impl ModelCache {
 /// Gives up one hold on `key` (when it is still the entry of `slot`); an entry nobody holds is
 /// dropped, or kept for the budget when its model loaded.
 fn release(inner: &mut Inner, key: &str, slot: &Slot) {
-    let Some(entry) = inner.entries.get_mut(key) else {
-        return;
-    };
+    let Some(entry) = inner.entries.get_mut(key) else { return };
     if !Arc::ptr_eq(&entry.slot, slot) {
         return;
     }
@@ -283,16 +275,8 @@ pub enum Held<M: Send + Sync + 'static> {
 }
 
 impl<M: Send + Sync + 'static> Held<M> {
-    pub fn load(
-        use_cache: bool,
-        cached: impl FnOnce() -> Result<Handle<M>>,
-        owned: impl FnOnce() -> Result<M>,
-    ) -> Result<Self> {
-        if use_cache {
-            cached().map(Held::Cached)
-        } else {
-            owned().map(|m| Held::Owned(Arc::new(m)))
-        }
+    pub fn load(use_cache: bool, cached: impl FnOnce() -> Result<Handle<M>>, owned: impl FnOnce() -> Result<M>) -> Result<Self> {
+        if use_cache { cached().map(Held::Cached) } else { owned().map(|m| Held::Owned(Arc::new(m))) }
     }
     pub fn model(&self) -> &Arc<M> {
         match self {
@@ -361,10 +345,7 @@ mod tests {
         let s = cache.stats();
         assert_eq!((s.loads, s.hits, s.entries[0].holders), (1, 7, 8));
         drop(got);
-        assert!(
-            cache.stats().entries.is_empty(),
-            "no budget: freed with the last handle"
-        );
+        assert!(cache.stats().entries.is_empty(), "no budget: freed with the last handle");
     }
 
     #[test]
@@ -383,11 +364,7 @@ mod tests {
         for k in ["a", "b"] {
             drop(cache.acquire("t", k.into(), || Ok(Model(10))).unwrap());
         }
-        assert_eq!(
-            cache.stats().entries.len(),
-            2,
-            "kept warm within the budget"
-        );
+        assert_eq!(cache.stats().entries.len(), 2, "kept warm within the budget");
         // Touch a, so b is the least recently used; c overflows the budget.
         drop(cache.acquire("t", "a".into(), || Ok(Model(10))).unwrap());
         let c = cache.acquire("t", "c".into(), || Ok(Model(10))).unwrap();

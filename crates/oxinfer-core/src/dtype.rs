@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tract_onnx::prelude::{f16, DatumType};
+use tract_onnx::prelude::{DatumType, f16};
 
 use crate::error::{Error, Result};
 
@@ -115,16 +115,10 @@ impl fmt::Display for DType {
 impl FromStr for DType {
     type Err = Error;
     fn from_str(s: &str) -> Result<DType> {
-        DType::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
-                Error::input_dtype(format!(
-                    "unknown dtype '{s}'; expected one of {}",
-                    names.join(", ")
-                ))
-            })
+        DType::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
+            Error::input_dtype(format!("unknown dtype '{s}'; expected one of {}", names.join(", ")))
+        })
     }
 }
 

@@ -62,10 +62,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error {
-            code,
-            message: message.into(),
-        }
+        Error { code, message: message.into() }
     }
     pub fn model_load(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::ModelLoad, message)
@@ -86,10 +83,7 @@ impl Error {
         Self::new(ErrorCode::Engine, message)
     }
     pub fn disposed(what: &str) -> Self {
-        Self::new(
-            ErrorCode::Disposed,
-            format!("{what} was disposed; load it again to use it"),
-        )
+        Self::new(ErrorCode::Disposed, format!("{what} was disposed; load it again to use it"))
     }
     pub fn aborted() -> Self {
         Self::new(ErrorCode::Aborted, "the operation was aborted")

@@ -24,15 +24,7 @@ pub(crate) fn exp_neg(v: f32) -> f32 {
     // add (a softmax row waits on this chain). Every caller is compiled with FMA (simd_kernel's
     // AVX-512 and AVX2 + FMA bodies); only its baseline body, for CPUs without, calls libm's fmaf.
     let mut p = 1.0f32 / 5040.0;
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        1.0 / 2.0,
-        1.0,
-        1.0,
-    ] {
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 1.0 / 2.0, 1.0, 1.0] {
         p = p.mul_add(r, c);
     }
     // 2^n built from its exponent bits; n >= -126 for v >= -87, so 2^n stays normal.
@@ -130,13 +122,7 @@ fn gelu(x: f32) -> f32 {
 #[inline(always)]
 fn erf(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_592,
-        -0.284_496_736,
-        1.421_413_741,
-        -1.453_152_027,
-        1.061_405_429,
-    ];
+    const A: [f32; 5] = [0.254_829_592, -0.284_496_736, 1.421_413_741, -1.453_152_027, 1.061_405_429];
     // Beyond 4, erf is 1 in f32; clamping also keeps exp's argument in range.
     let z = x.abs().min(4.0);
     let t = 1.0 / (1.0 + P * z);

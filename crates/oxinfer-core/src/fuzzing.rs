@@ -30,20 +30,13 @@ fn check_error(stage: &str, e: &Error, allowed: &[ErrorCode]) {
         e.code,
         e.message
     );
-    assert!(
-        !e.message.trim().is_empty(),
-        "{stage}: {} with an empty message",
-        e.code
-    );
+    assert!(!e.message.trim().is_empty(), "{stage}: {} with an empty message", e.code);
 }
 
 /// Loads `bytes` as an ONNX model (one thread, no cache) and, when it loads with small fixed
 /// input shapes, runs it once on zeros. Panics when a property above is broken.
 pub fn load_and_run_onnx(bytes: &[u8]) -> Outcome {
-    let options = LoadOptions {
-        threads: Some(1),
-        ..Default::default()
-    };
+    let options = LoadOptions { threads: Some(1), ..Default::default() };
     let model = match TractModel::load(ModelSource::Bytes(bytes), &options) {
         Ok(m) => m,
         Err(e) => {
@@ -62,11 +55,7 @@ pub fn load_and_run_onnx(bytes: &[u8]) -> Outcome {
             })
             .collect();
         match shape {
-            Some(s)
-                if s.iter()
-                    .try_fold(1usize, |a, &d| a.checked_mul(d))
-                    .is_some_and(|n| n <= MAX_RUN_ELEMENTS) =>
-            {
+            Some(s) if s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_some_and(|n| n <= MAX_RUN_ELEMENTS) => {
                 shapes.push(s)
             }
             _ => return Outcome::Loaded,
@@ -87,32 +76,15 @@ pub fn load_and_run_onnx(bytes: &[u8]) -> Outcome {
         .collect();
     match model.run(&feeds) {
         Ok(outputs) => {
-            assert_eq!(
-                outputs.len(),
-                model.outputs().len(),
-                "run: output count differs from the model's"
-            );
+            assert_eq!(outputs.len(), model.outputs().len(), "run: output count differs from the model's");
             for (out, info) in outputs.iter().zip(model.outputs()) {
                 assert_eq!(out.name, info.name, "run: outputs out of order");
-                assert_eq!(
-                    out.len(),
-                    out.shape.iter().product::<usize>(),
-                    "run: output '{}' length vs shape",
-                    out.name
-                );
+                assert_eq!(out.len(), out.shape.iter().product::<usize>(), "run: output '{}' length vs shape", out.name);
             }
             Outcome::Ran
         }
         Err(e) => {
-            check_error(
-                "run",
-                &e,
-                &[
-                    ErrorCode::Engine,
-                    ErrorCode::InputShape,
-                    ErrorCode::InputDtype,
-                ],
-            );
+            check_error("run", &e, &[ErrorCode::Engine, ErrorCode::InputShape, ErrorCode::InputDtype]);
             Outcome::RunFailed
         }
     }
@@ -127,11 +99,7 @@ pub enum FolderFile {
 }
 
 impl FolderFile {
-    pub const ALL: [FolderFile; 3] = [
-        FolderFile::Config,
-        FolderFile::Tokenizer,
-        FolderFile::Weights,
-    ];
+    pub const ALL: [FolderFile; 3] = [FolderFile::Config, FolderFile::Tokenizer, FolderFile::Weights];
     pub fn file_name(self) -> &'static str {
         match self {
             FolderFile::Config => "config.json",
@@ -149,12 +117,7 @@ pub const FUZZ_TEXTS: [&str; 4] = ["", "a plain sentence", "naïve café 東京 
 /// embedder (one thread, no cache) and, when it loads, embeds [`FUZZ_TEXTS`]. Panics when a
 /// property is broken: load errors are `ERR_MODEL_LOAD`, embed errors `ERR_ENGINE`, and the
 /// result has one vector per text, of the model's width.
-pub fn load_and_embed_folder(
-    seed: &std::path::Path,
-    work: &std::path::Path,
-    file: FolderFile,
-    bytes: &[u8],
-) -> Outcome {
+pub fn load_and_embed_folder(seed: &std::path::Path, work: &std::path::Path, file: FolderFile, bytes: &[u8]) -> Outcome {
     use crate::candle::{Embedder, EmbedderOptions};
     std::fs::create_dir_all(work).expect("fuzz work folder");
     for f in FolderFile::ALL {
@@ -162,14 +125,10 @@ pub fn load_and_embed_folder(
         if f == file {
             std::fs::write(&dst, bytes).expect("write fuzz input");
         } else {
-            std::fs::copy(seed.join(f.file_name()), &dst)
-                .expect("copy seed file (is the seed folder complete?)");
+            std::fs::copy(seed.join(f.file_name()), &dst).expect("copy seed file (is the seed folder complete?)");
         }
     }
-    let options = EmbedderOptions {
-        threads: Some(1),
-        ..Default::default()
-    };
+    let options = EmbedderOptions { threads: Some(1), ..Default::default() };
     let embedder = match Embedder::load(work, &options) {
         Ok(e) => e,
         Err(e) => {
@@ -180,11 +139,7 @@ pub fn load_and_embed_folder(
     let texts: Vec<String> = FUZZ_TEXTS.iter().map(|s| s.to_string()).collect();
     match embedder.embed(&texts, 2, &|| false) {
         Ok(v) => {
-            assert_eq!(
-                (v.rows, v.dims),
-                (texts.len(), embedder.dims()),
-                "embed: matrix shape"
-            );
+            assert_eq!((v.rows, v.dims), (texts.len(), embedder.dims()), "embed: matrix shape");
             assert_eq!(v.data.len(), v.rows * v.dims, "embed: data length");
             Outcome::Ran
         }
@@ -303,40 +258,21 @@ mod tests {
         let fx = fixtures();
         let ordinary = files_in(&fx, Some("onnx"));
         let hostile = files_in(&fx.join("hostile"), Some("onnx"));
-        assert!(
-            hostile.len() >= 20,
-            "the hostile models are missing in {}: run `node scripts/fixtures.mjs`",
-            fx.display()
-        );
-        let regressions = files_in(
-            &repo().join("crates/oxinfer-core/fuzz/regressions/load_onnx"),
-            None,
-        );
+        assert!(hostile.len() >= 20, "the hostile models are missing in {}: run `node scripts/fixtures.mjs`", fx.display());
+        let regressions = files_in(&repo().join("crates/oxinfer-core/fuzz/regressions/load_onnx"), None);
         let count = |paths: &[PathBuf]| {
             let mut counts = std::collections::HashMap::<Outcome, usize>::new();
             for path in paths {
-                *counts
-                    .entry(load_and_run_onnx(&std::fs::read(path).unwrap()))
-                    .or_default() += 1;
+                *counts.entry(load_and_run_onnx(&std::fs::read(path).unwrap())).or_default() += 1;
             }
             counts
         };
         // The ordinary fixtures load (those with symbolic dims are not run: no shape to feed).
         let ok = count(&ordinary);
-        assert_eq!(
-            ok.get(&Outcome::Rejected),
-            None,
-            "an ordinary fixture was rejected: {ok:?}"
-        );
-        assert!(
-            ok.get(&Outcome::Ran).is_some(),
-            "no ordinary fixture ran: {ok:?}"
-        );
+        assert_eq!(ok.get(&Outcome::Rejected), None, "an ordinary fixture was rejected: {ok:?}");
+        assert!(ok.get(&Outcome::Ran).is_some(), "no ordinary fixture ran: {ok:?}");
         let bad = count(&[hostile.clone(), regressions].concat());
-        assert!(
-            bad.get(&Outcome::Rejected).copied().unwrap_or(0) >= 20,
-            "most hostile models must be rejected: {bad:?}"
-        );
+        assert!(bad.get(&Outcome::Rejected).copied().unwrap_or(0) >= 20, "most hostile models must be rejected: {bad:?}");
         let seeds = [ordinary, hostile].concat();
         // Mutations of the small seeds (the large ones cost seconds per case).
         let small: Vec<Vec<u8>> = seeds
@@ -355,19 +291,8 @@ mod tests {
     fn model_folder_mutations_keep_the_properties() {
         let seed = fixtures().join("tiny-bert");
         let work = std::env::temp_dir().join(format!("oxinfer-fuzz-test-{}", std::process::id()));
-        assert_eq!(
-            load_and_embed_folder(
-                &seed,
-                &work,
-                FolderFile::Config,
-                &std::fs::read(seed.join("config.json")).unwrap()
-            ),
-            Outcome::Ran
-        );
-        for path in files_in(
-            &repo().join("crates/oxinfer-core/fuzz/regressions/embedder_folder"),
-            None,
-        ) {
+        assert_eq!(load_and_embed_folder(&seed, &work, FolderFile::Config, &std::fs::read(seed.join("config.json")).unwrap()), Outcome::Ran);
+        for path in files_in(&repo().join("crates/oxinfer-core/fuzz/regressions/embedder_folder"), None) {
             let bytes = std::fs::read(path).unwrap();
             if let Some((&pick, content)) = bytes.split_first() {
                 load_and_embed_folder(&seed, &work, FolderFile::ALL[pick as usize % 3], content);

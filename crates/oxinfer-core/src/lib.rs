@@ -8,7 +8,6 @@
 //!
 //! Nothing here knows about Node; the napi crate converts and schedules.
 
-pub mod bf16;
 pub mod cache;
 pub mod candle;
 pub mod dtype;
@@ -16,9 +15,10 @@ pub mod error;
 mod fastmath;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod int8;
 mod linger;
 pub mod panic;
+pub mod bf16;
+pub mod int8;
 pub mod precision;
 mod sgemm;
 mod simd;

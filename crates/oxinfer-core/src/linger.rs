@@ -12,7 +12,7 @@
 //! decrementing it, and when it finds it at zero every lingering helper has been claimed, so it
 //! waits for an offer instead (one is being pushed). Every offer is therefore taken.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,9 +31,7 @@ static PENDING: AtomicUsize = AtomicUsize::new(0);
 static OFFERS: Mutex<Vec<Arc<dyn Help>>> = Mutex::new(Vec::new());
 
 fn offers() -> std::sync::MutexGuard<'static, Vec<Arc<dyn Help>>> {
-    OFFERS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    OFFERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Hands `work` to up to `wanted` lingering helpers; returns how many took it.
@@ -151,19 +149,8 @@ impl<F: Fn(usize) + Send + Sync> Help for Tasks<F> {
 ///
 /// `pool`: where to spawn the helpers not found lingering; `None` for the pool the caller runs
 /// on (the caller must then be one of its threads, or the jobs go to rayon's global pool).
-pub fn share<F: Fn(usize) + Send + Sync + 'static>(
-    pool: Option<&rayon::ThreadPool>,
-    helpers: usize,
-    n: usize,
-    task: F,
-) -> Result<(), ()> {
-    let tasks = Arc::new(Tasks {
-        n,
-        next: AtomicUsize::new(0),
-        done: AtomicUsize::new(0),
-        panicked: AtomicBool::new(false),
-        task,
-    });
+pub fn share<F: Fn(usize) + Send + Sync + 'static>(pool: Option<&rayon::ThreadPool>, helpers: usize, n: usize, task: F) -> Result<(), ()> {
+    let tasks = Arc::new(Tasks { n, next: AtomicUsize::new(0), done: AtomicUsize::new(0), panicked: AtomicBool::new(false), task });
     let wanted = helpers.min(n.saturating_sub(1));
     let work: Arc<dyn Help> = Arc::clone(&tasks) as Arc<dyn Help>;
     for _ in offer(&work, wanted)..wanted {
@@ -183,11 +170,7 @@ pub fn share<F: Fn(usize) + Send + Sync + 'static>(
     while tasks.done.load(Ordering::Acquire) < n {
         std::thread::yield_now();
     }
-    if tasks.panicked.load(Ordering::Relaxed) {
-        Err(())
-    } else {
-        Ok(())
-    }
+    if tasks.panicked.load(Ordering::Relaxed) { Err(()) } else { Ok(()) }
 }
 
 /// Stops lingering unless every lingering helper has been claimed (then an offer is coming).
@@ -204,8 +187,8 @@ fn leave() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::share;
 
@@ -214,13 +197,9 @@ mod tests {
     /// still run.
     #[test]
     fn share_runs_each_task_once_and_reports_a_panic() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .expect("a pool");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
         for round in 0..50 {
-            let counts: Arc<Vec<AtomicUsize>> =
-                Arc::new((0..7).map(|_| AtomicUsize::new(0)).collect());
+            let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..7).map(|_| AtomicUsize::new(0)).collect());
             let seen = Arc::clone(&counts);
             let result = share(Some(&pool), 2, 7, move |i| {
                 seen[i].fetch_add(1, Ordering::Relaxed);

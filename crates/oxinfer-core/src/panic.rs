@@ -1,6 +1,6 @@
 //! Engines are large and models are untrusted: a panic inside one must become an error.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -14,10 +14,7 @@ pub fn guard<T>(code: ErrorCode, what: &str, f: impl FnOnce() -> Result<T>) -> R
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(Error::new(
-                code,
-                format!("internal engine error while {what}: {msg}"),
-            ))
+            Err(Error::new(code, format!("internal engine error while {what}: {msg}")))
         }
     }
 }

@@ -11,18 +11,8 @@ use crate::linger;
 ///
 /// Panics when the lengths do not fit `m`, `k`, `n`: callers check shapes first (a mismatch
 /// is a bug, not bad input).
-pub fn sgemm(
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    (m, k, n): (usize, usize, usize),
-    accumulate: bool,
-    threads: usize,
-) {
-    assert!(
-        a.len() == m * k && b.len() == k * n && c.len() == m * n,
-        "sgemm: operands do not fit {m}x{k}x{n}"
-    );
+pub fn sgemm(a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usize), accumulate: bool, threads: usize) {
+    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "sgemm: operands do not fit {m}x{k}x{n}");
     if m * n == 0 {
         return;
     }
@@ -79,10 +69,7 @@ fn chunk_width(n: usize, threads: usize) -> usize {
         }
         return per * TILE;
     }
-    n.div_ceil(2 * threads)
-        .next_multiple_of(COLUMN_STEP)
-        .min(n)
-        .max(1)
+    n.div_ceil(2 * threads).next_multiple_of(COLUMN_STEP).min(n).max(1)
 }
 
 /// [`sgemm`] with the columns cut into two chunks per thread of `pool` (`None`: the pool the
@@ -102,24 +89,15 @@ pub fn sgemm_by_columns(
     (rows, k, n): (usize, usize, usize),
     accumulate: bool,
 ) -> Result<(), ()> {
-    assert!(
-        x.len() == rows * k && w.len() == k * n && y.len() == rows * n,
-        "sgemm_by_columns: operands do not fit {rows}x{k}x{n}"
-    );
+    assert!(x.len() == rows * k && w.len() == k * n && y.len() == rows * n, "sgemm_by_columns: operands do not fit {rows}x{k}x{n}");
     if rows * n == 0 || k == 0 {
         sgemm(x, w, y, (rows, k, n), accumulate, 1);
         return Ok(());
     }
-    let threads = pool
-        .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
-        .max(1);
+    let threads = pool.map_or_else(rayon::current_num_threads, |p| p.current_num_threads()).max(1);
     let width = chunk_width(n, threads);
     let chunks = n.div_ceil(width);
-    let ops = Operands {
-        a: x.as_ptr(),
-        b: w.as_ptr(),
-        y: y.as_mut_ptr(),
-    };
+    let ops = Operands { a: x.as_ptr(), b: w.as_ptr(), y: y.as_mut_ptr() };
     linger::share(pool, threads - 1, chunks, move |i| {
         let ops = ops;
         let (c0, cw) = (i * width, width.min(n - i * width));
@@ -128,21 +106,9 @@ pub fn sgemm_by_columns(
         // chunks write disjoint columns, and share returns only after every chunk has run.
         unsafe {
             sgemm_strided(
-                Strided {
-                    ptr: ops.y.add(c0),
-                    row: nn,
-                    col: 1,
-                },
-                Strided {
-                    ptr: ops.a,
-                    row: kk,
-                    col: 1,
-                },
-                Strided {
-                    ptr: ops.b.add(c0),
-                    row: nn,
-                    col: 1,
-                },
+                Strided { ptr: ops.y.add(c0), row: nn, col: 1 },
+                Strided { ptr: ops.a, row: kk, col: 1 },
+                Strided { ptr: ops.b.add(c0), row: nn, col: 1 },
                 (rows, k, cw),
                 accumulate,
                 1.0,
@@ -163,11 +129,7 @@ pub struct Strided<P> {
 
 impl<P> Strided<P> {
     fn row_major(ptr: P, columns: usize) -> Strided<P> {
-        Strided {
-            ptr,
-            row: columns as isize,
-            col: 1,
-        }
+        Strided { ptr, row: columns as isize, col: 1 }
     }
 }
 
@@ -187,11 +149,7 @@ pub unsafe fn sgemm_strided(
     scale: f32,
     threads: usize,
 ) {
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     tune();
     // SAFETY: the caller's contract; gemm reads c only when accumulating (read_dst).
     unsafe {
@@ -239,19 +197,8 @@ mod tests {
     /// Whole tiles, shared evenly where the tiles allow; whole vectors otherwise.
     #[test]
     fn chunks_are_whole_tiles_shared_evenly() {
-        for (n, threads, want) in [
-            (384, 2, 64),
-            (1536, 2, 384),
-            (1152, 2, 192),
-            (384, 4, 64),
-            (100, 2, 32),
-            (48, 2, 16),
-        ] {
-            assert_eq!(
-                super::chunk_width(n, threads),
-                want,
-                "n {n}, threads {threads}"
-            );
+        for (n, threads, want) in [(384, 2, 64), (1536, 2, 384), (1152, 2, 192), (384, 4, 64), (100, 2, 32), (48, 2, 16)] {
+            assert_eq!(super::chunk_width(n, threads), want, "n {n}, threads {threads}");
         }
     }
 }

@@ -40,13 +40,7 @@ pub struct TensorInfo {
 
 impl fmt::Display for TensorInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "'{}' ({} {})",
-            self.name,
-            self.dtype,
-            shape_string(&self.shape)
-        )
+        write!(f, "'{}' ({} {})", self.name, self.dtype, shape_string(&self.shape))
     }
 }
 
@@ -68,24 +62,15 @@ pub struct Feed<'a> {
 
 impl<'a> Feed<'a> {
     pub fn new(name: &'a str, dtype: DType, shape: &'a [usize], data: &'a [u8]) -> Self {
-        Feed {
-            name,
-            tensor: TensorRef { dtype, shape, data },
-        }
+        Feed { name, tensor: TensorRef { dtype, shape, data } }
     }
 }
 
 /// Number of elements of a shape, or an error naming the input when it overflows.
 pub fn element_count(name: &str, shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            Error::input_shape(format!(
-                "input '{name}': shape {} is too large",
-                shape_string(shape)
-            ))
-        })
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
+        Error::input_shape(format!("input '{name}': shape {} is too large", shape_string(shape)))
+    })
 }
 
 /// An output tensor. It shares the engine's buffer (no copy); several outputs may share one
@@ -104,23 +89,12 @@ impl OutputTensor {
     pub(crate) fn whole(name: String, dtype: DType, tensor: Arc<Tensor>) -> Self {
         let shape = tensor.shape().to_vec();
         let byte_len = tensor.len() * dtype.size();
-        OutputTensor {
-            name,
-            dtype,
-            shape,
-            storage: tensor,
-            byte_offset: 0,
-            byte_len,
-        }
+        OutputTensor { name, dtype, shape, storage: tensor, byte_offset: 0, byte_len }
     }
 
     /// Rows `start..end` of dim 0, sharing the storage.
     pub(crate) fn rows(&self, start: usize, end: usize) -> OutputTensor {
-        let row_bytes = if self.shape[0] == 0 {
-            0
-        } else {
-            self.byte_len / self.shape[0]
-        };
+        let row_bytes = if self.shape[0] == 0 { 0 } else { self.byte_len / self.shape[0] };
         let mut shape = self.shape.clone();
         shape[0] = end - start;
         OutputTensor {

@@ -7,9 +7,7 @@ use tract_linalg::multithread::Executor;
 
 /// The CPUs this process may use (std reads cgroup quotas and affinity masks).
 pub fn available_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// Elements from which tract splits an elementwise op over the executor's threads.
@@ -30,9 +28,7 @@ pub fn tract_executor(threads: usize) -> Executor {
     // made, not on every lookup (split runs look their executor up per run).
     static POOLS: OnceLock<Mutex<HashMap<usize, Executor>>> = OnceLock::new();
     let pools = POOLS.get_or_init(Default::default);
-    let mut pools = pools
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut pools = pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     pools
         .entry(threads)
         .or_insert_with(|| {
@@ -58,18 +54,11 @@ pub enum CpuPool {
 
 impl CpuPool {
     pub fn new(threads: usize) -> crate::Result<CpuPool> {
-        Ok(if threads <= 1 {
-            CpuPool::PerCaller
-        } else {
-            CpuPool::Shared(rayon_pool(threads)?)
-        })
+        Ok(if threads <= 1 { CpuPool::PerCaller } else { CpuPool::Shared(rayon_pool(threads)?) })
     }
 
     /// Runs `f` on this pool (for `PerCaller`, the calling thread's own).
-    pub fn install<T: Send>(
-        &self,
-        f: impl FnOnce() -> crate::Result<T> + Send,
-    ) -> crate::Result<T> {
+    pub fn install<T: Send>(&self, f: impl FnOnce() -> crate::Result<T> + Send) -> crate::Result<T> {
         match self {
             CpuPool::Shared(pool) => pool.install(f),
             CpuPool::PerCaller => {
@@ -80,10 +69,7 @@ impl CpuPool {
                     if own.get().is_none() {
                         let _ = own.set(build_pool(1, "oxinfer-candle-solo")?);
                     }
-                    own.get().map_or_else(
-                        || Err(crate::Error::engine("cannot start a thread for the call")),
-                        |pool| pool.install(f),
-                    )
+                    own.get().map_or_else(|| Err(crate::Error::engine("cannot start a thread for the call")), |pool| pool.install(f))
                 })
             }
         }
@@ -103,9 +89,7 @@ pub fn rayon_pool(threads: usize) -> crate::Result<std::sync::Arc<rayon::ThreadP
     use std::sync::Arc;
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
     let pools = POOLS.get_or_init(Default::default);
-    let mut pools = pools
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut pools = pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(pool) = pools.get(&threads) {
         return Ok(Arc::clone(pool));
     }
@@ -132,11 +116,7 @@ mod tests {
         let call = |pool: CpuPool, tell: mpsc::Sender<()>, hear: mpsc::Receiver<()>| {
             std::thread::spawn(move || {
                 pool.install(move || {
-                    assert_eq!(
-                        rayon::current_num_threads(),
-                        1,
-                        "a one-thread call sees one thread"
-                    );
+                    assert_eq!(rayon::current_num_threads(), 1, "a one-thread call sees one thread");
                     tell.send(()).expect("the other call listens");
                     Ok(hear.recv_timeout(Duration::from_secs(10)).is_ok())
                 })
@@ -146,10 +126,7 @@ mod tests {
         let b = call(pool, to_a, from_a);
         for (who, h) in [("a", a), ("b", b)] {
             let overlapped = h.join().expect("no panic").expect("the call ran");
-            assert!(
-                overlapped,
-                "call {who} never saw the other one start: the calls ran one at a time"
-            );
+            assert!(overlapped, "call {who} never saw the other one start: the calls ran one at a time");
         }
     }
 }

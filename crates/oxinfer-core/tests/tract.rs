@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use oxinfer_core::tract::{
-    InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession,
-};
+use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession};
 use oxinfer_core::{DType, Dim, ErrorCode, Feed};
 
 fn root() -> PathBuf {
@@ -15,11 +13,7 @@ fn root() -> PathBuf {
 
 fn fixture(name: &str) -> PathBuf {
     let p = root().join(".cache/fixtures").join(name);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `node scripts/fixtures.mjs`",
-        p.display()
-    );
+    assert!(p.exists(), "missing fixture {}: run `node scripts/fixtures.mjs`", p.display());
     p
 }
 
@@ -41,10 +35,7 @@ fn add_runs_and_describes_itself() {
     assert_eq!(m.sha256().len(), 64);
     let (a, b) = ([1.5f32], [2.0f32]);
     let out = m
-        .run(&[
-            Feed::new("a", DType::Float32, &[1], f32s(&a)),
-            Feed::new("b", DType::Float32, &[1], f32s(&b)),
-        ])
+        .run(&[Feed::new("a", DType::Float32, &[1], f32s(&a)), Feed::new("b", DType::Float32, &[1], f32s(&b))])
         .unwrap();
     assert_eq!(out[0].name, "c");
     assert_eq!(out[0].to_vec::<f32>(), vec![3.5]);
@@ -58,39 +49,17 @@ fn errors_name_the_input_and_leave_the_model_usable() {
     let a = Feed::new("a", DType::Float32, &[1], f32s(&one));
     let cases: Vec<(Vec<Feed>, ErrorCode, &str)> = vec![
         (vec![a], ErrorCode::InputName, "missing input 'b'"),
-        (
-            vec![a, Feed::new("zz", DType::Float32, &[1], f32s(&one))],
-            ErrorCode::InputName,
-            "no input named 'zz'",
-        ),
+        (vec![a, Feed::new("zz", DType::Float32, &[1], f32s(&one))], ErrorCode::InputName, "no input named 'zz'"),
         (vec![a, a], ErrorCode::InputName, "given twice"),
-        (
-            vec![a, Feed::new("b", DType::Int32, &[1], f32s(&one))],
-            ErrorCode::InputDtype,
-            "expected float32, got int32",
-        ),
-        (
-            vec![a, Feed::new("b", DType::Float32, &[2], f32s(&two))],
-            ErrorCode::InputShape,
-            "expected shape [1], got [2]",
-        ),
-        (
-            vec![a, Feed::new("b", DType::Float32, &[1], f32s(&two))],
-            ErrorCode::InputShape,
-            "needs 1 elements",
-        ),
+        (vec![a, Feed::new("b", DType::Int32, &[1], f32s(&one))], ErrorCode::InputDtype, "expected float32, got int32"),
+        (vec![a, Feed::new("b", DType::Float32, &[2], f32s(&two))], ErrorCode::InputShape, "expected shape [1], got [2]"),
+        (vec![a, Feed::new("b", DType::Float32, &[1], f32s(&two))], ErrorCode::InputShape, "needs 1 elements"),
     ];
     for (feeds, code, text) in cases {
         let e = m.run(&feeds).unwrap_err();
         assert_eq!(e.code, code, "{e}");
-        assert!(
-            e.message.contains(text),
-            "{} does not contain {text}",
-            e.message
-        );
-        let ok = m
-            .run(&[a, Feed::new("b", DType::Float32, &[1], f32s(&one))])
-            .unwrap();
+        assert!(e.message.contains(text), "{} does not contain {text}", e.message);
+        let ok = m.run(&[a, Feed::new("b", DType::Float32, &[1], f32s(&one))]).unwrap();
         assert_eq!(ok[0].to_vec::<f32>(), vec![2.0]);
     }
 }
@@ -101,11 +70,7 @@ fn bad_model_bytes_are_load_errors() {
         let e = TractModel::load(ModelSource::Bytes(bytes), &LoadOptions::default()).unwrap_err();
         assert_eq!(e.code, ErrorCode::ModelLoad, "{e}");
     }
-    let e = TractModel::load(
-        ModelSource::Path(&root().join("nope.onnx")),
-        &LoadOptions::default(),
-    )
-    .unwrap_err();
+    let e = TractModel::load(ModelSource::Path(&root().join("nope.onnx")), &LoadOptions::default()).unwrap_err();
     assert!(e.message.contains("nope.onnx"));
 }
 
@@ -114,15 +79,7 @@ fn input_facts_fix_symbolic_dims() {
     let opts = LoadOptions {
         inputs: vec![(
             "image".into(),
-            InputSpec {
-                dtype: None,
-                shape: Some(vec![
-                    Dim::Fixed(2),
-                    Dim::Fixed(3),
-                    Dim::Fixed(32),
-                    Dim::Fixed(32),
-                ]),
-            },
+            InputSpec { dtype: None, shape: Some(vec![Dim::Fixed(2), Dim::Fixed(3), Dim::Fixed(32), Dim::Fixed(32)]) },
         )],
         threads: Some(1),
         ..Default::default()
@@ -135,18 +92,11 @@ fn input_facts_fix_symbolic_dims() {
 #[test]
 fn batch_rows_equal_single_runs_and_concurrent_runs_agree() {
     let m = Arc::new(load("cnn.onnx"));
-    let images: Vec<Vec<f32>> = (0..3)
-        .map(|s| {
-            (0..3 * 32 * 32)
-                .map(|i| ((i * (s + 1)) as f32 * 0.01).sin())
-                .collect()
-        })
-        .collect();
+    let images: Vec<Vec<f32>> =
+        (0..3).map(|s| (0..3 * 32 * 32).map(|i| ((i * (s + 1)) as f32 * 0.01).sin()).collect()).collect();
     let shape = [1usize, 3, 32, 32];
-    let requests: Vec<Vec<Feed>> = images
-        .iter()
-        .map(|d| vec![Feed::new("image", DType::Float32, &shape, f32s(d))])
-        .collect();
+    let requests: Vec<Vec<Feed>> =
+        images.iter().map(|d| vec![Feed::new("image", DType::Float32, &shape, f32s(d))]).collect();
     let batched = m.run_batch(&requests).unwrap();
     for (i, req) in requests.iter().enumerate() {
         let single = m.run(req).unwrap()[0].to_vec::<f32>();
@@ -163,11 +113,7 @@ fn batch_rows_equal_single_runs_and_concurrent_runs_agree() {
             let (m, img) = (Arc::clone(&m), images[0].clone());
             std::thread::spawn(move || {
                 (0..10)
-                    .map(|_| {
-                        m.run(&[Feed::new("image", DType::Float32, &shape, f32s(&img))])
-                            .unwrap()[0]
-                            .to_vec::<f32>()
-                    })
+                    .map(|_| m.run(&[Feed::new("image", DType::Float32, &shape, f32s(&img))]).unwrap()[0].to_vec::<f32>())
                     .collect::<Vec<_>>()
             })
         })
@@ -182,44 +128,21 @@ fn batch_rows_equal_single_runs_and_concurrent_runs_agree() {
 #[test]
 fn a_batch_split_across_threads_equals_one_pass() {
     let with = |threads: usize, name: &str| {
-        let opts = LoadOptions {
-            threads: Some(threads),
-            ..Default::default()
-        };
+        let opts = LoadOptions { threads: Some(threads), ..Default::default() };
         TractModel::load(ModelSource::Path(&fixture(name)), &opts).unwrap()
     };
     let (split, whole) = (with(2, "cnn.onnx"), with(1, "cnn.onnx"));
     assert!(split.splits_batches() && !whole.splits_batches());
     // 5 images: slices of 3 and 2, joined back in order.
-    let data: Vec<f32> = (0..5 * 3 * 32 * 32)
-        .map(|i| (i as f32 * 0.013).sin())
-        .collect();
-    let feeds = [Feed::new(
-        "image",
-        DType::Float32,
-        &[5, 3, 32, 32],
-        f32s(&data),
-    )];
+    let data: Vec<f32> = (0..5 * 3 * 32 * 32).map(|i| (i as f32 * 0.013).sin()).collect();
+    let feeds = [Feed::new("image", DType::Float32, &[5, 3, 32, 32], f32s(&data))];
     let (a, b) = (split.run(&feeds).unwrap(), whole.run(&feeds).unwrap());
     assert_eq!(a[0].shape, vec![5, 10]);
-    let worst = a[0]
-        .to_vec::<f32>()
-        .iter()
-        .zip(b[0].to_vec::<f32>())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+    let worst = a[0].to_vec::<f32>().iter().zip(b[0].to_vec::<f32>()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(worst < 1e-6, "worst |split - whole| = {worst:e}");
     // A batch of 1 and a fixed-shape model run whole.
-    let one = [Feed::new(
-        "image",
-        DType::Float32,
-        &[1, 3, 32, 32],
-        f32s(&data[..3 * 32 * 32]),
-    )];
-    assert_eq!(
-        split.run(&one).unwrap()[0].to_vec::<f32>(),
-        whole.run(&one).unwrap()[0].to_vec::<f32>()
-    );
+    let one = [Feed::new("image", DType::Float32, &[1, 3, 32, 32], f32s(&data[..3 * 32 * 32]))];
+    assert_eq!(split.run(&one).unwrap()[0].to_vec::<f32>(), whole.run(&one).unwrap()[0].to_vec::<f32>());
     assert!(!with(2, "add.onnx").splits_batches());
     // Elementwise ops only (a symbolic batch, items independent): too little work to hand off.
     assert!(!with(2, "dtypes.onnx").splits_batches());
@@ -232,39 +155,17 @@ fn silero_session_carries_state() {
     // The file holds a 16 kHz and an 8 kHz graph behind an If on `sr`: fixing `sr` and the
     // shapes at load keeps only the branch taken (tract alone would analyse both and fail).
     let sr = 16000i64.to_le_bytes();
-    let fixed = |dims: &[usize]| InputSpec {
-        dtype: None,
-        shape: Some(dims.iter().map(|&d| Dim::Fixed(d)).collect()),
-    };
+    let fixed = |dims: &[usize]| InputSpec { dtype: None, shape: Some(dims.iter().map(|&d| Dim::Fixed(d)).collect()) };
     let opts = LoadOptions {
-        inputs: vec![
-            ("input".into(), fixed(&[1, 576])),
-            ("state".into(), fixed(&[2, 1, 128])),
-        ],
+        inputs: vec![("input".into(), fixed(&[1, 576])), ("state".into(), fixed(&[2, 1, 128]))],
         constants: vec![Feed::new("sr", DType::Int64, &[], &sr)],
         threads: Some(1),
         ..Default::default()
     };
-    let model = Arc::new(
-        TractModel::load(
-            ModelSource::Path(&root().join("models/silero_vad_v5.onnx")),
-            &opts,
-        )
-        .unwrap(),
-    );
-    assert_eq!(
-        model
-            .inputs()
-            .iter()
-            .map(|i| i.name.as_str())
-            .collect::<Vec<_>>(),
-        ["input", "state"]
-    );
+    let model = Arc::new(TractModel::load(ModelSource::Path(&root().join("models/silero_vad_v5.onnx")), &opts).unwrap());
+    assert_eq!(model.inputs().iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["input", "state"]);
     let session = TractSession::new(Arc::clone(&model), SessionOptions::default()).unwrap();
-    assert_eq!(
-        session.carried(),
-        vec![("stateN".to_string(), "state".to_string())]
-    );
+    assert_eq!(session.carried(), vec![("stateN".to_string(), "state".to_string())]);
     let x: Vec<f32> = (0..576).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
     let feeds = [Feed::new("input", DType::Float32, &[1, 576], f32s(&x))];
     let p1 = session.run(&feeds).unwrap()[0].to_vec::<f32>()[0];
@@ -277,11 +178,8 @@ fn silero_session_carries_state() {
 
 #[test]
 fn silero_without_fixed_sample_rate_fails_with_a_load_error_not_a_crash() {
-    let e = TractModel::load(
-        ModelSource::Path(&root().join("models/silero_vad_v5.onnx")),
-        &LoadOptions::default(),
-    )
-    .unwrap_err();
+    let e = TractModel::load(ModelSource::Path(&root().join("models/silero_vad_v5.onnx")), &LoadOptions::default())
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::ModelLoad, "{e}");
 }
 
@@ -294,22 +192,14 @@ fn profile_times_every_evaluated_node_and_rejects_bad_feeds() {
     let costs = m.profile(&feeds, 3).unwrap();
     // The CNN's two convolutions are in the plan under their ONNX names, and cost something.
     for name in ["c1", "c2"] {
-        let c = costs
-            .iter()
-            .find(|c| c.node == name)
-            .unwrap_or_else(|| panic!("no {name} in {costs:?}"));
+        let c = costs.iter().find(|c| c.node == name).unwrap_or_else(|| panic!("no {name} in {costs:?}"));
         assert!(c.median.as_nanos() > 0, "{c:?}");
     }
     let mut names: Vec<&str> = costs.iter().map(|c| c.node.as_str()).collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), costs.len(), "each node once: {costs:?}");
-    let bad = [Feed::new(
-        "image",
-        DType::Float32,
-        &[1, 3, 32],
-        f32s(&image),
-    )];
+    let bad = [Feed::new("image", DType::Float32, &[1, 3, 32], f32s(&image))];
     assert_eq!(m.profile(&bad, 1).unwrap_err().code, ErrorCode::InputShape);
 }
 

@@ -68,15 +68,8 @@ fn limit() -> usize {
 #[cfg(unix)]
 fn physical_memory() -> Option<usize> {
     // SAFETY: sysconf only reads system configuration.
-    let (pages, size) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    let bytes = usize::try_from(pages)
-        .ok()?
-        .checked_mul(usize::try_from(size).ok()?)?;
+    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let bytes = usize::try_from(pages).ok()?.checked_mul(usize::try_from(size).ok()?)?;
     (bytes > 0).then_some(bytes)
 }
 

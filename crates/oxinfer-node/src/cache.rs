@@ -46,13 +46,7 @@ pub fn cache_stats() -> NativeCacheStats {
 /// Bytes of models nobody holds that the cache may keep warm; null: keep none.
 #[napi]
 pub fn set_cache_budget(bytes: Option<f64>) {
-    global().set_budget(bytes.map(|b| {
-        if b.is_finite() && b > 0.0 {
-            b as usize
-        } else {
-            0
-        }
-    }));
+    global().set_budget(bytes.map(|b| if b.is_finite() && b > 0.0 { b as usize } else { 0 }));
 }
 
 #[napi]

@@ -7,12 +7,10 @@ use std::sync::{Arc, Mutex};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use oxinfer_core::cache::Held;
-use oxinfer_core::candle::{
-    DeviceKind, Embedder, EmbedderOptions, Embeddings, Pooling, Precision, TokenData,
-};
+use oxinfer_core::candle::{DeviceKind, Embedder, EmbedderOptions, Embeddings, Pooling, Precision, TokenData};
 use oxinfer_core::Error;
 
-use crate::error::{to_js, IntoJs};
+use crate::error::{IntoJs, to_js};
 
 #[napi(object)]
 pub struct NativeEmbedderOptions {
@@ -28,25 +26,10 @@ pub struct NativeEmbedderOptions {
 
 fn core_options(o: &NativeEmbedderOptions) -> napi::Result<EmbedderOptions> {
     Ok(EmbedderOptions {
-        device: o
-            .device
-            .as_deref()
-            .map(str::parse::<DeviceKind>)
-            .transpose()
-            .js()?,
-        dtype: o
-            .dtype
-            .as_deref()
-            .map(str::parse::<Precision>)
-            .transpose()
-            .js()?,
+        device: o.device.as_deref().map(str::parse::<DeviceKind>).transpose().js()?,
+        dtype: o.dtype.as_deref().map(str::parse::<Precision>).transpose().js()?,
         max_length: o.max_length.map(|n| n as usize),
-        pooling: o
-            .pooling
-            .as_deref()
-            .map(str::parse::<Pooling>)
-            .transpose()
-            .js()?,
+        pooling: o.pooling.as_deref().map(str::parse::<Pooling>).transpose().js()?,
         normalize: o.normalize,
         threads: o.threads.map(|n| n as usize),
     })
@@ -113,11 +96,7 @@ pub fn load_candle_embedder(
     options: NativeEmbedderOptions,
     signal: Option<AbortSignal>,
 ) -> napi::Result<AsyncTask<EmbedderLoadTask>> {
-    let task = EmbedderLoadTask {
-        dir,
-        cache: options.cache.unwrap_or(true),
-        options: core_options(&options)?,
-    };
+    let task = EmbedderLoadTask { dir, cache: options.cache.unwrap_or(true), options: core_options(&options)? };
     Ok(AsyncTask::with_optional_signal(task, signal))
 }
 
@@ -141,21 +120,13 @@ pub struct NativeEmbeddings {
 }
 
 fn to_js_embeddings(e: Embeddings) -> NativeEmbeddings {
-    NativeEmbeddings {
-        rows: e.rows as u32,
-        dims: e.dims as u32,
-        data: Float32Array::new(e.data),
-    }
+    NativeEmbeddings { rows: e.rows as u32, dims: e.dims as u32, data: Float32Array::new(e.data) }
 }
 
 /// What an embed task works on.
 pub enum EmbedInput {
     Texts(Vec<String>),
-    Tokens {
-        ids: Either<Int32Array, BigInt64Array>,
-        mask: Option<Either<Int32Array, BigInt64Array>>,
-        shape: [usize; 2],
-    },
+    Tokens { ids: Either<Int32Array, BigInt64Array>, mask: Option<Either<Int32Array, BigInt64Array>>, shape: [usize; 2] },
 }
 
 pub struct EmbedTask {
@@ -200,17 +171,10 @@ impl Task for EmbedTask {
 impl NativeCandleEmbedder {
     fn get(&self) -> napi::Result<Arc<Embedder>> {
         let slot = self.model.lock().unwrap_or_else(|p| p.into_inner());
-        slot.as_ref()
-            .map(|h| Arc::clone(h.model()))
-            .ok_or_else(|| to_js(Error::disposed("the embedder")))
+        slot.as_ref().map(|h| Arc::clone(h.model())).ok_or_else(|| to_js(Error::disposed("the embedder")))
     }
 
-    fn task(
-        &self,
-        input: EmbedInput,
-        batch_size: u32,
-        cancel: &NativeCancelToken,
-    ) -> napi::Result<EmbedTask> {
+    fn task(&self, input: EmbedInput, batch_size: u32, cancel: &NativeCancelToken) -> napi::Result<EmbedTask> {
         Ok(EmbedTask {
             model: self.get()?,
             input,
@@ -259,11 +223,7 @@ impl NativeCandleEmbedder {
         batch_size: u32,
         cancel: &NativeCancelToken,
     ) -> napi::Result<AsyncTask<EmbedTask>> {
-        Ok(AsyncTask::new(self.task(
-            EmbedInput::Texts(texts),
-            batch_size,
-            cancel,
-        )?))
+        Ok(AsyncTask::new(self.task(EmbedInput::Texts(texts), batch_size, cancel)?))
     }
 
     /// Pre-tokenized rows: ids and an optional mask of shape [rows, seq].
@@ -277,11 +237,7 @@ impl NativeCandleEmbedder {
         batch_size: u32,
         cancel: &NativeCancelToken,
     ) -> napi::Result<AsyncTask<EmbedTask>> {
-        let input = EmbedInput::Tokens {
-            ids,
-            mask,
-            shape: [rows as usize, seq as usize],
-        };
+        let input = EmbedInput::Tokens { ids, mask, shape: [rows as usize, seq as usize] };
         Ok(AsyncTask::new(self.task(input, batch_size, cancel)?))
     }
 
@@ -293,18 +249,12 @@ impl NativeCandleEmbedder {
 
     #[napi(getter)]
     pub fn disposed(&self) -> bool {
-        self.model
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        self.model.lock().unwrap_or_else(|p| p.into_inner()).is_none()
     }
 }
 
 /// Backends compiled into this addon (`cpu`, and `cuda` / `metal` in those builds).
 #[napi]
 pub fn compiled_backends() -> Vec<String> {
-    oxinfer_core::candle::device::compiled_backends()
-        .into_iter()
-        .map(String::from)
-        .collect()
+    oxinfer_core::candle::device::compiled_backends().into_iter().map(String::from).collect()
 }

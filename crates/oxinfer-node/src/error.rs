@@ -5,10 +5,7 @@
 use oxinfer_core::{Error, ErrorCode};
 
 pub fn to_js(e: Error) -> napi::Error {
-    napi::Error::new(
-        napi::Status::GenericFailure,
-        format!("[{}] {}", e.code.as_str(), e.message),
-    )
+    napi::Error::new(napi::Status::GenericFailure, format!("[{}] {}", e.code.as_str(), e.message))
 }
 
 pub fn js_error(code: ErrorCode, message: impl Into<String>) -> napi::Error {

@@ -26,10 +26,7 @@ pub fn dtype_names() -> Vec<String> {
 }
 
 fn dtype_code(d: DType) -> usize {
-    DType::ALL
-        .iter()
-        .position(|&x| x == d)
-        .unwrap_or(usize::MAX)
+    DType::ALL.iter().position(|&x| x == d).unwrap_or(usize::MAX)
 }
 
 /// Feeds decoded from the wire format, holding their typed arrays alive.
@@ -51,10 +48,7 @@ impl PackedFeeds {
         let mut at = 0;
         let mut next = |what: &str| -> napi::Result<i32> {
             let v = meta.get(at).copied().ok_or_else(|| {
-                bad(
-                    ErrorCode::InputShape,
-                    format!("feed description ends early (missing {what})"),
-                )
+                bad(ErrorCode::InputShape, format!("feed description ends early (missing {what})"))
             })?;
             at += 1;
             Ok(v)
@@ -63,12 +57,7 @@ impl PackedFeeds {
             let index = usize::try_from(next("an input index")?)
                 .ok()
                 .filter(|&i| i < input_count)
-                .ok_or_else(|| {
-                    bad(
-                        ErrorCode::InputName,
-                        "feed names an input the model does not have",
-                    )
-                })?;
+                .ok_or_else(|| bad(ErrorCode::InputName, "feed names an input the model does not have"))?;
             let dtype = usize::try_from(next("a dtype")?)
                 .ok()
                 .and_then(|c| DType::ALL.get(c).copied())
@@ -77,18 +66,14 @@ impl PackedFeeds {
                 .map_err(|_| bad(ErrorCode::InputShape, "feed has a negative rank"))?;
             let mut shape = Vec::with_capacity(rank);
             for _ in 0..rank {
-                let d = usize::try_from(next("a dimension")?).map_err(|_| {
-                    bad(ErrorCode::InputShape, "feed shape has a negative dimension")
-                })?;
+                let d = usize::try_from(next("a dimension")?)
+                    .map_err(|_| bad(ErrorCode::InputShape, "feed shape has a negative dimension"))?;
                 shape.push(d);
             }
             heads.push((index, dtype, shape));
         }
         if at != meta.len() {
-            return Err(bad(
-                ErrorCode::InputShape,
-                "feed description has trailing values",
-            ));
+            return Err(bad(ErrorCode::InputShape, "feed description has trailing values"));
         }
         Ok(PackedFeeds { data, heads })
     }
@@ -98,9 +83,7 @@ impl PackedFeeds {
         self.heads
             .iter()
             .zip(&self.data)
-            .map(|((index, dtype, shape), data)| {
-                Feed::new(&inputs[*index].name, *dtype, shape, data.bytes())
-            })
+            .map(|((index, dtype, shape), data)| Feed::new(&inputs[*index].name, *dtype, shape, data.bytes()))
             .collect()
     }
 }
@@ -146,8 +129,6 @@ fn check(status: sys::napi_status) -> napi::Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
-        Err(crate::error::to_js(Error::engine(format!(
-            "cannot build the outputs (napi status {status})"
-        ))))
+        Err(crate::error::to_js(Error::engine(format!("cannot build the outputs (napi status {status})"))))
     }
 }

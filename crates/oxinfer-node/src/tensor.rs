@@ -8,7 +8,7 @@ use napi::sys;
 use napi_derive::napi;
 use oxinfer_core::{DType, ErrorCode, Feed, OutputTensor};
 
-use crate::error::{js_error, IntoJs};
+use crate::error::{IntoJs, js_error};
 
 /// Any JS typed array, held alive while the engine reads it.
 pub enum TensorData {
@@ -64,10 +64,7 @@ impl FromNapiValue for TensorData {
         let mut is_typed = false;
         unsafe { sys::napi_is_typedarray(env, value, &mut is_typed) };
         if !is_typed {
-            return Err(js_error(
-                ErrorCode::InputDtype,
-                "tensor data must be a TypedArray",
-            ));
+            return Err(js_error(ErrorCode::InputDtype, "tensor data must be a TypedArray"));
         }
         let mut kind = 0;
         let status = unsafe {
@@ -82,10 +79,7 @@ impl FromNapiValue for TensorData {
             )
         };
         if status != sys::Status::napi_ok {
-            return Err(js_error(
-                ErrorCode::InputDtype,
-                "cannot read the typed array",
-            ));
+            return Err(js_error(ErrorCode::InputDtype, "cannot read the typed array"));
         }
         use sys::TypedarrayType as T;
         // SAFETY: `value` is a typed array of the matching kind.
@@ -135,11 +129,7 @@ pub struct Converted {
 
 impl Converted {
     pub fn new(feeds: &[NativeFeed]) -> Result<Converted> {
-        let mut c = Converted {
-            names: vec![],
-            dtypes: vec![],
-            shapes: vec![],
-        };
+        let mut c = Converted { names: vec![], dtypes: vec![], shapes: vec![] };
         for f in feeds {
             c.dtypes.push(f.dtype.parse::<DType>().js()?);
             let shape = f
@@ -150,10 +140,7 @@ impl Converted {
                 .map_err(|_| {
                     js_error(
                         ErrorCode::InputShape,
-                        format!(
-                            "input '{}': shape {:?} has a negative dimension",
-                            f.name, f.shape
-                        ),
+                        format!("input '{}': shape {:?} has a negative dimension", f.name, f.shape),
                     )
                 })?;
             c.shapes.push(shape);
@@ -164,14 +151,7 @@ impl Converted {
 
     pub fn feeds<'a>(&'a self, data: &'a [NativeFeed]) -> Vec<Feed<'a>> {
         (0..self.names.len())
-            .map(|i| {
-                Feed::new(
-                    &self.names[i],
-                    self.dtypes[i],
-                    &self.shapes[i],
-                    data[i].data.bytes(),
-                )
-            })
+            .map(|i| Feed::new(&self.names[i], self.dtypes[i], &self.shapes[i], data[i].data.bytes()))
             .collect()
     }
 }
@@ -205,20 +185,12 @@ macro_rules! external {
 const COPY_AT_MOST: usize = 4096;
 
 /// A typed array of `kind` over a fresh JS ArrayBuffer holding a copy of `bytes`.
-unsafe fn copied(
-    env: sys::napi_env,
-    kind: sys::napi_typedarray_type,
-    bytes: &[u8],
-    len: usize,
-) -> Result<sys::napi_value> {
+unsafe fn copied(env: sys::napi_env, kind: sys::napi_typedarray_type, bytes: &[u8], len: usize) -> Result<sys::napi_value> {
     let mut data = std::ptr::null_mut();
     let mut buffer = std::ptr::null_mut();
     let status = unsafe { sys::napi_create_arraybuffer(env, bytes.len(), &mut data, &mut buffer) };
     if status != sys::Status::napi_ok || (data.is_null() && !bytes.is_empty()) {
-        return Err(js_error(
-            ErrorCode::Engine,
-            "cannot allocate an output ArrayBuffer",
-        ));
+        return Err(js_error(ErrorCode::Engine, "cannot allocate an output ArrayBuffer"));
     }
     if !bytes.is_empty() {
         // SAFETY: `data` points at `bytes.len()` writable bytes just allocated by the runtime.
@@ -227,10 +199,7 @@ unsafe fn copied(
     let mut array = std::ptr::null_mut();
     let status = unsafe { sys::napi_create_typedarray(env, kind, len, buffer, 0, &mut array) };
     if status != sys::Status::napi_ok {
-        return Err(js_error(
-            ErrorCode::Engine,
-            "cannot create an output typed array",
-        ));
+        return Err(js_error(ErrorCode::Engine, "cannot create an output typed array"));
     }
     Ok(array)
 }

@@ -5,16 +5,14 @@ use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use oxinfer_core::cache::Held;
 use oxinfer_core::precision::Precision;
-use oxinfer_core::tract::{
-    InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession,
-};
+use oxinfer_core::cache::Held;
+use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession};
 use oxinfer_core::{DType, Dim, Error, ErrorCode, TensorInfo};
 
-use crate::error::{to_js, IntoJs};
+use crate::error::{IntoJs, to_js};
 use crate::packed::{PackedFeeds, PackedOutputs};
-use crate::tensor::{to_native_outputs, Converted, NativeFeed, NativeOutput, TensorData};
+use crate::tensor::{Converted, NativeFeed, NativeOutput, TensorData, to_native_outputs};
 
 #[napi(object)]
 pub struct NativeTensorInfo {
@@ -67,12 +65,7 @@ pub struct NativeOpCount {
 fn input_specs(o: &NativeLoadOptions) -> napi::Result<Vec<(String, InputSpec)>> {
     let mut inputs = Vec::new();
     for spec in o.inputs.iter().flatten() {
-        let dtype = spec
-            .dtype
-            .as_deref()
-            .map(str::parse::<DType>)
-            .transpose()
-            .js()?;
+        let dtype = spec.dtype.as_deref().map(str::parse::<DType>).transpose().js()?;
         let shape = match &spec.shape {
             None => None,
             Some(dims) => Some(
@@ -98,9 +91,7 @@ fn precision(o: &NativeLoadOptions) -> napi::Result<Precision> {
     match o.precision.as_deref() {
         None => Ok(Precision::Float32),
         Some(name) => Precision::parse(name).ok_or_else(|| {
-            to_js(Error::model_load(format!(
-                "load option precision must be 'float32', 'bfloat16' or 'int8', got '{name}'"
-            )))
+            to_js(Error::model_load(format!("load option precision must be 'float32', 'bfloat16' or 'int8', got '{name}'")))
         }),
     }
 }
@@ -179,11 +170,7 @@ impl NativeTractModel {
             inputs: model.inputs().into(),
             outputs: model.outputs().to_vec(),
             sha256: model.sha256().to_string(),
-            ops: model
-                .ops()
-                .iter()
-                .map(|o| (o.op.clone(), o.count))
-                .collect(),
+            ops: model.ops().iter().map(|o| (o.op.clone(), o.count)).collect(),
             threads: model.threads(),
             precision: model.precision(),
             model: Mutex::new(Some(held)),
@@ -192,34 +179,23 @@ impl NativeTractModel {
 
     fn get(&self) -> napi::Result<Arc<TractModel>> {
         let slot = self.model.lock().unwrap_or_else(|p| p.into_inner());
-        slot.as_ref()
-            .map(|h| Arc::clone(h.model()))
-            .ok_or_else(|| to_js(Error::disposed("the model")))
+        slot.as_ref().map(|h| Arc::clone(h.model())).ok_or_else(|| to_js(Error::disposed("the model")))
     }
 }
 
 /// Something that runs one set of feeds: a model, or a session of one.
 pub trait Runs: Send + Sync + 'static {
-    fn run_feeds(
-        &self,
-        feeds: &[oxinfer_core::Feed<'_>],
-    ) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>>;
+    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>]) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>>;
 }
 
 impl Runs for TractModel {
-    fn run_feeds(
-        &self,
-        feeds: &[oxinfer_core::Feed<'_>],
-    ) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
+    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>]) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
         self.run(feeds)
     }
 }
 
 impl Runs for TractSession {
-    fn run_feeds(
-        &self,
-        feeds: &[oxinfer_core::Feed<'_>],
-    ) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
+    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>]) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
         self.run(feeds)
     }
 }
@@ -232,25 +208,13 @@ pub struct RunTask<R: Runs> {
 }
 
 impl<R: Runs> RunTask<R> {
-    fn new(
-        target: Arc<R>,
-        inputs: &Arc<[TensorInfo]>,
-        data: Vec<TensorData>,
-        meta: &[i32],
-    ) -> napi::Result<Self> {
+    fn new(target: Arc<R>, inputs: &Arc<[TensorInfo]>, data: Vec<TensorData>, meta: &[i32]) -> napi::Result<Self> {
         let feeds = PackedFeeds::new(data, meta, inputs.len())?;
-        Ok(RunTask {
-            target,
-            inputs: Arc::clone(inputs),
-            feeds,
-        })
+        Ok(RunTask { target, inputs: Arc::clone(inputs), feeds })
     }
 
     fn run(&self) -> napi::Result<PackedOutputs> {
-        self.target
-            .run_feeds(&self.feeds.feeds(&self.inputs))
-            .js()
-            .map(PackedOutputs)
+        self.target.run_feeds(&self.feeds.feeds(&self.inputs)).js().map(PackedOutputs)
     }
 }
 
@@ -277,16 +241,10 @@ impl Task for BatchTask {
     type JsValue = Vec<Vec<NativeOutput>>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        let converted = self
-            .requests
-            .iter()
-            .map(|r| Converted::new(r))
-            .collect::<napi::Result<Vec<_>>>()?;
-        let feeds: Vec<_> = converted
-            .iter()
-            .zip(&self.requests)
-            .map(|(c, r)| c.feeds(r))
-            .collect();
+        let converted =
+            self.requests.iter().map(|r| Converted::new(r)).collect::<napi::Result<Vec<_>>>()?;
+        let feeds: Vec<_> =
+            converted.iter().zip(&self.requests).map(|(c, r)| c.feeds(r)).collect();
         self.model.run_batch(&feeds).js()
     }
 
@@ -332,13 +290,7 @@ impl NativeTractModel {
 
     #[napi(getter)]
     pub fn ops(&self) -> Vec<NativeOpCount> {
-        self.ops
-            .iter()
-            .map(|(op, n)| NativeOpCount {
-                op: op.clone(),
-                count: *n as u32,
-            })
-            .collect()
+        self.ops.iter().map(|(op, n)| NativeOpCount { op: op.clone(), count: *n as u32 }).collect()
     }
 
     /// Runs on the libuv pool. Feeds and outputs in the wire format of packed.rs.
@@ -369,13 +321,7 @@ impl NativeTractModel {
         requests: Vec<Vec<NativeFeed>>,
         signal: Option<AbortSignal>,
     ) -> napi::Result<AsyncTask<BatchTask>> {
-        Ok(AsyncTask::with_optional_signal(
-            BatchTask {
-                model: self.get()?,
-                requests,
-            },
-            signal,
-        ))
+        Ok(AsyncTask::with_optional_signal(BatchTask { model: self.get()?, requests }, signal))
     }
 
     #[napi]
@@ -399,16 +345,10 @@ impl NativeTractModel {
         let converted = Converted::new(&constants)?;
         let session = TractSession::new(
             model,
-            SessionOptions {
-                carry,
-                constants: converted.feeds(&constants),
-            },
+            SessionOptions { carry, constants: converted.feeds(&constants) },
         )
         .js()?;
-        Ok(NativeTractSession {
-            session: Arc::new(session),
-            inputs: Arc::clone(&self.inputs),
-        })
+        Ok(NativeTractSession { session: Arc::new(session), inputs: Arc::clone(&self.inputs) })
     }
 
     /// Frees the model once in-flight runs finish; later calls fail with ERR_DISPOSED.
@@ -419,10 +359,7 @@ impl NativeTractModel {
 
     #[napi(getter)]
     pub fn disposed(&self) -> bool {
-        self.model
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        self.model.lock().unwrap_or_else(|p| p.into_inner()).is_none()
     }
 }
 
@@ -465,19 +402,12 @@ impl NativeTractSession {
     /// `[output, input]` pairs carried from one run to the next.
     #[napi(getter)]
     pub fn carried(&self) -> Vec<Vec<String>> {
-        self.session
-            .carried()
-            .into_iter()
-            .map(|(o, i)| vec![o, i])
-            .collect()
+        self.session.carried().into_iter().map(|(o, i)| vec![o, i]).collect()
     }
 }
 
 /// The stable error codes, so the TypeScript layer can check it knows them all.
 #[napi]
 pub fn error_codes() -> Vec<String> {
-    ErrorCode::ALL
-        .iter()
-        .map(|c| c.as_str().to_string())
-        .collect()
+    ErrorCode::ALL.iter().map(|c| c.as_str().to_string()).collect()
 }

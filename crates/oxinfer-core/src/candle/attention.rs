@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, T
 use rayon::prelude::*;
 
 use crate::fastmath::softmax_rows;
-use crate::sgemm::{sgemm_strided, Strided};
+use crate::sgemm::{Strided, sgemm_strided};
 
 /// The attention mask as additive key biases, [B, 1, 1, S]: 0 for a token, a large negative
 /// for padding. Kept on the model's device for candle's ops, and as host values for the CPU op.
@@ -38,10 +38,7 @@ impl MaskBias {
 /// (GPUs, half precision).
 pub fn attention(qkv: &Tensor, heads: usize, mask_bias: Option<&MaskBias>) -> Result<Tensor> {
     if matches!(qkv.device(), Device::Cpu) && qkv.dtype() == DType::F32 && qkv.is_contiguous() {
-        qkv.apply_op1_no_bwd(&Attention {
-            heads,
-            mask_bias: mask_bias.map(|m| &m.host[..]),
-        })
+        qkv.apply_op1_no_bwd(&Attention { heads, mask_bias: mask_bias.map(|m| &m.host[..]) })
     } else {
         attention_ops(qkv, heads, mask_bias.map(|m| &m.tensor))
     }
@@ -54,11 +51,7 @@ fn attention_ops(qkv: &Tensor, heads: usize, mask_bias: Option<&Tensor>) -> Resu
     let h = h3 / 3;
     let d = h / heads;
     let split = |i: usize| -> Result<Tensor> {
-        qkv.narrow(2, i * h, h)?
-            .contiguous()?
-            .reshape((b, s, heads, d))?
-            .transpose(1, 2)?
-            .contiguous()
+        qkv.narrow(2, i * h, h)?.contiguous()?.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous()
     };
     let (q, k, v) = (split(0)?, split(1)?, split(2)?);
     let scores = q.matmul(&k.t()?)?;
@@ -96,28 +89,18 @@ impl CustomOp1 for Attention<'_> {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = s else {
-            candle_core::bail!("{}: f32 input expected", self.name())
-        };
+        let CpuStorage::F32(all) = s else { candle_core::bail!("{}: f32 input expected", self.name()) };
         let Some((o0, o1)) = l.contiguous_offsets() else {
             candle_core::bail!("{}: contiguous input expected", self.name())
         };
         let (b, s, h3) = l.shape().dims3()?;
         let h = h3 / 3;
         if h3 != 3 * h || self.heads == 0 || h % self.heads != 0 {
-            candle_core::bail!(
-                "{}: {h3} columns are not q, k, v of {} heads",
-                self.name(),
-                self.heads
-            )
+            candle_core::bail!("{}: {h3} columns are not q, k, v of {} heads", self.name(), self.heads)
         }
         if let Some(m) = &self.mask_bias {
             if m.len() != b * s {
-                candle_core::bail!(
-                    "{}: mask of {} values for {b}x{s} tokens",
-                    self.name(),
-                    m.len()
-                )
+                candle_core::bail!("{}: mask of {} values for {b}x{s} tokens", self.name(), m.len())
             }
         }
         let qkv = &all[o0..o1];
@@ -166,59 +149,15 @@ unsafe fn head_attention(
     mask: Option<&[f32]>,
 ) {
     // scores[i][j] = sum_c q[i][c] * k[j][c]: k read as its transpose through the strides.
-    let scores_at = Strided {
-        ptr: scores.as_mut_ptr(),
-        row: s as isize,
-        col: 1,
-    };
-    let k_t = Strided {
-        ptr: k,
-        row: 1,
-        col: qkv_rs,
-    };
+    let scores_at = Strided { ptr: scores.as_mut_ptr(), row: s as isize, col: 1 };
+    let k_t = Strided { ptr: k, row: 1, col: qkv_rs };
     // SAFETY: the caller's contract: q and k are valid s x d blocks, scores holds s x s.
-    unsafe {
-        sgemm_strided(
-            scores_at,
-            Strided {
-                ptr: q,
-                row: qkv_rs,
-                col: 1,
-            },
-            k_t,
-            (s, d, s),
-            false,
-            1.0,
-            1,
-        )
-    };
+    unsafe { sgemm_strided(scores_at, Strided { ptr: q, row: qkv_rs, col: 1 }, k_t, (s, d, s), false, 1.0, 1) };
     softmax_rows(scores, s, mask.unwrap_or(&[]));
-    let scores_at = Strided {
-        ptr: scores.as_ptr(),
-        row: s as isize,
-        col: 1,
-    };
-    let ctx_at = Strided {
-        ptr: ctx,
-        row: ctx_rs,
-        col: 1,
-    };
+    let scores_at = Strided { ptr: scores.as_ptr(), row: s as isize, col: 1 };
+    let ctx_at = Strided { ptr: ctx, row: ctx_rs, col: 1 };
     // SAFETY: the caller's contract: v and ctx are valid s x d blocks, ctx apart from the rest.
-    unsafe {
-        sgemm_strided(
-            ctx_at,
-            scores_at,
-            Strided {
-                ptr: v,
-                row: qkv_rs,
-                col: 1,
-            },
-            (s, s, d),
-            false,
-            1.0,
-            1,
-        )
-    };
+    unsafe { sgemm_strided(ctx_at, scores_at, Strided { ptr: v, row: qkv_rs, col: 1 }, (s, s, d), false, 1.0, 1) };
 }
 
 #[cfg(test)]
@@ -230,10 +169,7 @@ mod tests {
         let dev = Device::Cpu;
         let (b, s, heads, d) = (3, 17, 4, 8);
         let h = heads * d;
-        let qkv = Tensor::arange(0f32, (b * s * 3 * h) as f32, &dev)?
-            .affine(0.37, 0.1)?
-            .sin()?
-            .reshape((b, s, 3 * h))?;
+        let qkv = Tensor::arange(0f32, (b * s * 3 * h) as f32, &dev)?.affine(0.37, 0.1)?.sin()?.reshape((b, s, 3 * h))?;
         // Row 1 has its last 5 tokens padded, row 2 its last one.
         let mut mask = vec![0f32; b * s];
         for j in s - 5..s {
@@ -242,44 +178,17 @@ mod tests {
         mask[3 * s - 1] = -10_000.0;
         let mask = MaskBias::new(Tensor::from_slice(&mask, (b, 1, 1, s), &dev)?)?;
         for m in [None, Some(&mask)] {
-            let want = attention_ops(&qkv, heads, m.map(|m| &m.tensor))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(2)
-                .build()
-                .expect("a pool");
-            let got = pool
-                .install(|| attention(&qkv, heads, m))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst < 1e-5,
-                "padding {}: worst |fused - candle ops| = {worst:e}",
-                m.is_some()
-            );
+            let want = attention_ops(&qkv, heads, m.map(|m| &m.tensor))?.flatten_all()?.to_vec1::<f32>()?;
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+            let got = pool.install(|| attention(&qkv, heads, m))?.flatten_all()?.to_vec1::<f32>()?;
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "padding {}: worst |fused - candle ops| = {worst:e}", m.is_some());
             // The path GPUs and half precision take, here in f16 on the CPU.
             let half = MaskBias::new(mask.tensor.to_dtype(DType::F16)?)?;
             let got16 = attention(&qkv.to_dtype(DType::F16)?, heads, m.map(|_| &half))?;
-            let got16 = got16
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let worst = got16
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst < 2e-2,
-                "padding {}: worst |f16 - f32| = {worst:e}",
-                m.is_some()
-            );
+            let got16 = got16.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let worst = got16.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 2e-2, "padding {}: worst |f16 - f32| = {worst:e}", m.is_some());
         }
         Ok(())
     }
@@ -304,11 +213,7 @@ mod tests {
         for row in rows.chunks(s) {
             assert_eq!(&row[s - 3..], &[0.0, 0.0, 0.0]);
         }
-        let worst = rows
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = rows.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-6, "worst |softmax - f64 softmax| = {worst:e}");
     }
 
@@ -317,15 +222,8 @@ mod tests {
         let x = Tensor::zeros((1, 2, 10), candle_core::DType::F32, &Device::Cpu)?;
         assert!(attention(&x, 2, None).is_err());
         let x = Tensor::zeros((1, 2, 12), candle_core::DType::F32, &Device::Cpu)?;
-        let mask = MaskBias::new(Tensor::zeros(
-            (1, 1, 1, 5),
-            candle_core::DType::F32,
-            &Device::Cpu,
-        )?)?;
-        assert!(
-            attention(&x, 2, Some(&mask)).is_err(),
-            "a mask of the wrong size is an error"
-        );
+        let mask = MaskBias::new(Tensor::zeros((1, 1, 1, 5), candle_core::DType::F32, &Device::Cpu)?)?;
+        assert!(attention(&x, 2, Some(&mask)).is_err(), "a mask of the wrong size is an error");
         Ok(())
     }
 }

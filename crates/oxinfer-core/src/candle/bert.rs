@@ -13,7 +13,7 @@ use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use crate::bf16::PackedBf16;
 
-use super::attention::{attention, MaskBias};
+use super::attention::{MaskBias, attention};
 use super::config::{Activation, BertConfig};
 
 /// y = x W^T + b over the last dim, as one 2-D matmul for any leading dims.
@@ -34,10 +34,7 @@ impl Linear {
     fn load(vb: VarBuilder, inp: usize, out: usize) -> Result<Self> {
         let weight = vb.get((out, inp), "weight")?;
         let bias = vb.get(out, "bias")?;
-        Ok(Linear {
-            weight_t: Weights::Plain(weight.t()?.contiguous()?),
-            bias,
-        })
+        Ok(Linear { weight_t: Weights::Plain(weight.t()?.contiguous()?), bias })
     }
 
     /// The weights as a tensor: what scaling and concatenation work on, before any packing.
@@ -50,23 +47,14 @@ impl Linear {
 
     /// Multiplies both by `k` (folds a constant scale of the output into the weights).
     fn scaled(self, k: f64) -> Result<Self> {
-        Ok(Linear {
-            weight_t: Weights::Plain((self.plain()? * k)?),
-            bias: (self.bias * k)?,
-        })
+        Ok(Linear { weight_t: Weights::Plain((self.plain()? * k)?), bias: (self.bias * k)? })
     }
 
     /// One projection computing all of `parts` side by side: their outputs are its columns.
     fn concat(parts: &[Linear]) -> Result<Self> {
-        let weights = parts
-            .iter()
-            .map(Linear::plain)
-            .collect::<Result<Vec<&Tensor>>>()?;
+        let weights = parts.iter().map(Linear::plain).collect::<Result<Vec<&Tensor>>>()?;
         let biases: Vec<&Tensor> = parts.iter().map(|p| &p.bias).collect();
-        Ok(Linear {
-            weight_t: Weights::Plain(Tensor::cat(&weights, 1)?),
-            bias: Tensor::cat(&biases, 0)?,
-        })
+        Ok(Linear { weight_t: Weights::Plain(Tensor::cat(&weights, 1)?), bias: Tensor::cat(&biases, 0)? })
     }
 
     /// With `bf16`, the weights packed for bf16 products (crate::bf16) in place of the f32
@@ -78,10 +66,7 @@ impl Linear {
         let w = self.plain()?;
         let (k, n) = w.dims2()?;
         let packed = PackedBf16::pack(&w.flatten_all()?.to_vec1::<f32>()?, k, n);
-        Ok(Linear {
-            weight_t: Weights::Bf16(Arc::new(packed)),
-            bias: self.bias,
-        })
+        Ok(Linear { weight_t: Weights::Bf16(Arc::new(packed)), bias: self.bias })
     }
 
     /// `threads`: how many threads the matmul may use (see linear.rs).
@@ -102,11 +87,7 @@ impl Linear {
 
 fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     // Old checkpoints name the LayerNorm parameters gamma/beta.
-    let (w, b) = if vb.contains_tensor("weight") {
-        ("weight", "bias")
-    } else {
-        ("gamma", "beta")
-    };
+    let (w, b) = if vb.contains_tensor("weight") { ("weight", "bias") } else { ("gamma", "beta") };
     Ok(LayerNorm::new(vb.get(size, w)?, vb.get(size, b)?, eps))
 }
 
@@ -120,10 +101,7 @@ struct Embeddings {
 impl Embeddings {
     fn load(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
         let table = |name: &str, rows: usize| -> Result<Embedding> {
-            Ok(Embedding::new(
-                vb.pp(name).get((rows, c.hidden_size), "weight")?,
-                c.hidden_size,
-            ))
+            Ok(Embedding::new(vb.pp(name).get((rows, c.hidden_size), "weight")?, c.hidden_size))
         };
         Ok(Embeddings {
             words: table("word_embeddings", c.vocab_size)?,
@@ -166,8 +144,7 @@ impl Layer {
             qkv: Linear::concat(&[
                 // softmax(q k^T / sqrt(d)): the scale is folded into the query projection, which
                 // saves a pass over the [B, heads, S, S] scores.
-                Linear::load(att.pp("self").pp("query"), h, h)?
-                    .scaled(1.0 / (head_dim as f64).sqrt())?,
+                Linear::load(att.pp("self").pp("query"), h, h)?.scaled(1.0 / (head_dim as f64).sqrt())?,
                 Linear::load(att.pp("self").pp("key"), h, h)?,
                 Linear::load(att.pp("self").pp("value"), h, h)?,
             ])?
@@ -186,9 +163,7 @@ impl Layer {
     /// the batch has no padding. `threads`: for the matmuls.
     fn forward(&self, x: &Tensor, mask_bias: Option<&MaskBias>, threads: usize) -> Result<Tensor> {
         let ctx = attention(&self.qkv.forward(x, threads)?, self.heads, mask_bias)?;
-        let x = self
-            .attn_norm
-            .forward(&(self.attn_out.forward(&ctx, threads)? + x)?)?;
+        let x = self.attn_norm.forward(&(self.attn_out.forward(&ctx, threads)? + x)?)?;
         let up = self.up.forward(&x, threads)?;
         let up = match self.act {
             Activation::Gelu => super::gelu::gelu_erf(up)?,
@@ -196,8 +171,7 @@ impl Layer {
             Activation::Relu => up.relu()?,
             Activation::Silu => up.silu()?,
         };
-        self.out_norm
-            .forward(&(self.down.forward(&up, threads)? + x)?)
+        self.out_norm.forward(&(self.down.forward(&up, threads)? + x)?)
     }
 }
 
@@ -215,11 +189,7 @@ impl Bert {
     /// `bf16_products`: the linear layers' products in bf16 (crate::bf16; f32 CPU weights and a
     /// CPU with AVX512-BF16, which the caller checks), everything else in `vb`'s dtype.
     pub fn load(vb: VarBuilder, c: &BertConfig, bf16_products: bool) -> Result<Self> {
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
-            vb
-        } else {
-            vb.pp("bert")
-        };
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
         let embeddings = Embeddings::load(vb.pp("embeddings"), c)?;
         let layers = (0..c.num_hidden_layers)
             .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), c, bf16_products))
@@ -238,20 +208,14 @@ impl Bert {
     /// ids, token types: [B, S] u32; mask: [B, S] (1 token, 0 padding), or `None` when every
     /// position is a token (the attention then skips the mask add over [B, heads, S, S]).
     /// `threads`: how many threads each matmul may use. Returns the last hidden state [B, S, H].
-    pub fn forward(
-        &self,
-        ids: &Tensor,
-        token_types: &Tensor,
-        mask: Option<&Tensor>,
-        threads: usize,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, token_types: &Tensor, mask: Option<&Tensor>, threads: usize) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         // (mask - 1) * 10000: 0 for tokens, -10000 for padding, which softmax turns into exact
         // zeros, so padded rows give the same vectors as unpadded ones.
         let bias = match mask {
-            Some(m) => Some(MaskBias::new(
-                ((m.to_dtype(self.dtype)? - 1.0)? * 10_000.0)?.reshape((b, 1, 1, s))?,
-            )?),
+            Some(m) => {
+                Some(MaskBias::new(((m.to_dtype(self.dtype)? - 1.0)? * 10_000.0)?.reshape((b, 1, 1, s))?)?)
+            }
             None => None,
         };
         let mut x = self.embeddings.forward(ids, token_types)?;

@@ -66,9 +66,7 @@ impl std::str::FromStr for Pooling {
         match s {
             "mean" => Ok(Pooling::Mean),
             "cls" => Ok(Pooling::Cls),
-            other => Err(Error::model_load(format!(
-                "unknown pooling '{other}': expected mean or cls"
-            ))),
+            other => Err(Error::model_load(format!("unknown pooling '{other}': expected mean or cls"))),
         }
     }
 }
@@ -144,28 +142,17 @@ pub fn read_bert_config(path: &Path) -> Result<BertConfig> {
             c.model_type
         )));
     }
-    if let Some(p) = c
-        .position_embedding_type
-        .as_deref()
-        .filter(|p| *p != "absolute")
-    {
-        return Err(bad(format!(
-            "position_embedding_type '{p}' is not supported (only \"absolute\")"
-        )));
+    if let Some(p) = c.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
+        return Err(bad(format!("position_embedding_type '{p}' is not supported (only \"absolute\")")));
     }
-    if c.hidden_size == 0
-        || c.num_attention_heads == 0
-        || c.hidden_size % c.num_attention_heads != 0
-    {
+    if c.hidden_size == 0 || c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
         return Err(bad(format!(
             "hidden_size {} must be a positive multiple of num_attention_heads {}",
             c.hidden_size, c.num_attention_heads
         )));
     }
     if c.vocab_size == 0 || c.max_position_embeddings == 0 || c.num_hidden_layers == 0 {
-        return Err(bad(
-            "vocab_size, max_position_embeddings and num_hidden_layers must be positive".into(),
-        ));
+        return Err(bad("vocab_size, max_position_embeddings and num_hidden_layers must be positive".into()));
     }
     Ok(c)
 }
@@ -199,8 +186,7 @@ pub fn read_sentence_config(dir: &Path) -> Result<SentenceConfig> {
     let mut sc = SentenceConfig::default();
     let st = dir.join("sentence_bert_config.json");
     if st.is_file() {
-        sc.max_seq_length =
-            read_json::<StBertConfig>(&st, "sentence-transformers config")?.max_seq_length;
+        sc.max_seq_length = read_json::<StBertConfig>(&st, "sentence-transformers config")?.max_seq_length;
     }
     let pooling = dir.join("1_Pooling").join("config.json");
     if pooling.is_file() {
@@ -210,8 +196,7 @@ pub fn read_sentence_config(dir: &Path) -> Result<SentenceConfig> {
             (false, true) => Some(Pooling::Mean),
             _ => None,
         };
-        if p.pooling_mode_max_tokens || p.pooling_mode_mean_sqrt_len_tokens || sc.pooling.is_none()
-        {
+        if p.pooling_mode_max_tokens || p.pooling_mode_mean_sqrt_len_tokens || sc.pooling.is_none() {
             return Err(Error::model_load(format!(
                 "{}: only mean or cls pooling (one of them) is supported",
                 pooling.display()
@@ -232,11 +217,7 @@ mod tests {
     use std::fs;
 
     fn folder(files: &[(&str, &str)]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "oxinfer-config-{}-{}",
-            std::process::id(),
-            files.len()
-        ));
+        let dir = std::env::temp_dir().join(format!("oxinfer-config-{}-{}", std::process::id(), files.len()));
         let _ = fs::remove_dir_all(&dir);
         for (name, text) in files {
             let p = dir.join(name);
@@ -253,33 +234,17 @@ mod tests {
     fn bert_config_is_checked_and_names_the_file() {
         let dir = folder(&[("config.json", BERT)]);
         let c = read_bert_config(&dir.join("config.json")).unwrap();
-        assert_eq!(
-            (c.hidden_size, c.hidden_act, c.type_vocab_size),
-            (8, Activation::Gelu, 2)
-        );
+        assert_eq!((c.hidden_size, c.hidden_act, c.type_vocab_size), (8, Activation::Gelu, 2));
         for (bad, why) in [
-            (
-                BERT.replace("\"bert\"", "\"roberta\""),
-                "model_type 'roberta' is not supported",
-            ),
-            (
-                BERT.replace("\"hidden_size\":8", "\"hidden_size\":7"),
-                "multiple of num_attention_heads",
-            ),
-            (
-                BERT.replace("\"gelu\"", "\"swiglu\""),
-                "not a valid BERT config",
-            ),
+            (BERT.replace("\"bert\"", "\"roberta\""), "model_type 'roberta' is not supported"),
+            (BERT.replace("\"hidden_size\":8", "\"hidden_size\":7"), "multiple of num_attention_heads"),
+            (BERT.replace("\"gelu\"", "\"swiglu\""), "not a valid BERT config"),
             ("[]".to_string(), "not a valid BERT config"),
         ] {
             fs::write(dir.join("config.json"), &bad).unwrap();
             let e = read_bert_config(&dir.join("config.json")).unwrap_err();
             assert_eq!(e.code, crate::ErrorCode::ModelLoad);
-            assert!(
-                e.message.contains("config.json") && e.message.contains(why),
-                "{}",
-                e.message
-            );
+            assert!(e.message.contains("config.json") && e.message.contains(why), "{}", e.message);
         }
     }
 
@@ -287,28 +252,12 @@ mod tests {
     fn sentence_transformers_settings() {
         let dir = folder(&[
             ("sentence_bert_config.json", r#"{"max_seq_length": 128}"#),
-            (
-                "1_Pooling/config.json",
-                r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
-            ),
-            (
-                "modules.json",
-                r#"[{"type":"sentence_transformers.models.Transformer"}]"#,
-            ),
+            ("1_Pooling/config.json", r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#),
+            ("modules.json", r#"[{"type":"sentence_transformers.models.Transformer"}]"#),
         ]);
         let sc = read_sentence_config(&dir).unwrap();
-        assert_eq!(
-            (sc.max_seq_length, sc.pooling, sc.normalize),
-            (Some(128), Some(Pooling::Cls), Some(false))
-        );
-        fs::write(
-            dir.join("1_Pooling/config.json"),
-            r#"{"pooling_mode_max_tokens": true}"#,
-        )
-        .unwrap();
-        assert!(read_sentence_config(&dir)
-            .unwrap_err()
-            .message
-            .contains("only mean or cls pooling"));
+        assert_eq!((sc.max_seq_length, sc.pooling, sc.normalize), (Some(128), Some(Pooling::Cls), Some(false)));
+        fs::write(dir.join("1_Pooling/config.json"), r#"{"pooling_mode_max_tokens": true}"#).unwrap();
+        assert!(read_sentence_config(&dir).unwrap_err().message.contains("only mean or cls pooling"));
     }
 }

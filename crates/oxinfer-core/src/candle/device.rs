@@ -85,10 +85,9 @@ pub fn device(kind: DeviceKind) -> Result<(Device, DeviceKind)> {
             if let Some((_, d)) = devices.iter().find(|(k, _)| *k == gpu) {
                 return d.clone().map(|d| (d, gpu));
             }
-            let created =
-                crate::panic::guard(ErrorCode::DeviceUnavailable, "creating the device", || {
-                    create_gpu(gpu)
-                });
+            let created = crate::panic::guard(ErrorCode::DeviceUnavailable, "creating the device", || {
+                create_gpu(gpu)
+            });
             devices.push((gpu, created.clone()));
             created.map(|d| (d, gpu))
         }
@@ -101,19 +100,17 @@ pub fn device(kind: DeviceKind) -> Result<(Device, DeviceKind)> {
 pub fn bind_to_thread(device: &Device) -> Result<()> {
     #[cfg(feature = "cuda")]
     if let Device::Cuda(d) = device {
-        d.cuda_stream().context().bind_to_thread().map_err(|e| {
-            Error::engine(format!("cannot use the CUDA device on this thread: {e}"))
-        })?;
+        d.cuda_stream()
+            .context()
+            .bind_to_thread()
+            .map_err(|e| Error::engine(format!("cannot use the CUDA device on this thread: {e}")))?;
     }
     let _ = device;
     Ok(())
 }
 
 fn unavailable(kind: DeviceKind, why: impl fmt::Display) -> Error {
-    Error::new(
-        ErrorCode::DeviceUnavailable,
-        format!("device '{kind}' is unavailable: {why}"),
-    )
+    Error::new(ErrorCode::DeviceUnavailable, format!("device '{kind}' is unavailable: {why}"))
 }
 
 #[allow(unreachable_code, unused_variables)]
@@ -130,10 +127,7 @@ fn create_gpu(kind: DeviceKind) -> Result<Device> {
         DeviceKind::Metal => {
             #[cfg(feature = "metal")]
             return Device::new_metal(0).map_err(|e| unavailable(kind, e));
-            Err(unavailable(
-                kind,
-                "this build of oxinfer has no Metal backend (macOS builds only)",
-            ))
+            Err(unavailable(kind, "this build of oxinfer has no Metal backend (macOS builds only)"))
         }
         DeviceKind::Cpu | DeviceKind::Auto => Ok(Device::Cpu),
     }

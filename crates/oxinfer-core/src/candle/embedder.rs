@@ -119,16 +119,11 @@ impl Embedder {
     /// Loads a Hugging Face style folder: config.json, tokenizer.json, model.safetensors, and
     /// sentence-transformers' files when present.
     pub fn load(dir: &Path, options: &EmbedderOptions) -> Result<Embedder> {
-        guard(ErrorCode::ModelLoad, "loading the embedder", || {
-            Self::load_unguarded(dir, options)
-        })
+        guard(ErrorCode::ModelLoad, "loading the embedder", || Self::load_unguarded(dir, options))
     }
 
     /// Loads through the process-wide model cache (same folder, files and options: same model).
-    pub fn load_cached(
-        dir: &Path,
-        options: &EmbedderOptions,
-    ) -> Result<crate::cache::Handle<Embedder>> {
+    pub fn load_cached(dir: &Path, options: &EmbedderOptions) -> Result<crate::cache::Handle<Embedder>> {
         let files = ModelFiles::in_dir(dir)?;
         let mut key = String::from("candle:");
         for f in [&files.config, &files.tokenizer, &files.weights] {
@@ -137,16 +132,8 @@ impl Embedder {
             key.push_str(&id);
             key.push('|');
         }
-        let threads = options
-            .threads
-            .unwrap_or_else(crate::threads::available_cpus);
-        key.push_str(&format!(
-            "{:?}|threads={threads}",
-            EmbedderOptions {
-                threads: None,
-                ..options.clone()
-            }
-        ));
+        let threads = options.threads.unwrap_or_else(crate::threads::available_cpus);
+        key.push_str(&format!("{:?}|threads={threads}", EmbedderOptions { threads: None, ..options.clone() }));
         crate::cache::global().acquire("candle", key, || Embedder::load(dir, options))
     }
 
@@ -170,29 +157,19 @@ impl Embedder {
         super::device::bind_to_thread(&device)?;
         let precision = o.dtype.unwrap_or(Precision::F32);
         let tokenizer = TextTokenizer::load(&files.tokenizer, max_length)?;
-        let bytes = std::fs::read(&files.weights).map_err(|e| {
-            Error::model_load(format!("cannot read {}: {e}", files.weights.display()))
-        })?;
+        let bytes = std::fs::read(&files.weights)
+            .map_err(|e| Error::model_load(format!("cannot read {}: {e}", files.weights.display())))?;
         let weight_bytes = bytes.len();
         let bad_weights =
             |e: candle_core::Error| Error::model_load(format!("{}: {e}", files.weights.display()));
         // bfloat16 on a CPU with AVX512-BF16: f32 weights and activations, the linear layers'
         // products in bf16 (crate::bf16), 1.6x faster than f32 there; candle's own bf16 CPU
         // matmul ran 2.1x slower than f32 (32 sentences: 750 vs 354 ms).
-        let bf16_products = precision == Precision::BF16
-            && matches!(device_kind, DeviceKind::Cpu)
-            && crate::bf16::available();
-        let weights_dtype = if bf16_products {
-            CDType::F32
-        } else {
-            precision.candle()
-        };
+        let bf16_products = precision == Precision::BF16 && matches!(device_kind, DeviceKind::Cpu) && crate::bf16::available();
+        let weights_dtype = if bf16_products { CDType::F32 } else { precision.candle() };
         let vb = var_builder(bytes, weights_dtype, &device).map_err(bad_weights)?;
         let bert = Bert::load(vb, &config, bf16_products).map_err(bad_weights)?;
-        let threads = o
-            .threads
-            .unwrap_or_else(crate::threads::available_cpus)
-            .max(1);
+        let threads = o.threads.unwrap_or_else(crate::threads::available_cpus).max(1);
         let pool = match device_kind {
             DeviceKind::Cpu => Some(crate::threads::CpuPool::new(threads)?),
             _ => None,
@@ -277,11 +254,7 @@ impl Embedder {
                     out[i * d..(i + 1) * d].copy_from_slice(&vectors[r * d..(r + 1) * d]);
                 }
             }
-            Ok(Embeddings {
-                data: out,
-                rows: texts.len(),
-                dims: self.dims(),
-            })
+            Ok(Embeddings { data: out, rows: texts.len(), dims: self.dims() })
         })
     }
 
@@ -296,9 +269,7 @@ impl Embedder {
         cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<Embeddings> {
         let [rows, seq] = shape;
-        let n = rows
-            .checked_mul(seq)
-            .ok_or_else(|| Error::input_shape("ids: shape is too large"))?;
+        let n = rows.checked_mul(seq).ok_or_else(|| Error::input_shape("ids: shape is too large"))?;
         if ids.len() != n {
             return Err(Error::input_shape(format!(
                 "ids: {} values do not fill shape [{rows},{seq}] ({n} values)",
@@ -331,9 +302,7 @@ impl Embedder {
             }
             let m = mask.map(|m| m.get(i)).unwrap_or(1);
             if m != 0 && m != 1 {
-                return Err(Error::input_shape(format!(
-                    "attentionMask[{i}] = {m}: expected 0 or 1"
-                )));
+                return Err(Error::input_shape(format!("attentionMask[{i}] = {m}: expected 0 or 1")));
             }
             all_ids.push(id as u32);
             all_mask.push(m as u32);
@@ -353,11 +322,7 @@ impl Embedder {
                     [b, seq],
                 )?);
             }
-            Ok(Embeddings {
-                data: out,
-                rows,
-                dims: self.dims(),
-            })
+            Ok(Embeddings { data: out, rows, dims: self.dims() })
         })
     }
 
@@ -384,47 +349,21 @@ impl Embedder {
     /// matmuls split poorly at these sizes (measured: 2 threads gave gemm 1.05-1.3x), while
     /// independent rows scale with the threads. A batch with fewer rows than threads gives the
     /// spare threads to its matmuls. A GPU gets the batch whole.
-    fn run(
-        &self,
-        ids: Vec<u32>,
-        types: Vec<u32>,
-        mask: Vec<u32>,
-        [b, s]: [usize; 2],
-    ) -> Result<Vec<f32>> {
+    fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
         // Counted with tract's runs: a lone call's matmuls share work with lingering helpers.
         crate::linger::counted_run(|| self.run_counted(ids, types, mask, [b, s]))
     }
 
-    fn run_counted(
-        &self,
-        ids: Vec<u32>,
-        types: Vec<u32>,
-        mask: Vec<u32>,
-        [b, s]: [usize; 2],
-    ) -> Result<Vec<f32>> {
-        let parts = if self.pool.is_some() {
-            self.threads.min(b).max(1)
-        } else {
-            1
-        };
+    fn run_counted(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
+        let parts = if self.pool.is_some() { self.threads.min(b).max(1) } else { 1 };
         let per = b.div_ceil(parts).max(1);
         let starts: Vec<usize> = (0..b).step_by(per).collect();
         // Threads left over by the row split (a batch smaller than the thread count) go to the
         // matmuls of each part.
-        let matmul_threads = if self.pool.is_some() {
-            (self.threads / starts.len().max(1)).max(1)
-        } else {
-            1
-        };
+        let matmul_threads = if self.pool.is_some() { (self.threads / starts.len().max(1)).max(1) } else { 1 };
         let part = |&start: &usize| {
             let rows = start * s..(start + per.min(b - start)) * s;
-            self.run_part(
-                &ids[rows.clone()],
-                &types[rows.clone()],
-                &mask[rows],
-                s,
-                matmul_threads,
-            )
+            self.run_part(&ids[rows.clone()], &types[rows.clone()], &mask[rows], s, matmul_threads)
         };
         let outs: Vec<Vec<f32>> = if starts.len() > 1 {
             use rayon::prelude::*;
@@ -439,21 +378,10 @@ impl Embedder {
     /// are padding in every row are dropped first (they change nothing: padded keys get zero
     /// attention and padded queries are not pooled), and a batch without padding skips the
     /// attention mask.
-    fn run_part(
-        &self,
-        ids: &[u32],
-        types: &[u32],
-        mask: &[u32],
-        s: usize,
-        threads: usize,
-    ) -> Result<Vec<f32>> {
+    fn run_part(&self, ids: &[u32], types: &[u32], mask: &[u32], s: usize, threads: usize) -> Result<Vec<f32>> {
         let b = ids.len() / s.max(1);
-        let used = (0..s)
-            .rev()
-            .find(|&c| (0..b).any(|r| mask[r * s + c] != 0))
-            .map_or(1, |c| c + 1);
-        let take =
-            |v: &[u32]| -> Vec<u32> { v.chunks(s).flat_map(|row| &row[..used]).copied().collect() };
+        let used = (0..s).rev().find(|&c| (0..b).any(|r| mask[r * s + c] != 0)).map_or(1, |c| c + 1);
+        let take = |v: &[u32]| -> Vec<u32> { v.chunks(s).flat_map(|row| &row[..used]).copied().collect() };
         let (ids, types, mask, s) = (take(ids), take(types), take(mask), used);
         let padded = mask.iter().any(|&m| m == 0);
         let engine = |e: candle_core::Error| Error::engine(format!("embedding failed: {e}"));
@@ -461,10 +389,7 @@ impl Embedder {
         let types = Tensor::from_vec(types, (b, s), &self.device).map_err(engine)?;
         let mask = Tensor::from_vec(mask, (b, s), &self.device).map_err(engine)?;
         let pooled = (|| {
-            let hidden = self
-                .bert
-                .forward(&ids, &types, padded.then_some(&mask), threads)?
-                .to_dtype(CDType::F32)?;
+            let hidden = self.bert.forward(&ids, &types, padded.then_some(&mask), threads)?.to_dtype(CDType::F32)?;
             let pooled = match self.pooling {
                 Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
                 Pooling::Mean => {
@@ -475,21 +400,14 @@ impl Embedder {
                 }
             };
             if self.normalize {
-                let norm = pooled
-                    .sqr()?
-                    .sum_keepdim(D::Minus1)?
-                    .sqrt()?
-                    .clamp(1e-12f32, f32::MAX)?;
+                let norm = pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
                 pooled.broadcast_div(&norm)
             } else {
                 Ok(pooled)
             }
         })()
         .map_err(engine)?;
-        pooled
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(engine)
+        pooled.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(engine)
     }
 }
 

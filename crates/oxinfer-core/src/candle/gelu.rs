@@ -34,9 +34,7 @@ impl InplaceOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
-        let CpuStorage::F32(x) = s else {
-            candle_core::bail!("{}: f32 input expected", self.name())
-        };
+        let CpuStorage::F32(x) = s else { candle_core::bail!("{}: f32 input expected", self.name()) };
         let Some((x0, x1)) = l.contiguous_offsets() else {
             candle_core::bail!("{}: contiguous input expected", self.name())
         };
@@ -51,16 +49,10 @@ mod tests {
 
     #[test]
     fn op_equals_candles_gelu_erf() -> Result<()> {
-        let x = Tensor::arange(0f32, 3.0 * 16_411.0, &Device::Cpu)?
-            .affine(0.0003, -7.0)?
-            .reshape((3, 16_411))?;
+        let x = Tensor::arange(0f32, 3.0 * 16_411.0, &Device::Cpu)?.affine(0.0003, -7.0)?.reshape((3, 16_411))?;
         let candle = x.gelu_erf()?.flatten_all()?.to_vec1::<f32>()?;
         let ours = gelu_erf(x.copy()?)?.flatten_all()?.to_vec1::<f32>()?;
-        let worst = ours
-            .iter()
-            .zip(&candle)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = ours.iter().zip(&candle).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 2e-6, "worst |ours - candle| = {worst:e}");
         Ok(())
     }

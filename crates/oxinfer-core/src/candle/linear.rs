@@ -11,13 +11,12 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 
-use crate::bf16::{gemm_bf16, PackedBf16};
+use crate::bf16::{PackedBf16, gemm_bf16};
 use crate::precision::Share;
 
 /// `x [rows, k] @ w_t [k, n] + bias [n]`, with the matmul on up to `threads` threads.
 pub fn linear(x: &Tensor, w_t: &Tensor, bias: &Tensor, threads: usize) -> Result<Tensor> {
-    let cpu_f32 = matches!(x.device(), Device::Cpu)
-        && [x.dtype(), w_t.dtype(), bias.dtype()] == [DType::F32; 3];
+    let cpu_f32 = matches!(x.device(), Device::Cpu) && [x.dtype(), w_t.dtype(), bias.dtype()] == [DType::F32; 3];
     if cpu_f32 && x.is_contiguous() && w_t.is_contiguous() && bias.is_contiguous() {
         x.apply_op3_no_bwd(w_t, bias, &Linear { threads })
     } else {
@@ -55,22 +54,14 @@ impl CustomOp3 for Linear {
         let (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(bias)) = (s1, s2, s3) else {
             candle_core::bail!("{}: f32 inputs expected", self.name())
         };
-        let (Some((x0, x1)), Some((w0, w1)), Some((b0, b1))) = (
-            l1.contiguous_offsets(),
-            l2.contiguous_offsets(),
-            l3.contiguous_offsets(),
-        ) else {
+        let (Some((x0, x1)), Some((w0, w1)), Some((b0, b1))) =
+            (l1.contiguous_offsets(), l2.contiguous_offsets(), l3.contiguous_offsets())
+        else {
             candle_core::bail!("{}: contiguous inputs expected", self.name())
         };
         let ((rows, k), (k2, n)) = (l1.shape().dims2()?, l2.shape().dims2()?);
         if k != k2 || l3.dims() != [n] {
-            candle_core::bail!(
-                "{}: shapes {:?} @ {:?} + {:?} do not fit",
-                self.name(),
-                l1.dims(),
-                l2.dims(),
-                l3.dims()
-            )
+            candle_core::bail!("{}: shapes {:?} @ {:?} + {:?} do not fit", self.name(), l1.dims(), l2.dims(), l3.dims())
         }
         let (x, w, bias) = (&x[x0..x1], &w[w0..w1], &bias[b0..b1]);
         let mut out = bias_rows(bias, rows);
@@ -78,14 +69,8 @@ impl CustomOp3 for Linear {
         // columns with helpers that linger between products; otherwise gemm splits the product
         // (its threads sleep between products, see sgemm_by_columns).
         if self.threads > 1 && rayon::current_thread_index().is_some() && crate::linger::alone() {
-            crate::sgemm::sgemm_by_columns(None, (x, w, &mut out), (rows, k, n), true).map_err(
-                |()| {
-                    candle_core::Error::Msg(format!(
-                        "{}: a chunk of the product panicked",
-                        self.name()
-                    ))
-                },
-            )?;
+            crate::sgemm::sgemm_by_columns(None, (x, w, &mut out), (rows, k, n), true)
+                .map_err(|()| candle_core::Error::Msg(format!("{}: a chunk of the product panicked", self.name())))?;
         } else {
             crate::sgemm::sgemm(x, w, &mut out, (rows, k, n), true, self.threads);
         }
@@ -96,20 +81,9 @@ impl CustomOp3 for Linear {
 /// `x [rows, k] @ w + bias [n]` with `w` packed in bf16 (crate::bf16): f32 `x` on the CPU,
 /// rounded to bf16 per call, sums in f32. The product's panels are shared over up to `threads`
 /// threads of the pool the caller runs on.
-pub fn linear_bf16(
-    x: &Tensor,
-    w: &Arc<PackedBf16>,
-    bias: &Tensor,
-    threads: usize,
-) -> Result<Tensor> {
+pub fn linear_bf16(x: &Tensor, w: &Arc<PackedBf16>, bias: &Tensor, threads: usize) -> Result<Tensor> {
     let x = x.contiguous()?;
-    x.apply_op2_no_bwd(
-        &bias.contiguous()?,
-        &LinearBf16 {
-            w: Arc::clone(w),
-            threads,
-        },
-    )
+    x.apply_op2_no_bwd(&bias.contiguous()?, &LinearBf16 { w: Arc::clone(w), threads })
 }
 
 struct LinearBf16 {
@@ -122,52 +96,24 @@ impl CustomOp2 for LinearBf16 {
         "oxinfer-linear-bf16"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (CpuStorage::F32(x), CpuStorage::F32(bias)) = (s1, s2) else {
             candle_core::bail!("{}: f32 inputs expected", self.name())
         };
-        let (Some((x0, x1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
+        let (Some((x0, x1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
             candle_core::bail!("{}: contiguous inputs expected", self.name())
         };
         let (rows, k) = l1.shape().dims2()?;
         let n = self.w.n();
         if k != self.w.k() || l2.dims() != [n] {
-            candle_core::bail!(
-                "{}: shapes {:?} @ {}x{} + {:?} do not fit",
-                self.name(),
-                l1.dims(),
-                self.w.k(),
-                n,
-                l2.dims()
-            )
+            candle_core::bail!("{}: shapes {:?} @ {}x{} + {:?} do not fit", self.name(), l1.dims(), self.w.k(), n, l2.dims())
         }
         let (x, bias) = (&x[x0..x1], &bias[b0..b1]);
         let mut out = bias_rows(bias, rows);
         // Helpers from the pool the caller runs on (the embedder's), when it is one of its threads.
-        let helpers = if rayon::current_thread_index().is_some() {
-            self.threads.saturating_sub(1)
-        } else {
-            0
-        };
-        gemm_bf16(
-            Share {
-                pool: None,
-                helpers,
-            },
-            (x, &self.w, &mut out),
-            rows,
-            true,
-        )
-        .map_err(|()| {
-            candle_core::Error::Msg(format!("{}: a panel of the product panicked", self.name()))
-        })?;
+        let helpers = if rayon::current_thread_index().is_some() { self.threads.saturating_sub(1) } else { 0 };
+        gemm_bf16(Share { pool: None, helpers }, (x, &self.w, &mut out), rows, true)
+            .map_err(|()| candle_core::Error::Msg(format!("{}: a panel of the product panicked", self.name())))?;
         Ok((CpuStorage::F32(out), Shape::from((rows, n))))
     }
 }
@@ -179,43 +125,17 @@ mod tests {
     #[test]
     fn equals_matmul_plus_bias_on_one_and_two_threads() -> Result<()> {
         let dev = Device::Cpu;
-        let x = Tensor::arange(0f32, 130.0 * 67.0, &dev)?
-            .affine(0.001, -3.0)?
-            .sin()?
-            .reshape((130, 67))?;
-        let w = Tensor::arange(0f32, 67.0 * 45.0, &dev)?
-            .affine(0.01, 0.5)?
-            .cos()?
-            .reshape((67, 45))?;
+        let x = Tensor::arange(0f32, 130.0 * 67.0, &dev)?.affine(0.001, -3.0)?.sin()?.reshape((130, 67))?;
+        let w = Tensor::arange(0f32, 67.0 * 45.0, &dev)?.affine(0.01, 0.5)?.cos()?.reshape((67, 45))?;
         let b = Tensor::arange(0f32, 45.0, &dev)?.affine(0.1, -2.0)?;
-        let want = x
-            .matmul(&w)?
-            .broadcast_add(&b)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let want = x.matmul(&w)?.broadcast_add(&b)?.flatten_all()?.to_vec1::<f32>()?;
         for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(2)
-                .build()
-                .expect("a pool");
-            let got = pool
-                .install(|| linear(&x, &w, &b, threads))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst < 1e-4,
-                "threads {threads}: worst |linear - matmul+bias| = {worst:e}"
-            );
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+            let got = pool.install(|| linear(&x, &w, &b, threads))?.flatten_all()?.to_vec1::<f32>()?;
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "threads {threads}: worst |linear - matmul+bias| = {worst:e}");
         }
-        assert!(
-            linear(&x, &w.narrow(0, 0, 60)?, &b, 1).is_err(),
-            "mismatched k must be an error"
-        );
+        assert!(linear(&x, &w.narrow(0, 0, 60)?, &b, 1).is_err(), "mismatched k must be an error");
         Ok(())
     }
 
@@ -225,50 +145,25 @@ mod tests {
     fn bf16_equals_rounded_product_plus_bias() -> Result<()> {
         use crate::bf16::{available, from_bf16, to_bf16};
         if !available() {
-            assert_eq!(
-                crate::precision::Precision::Bfloat16.effective(),
-                crate::precision::Precision::Float32
-            );
+            assert_eq!(crate::precision::Precision::Bfloat16.effective(), crate::precision::Precision::Float32);
             return Ok(());
         }
         let dev = Device::Cpu;
         let (rows, k, n) = (37, 67, 45);
-        let x = Tensor::arange(0f32, (rows * k) as f32, &dev)?
-            .affine(0.001, -3.0)?
-            .sin()?
-            .reshape((rows, k))?;
-        let w = Tensor::arange(0f32, (k * n) as f32, &dev)?
-            .affine(0.01, 0.5)?
-            .cos()?
-            .reshape((k, n))?;
+        let x = Tensor::arange(0f32, (rows * k) as f32, &dev)?.affine(0.001, -3.0)?.sin()?.reshape((rows, k))?;
+        let w = Tensor::arange(0f32, (k * n) as f32, &dev)?.affine(0.01, 0.5)?.cos()?.reshape((k, n))?;
         let b = Tensor::arange(0f32, n as f32, &dev)?.affine(0.1, -2.0)?;
-        let (xv, wv, bv) = (
-            x.flatten_all()?.to_vec1::<f32>()?,
-            w.flatten_all()?.to_vec1::<f32>()?,
-            b.to_vec1::<f32>()?,
-        );
+        let (xv, wv, bv) = (x.flatten_all()?.to_vec1::<f32>()?, w.flatten_all()?.to_vec1::<f32>()?, b.to_vec1::<f32>()?);
         let packed = Arc::new(PackedBf16::pack(&wv, k, n));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .expect("a pool");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
         for threads in [1, 2] {
-            let got = pool
-                .install(|| linear_bf16(&x, &packed, &b, threads))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
+            let got = pool.install(|| linear_bf16(&x, &packed, &b, threads))?.flatten_all()?.to_vec1::<f32>()?;
             for r in 0..rows {
                 for c in 0..n {
                     let round = |v: f32| f64::from(from_bf16(to_bf16(v)));
-                    let want = f64::from(bv[c])
-                        + (0..k)
-                            .map(|j| round(xv[r * k + j]) * round(wv[j * n + c]))
-                            .sum::<f64>();
+                    let want = f64::from(bv[c]) + (0..k).map(|j| round(xv[r * k + j]) * round(wv[j * n + c])).sum::<f64>();
                     let got = f64::from(got[r * n + c]);
-                    assert!(
-                        (got - want).abs() < 1e-4,
-                        "threads {threads} at {r},{c}: {got} vs {want}"
-                    );
+                    assert!((got - want).abs() < 1e-4, "threads {threads} at {r},{c}: {got} vs {want}");
                 }
             }
         }

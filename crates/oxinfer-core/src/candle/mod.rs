@@ -6,11 +6,11 @@
 //! - [`bert`]: the encoder.
 //! - [`embedder`]: tokenize → encode → pool → normalize, batched.
 
-mod attention;
 pub mod bert;
 pub mod config;
 pub mod device;
 pub mod embedder;
+mod attention;
 mod gelu;
 mod linear;
 pub mod tokenize;

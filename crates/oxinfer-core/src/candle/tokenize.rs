@@ -52,10 +52,7 @@ impl TextTokenizer {
             .map_err(|e| Error::engine(format!("tokenization failed: {e}")))?;
         Ok(encodings
             .into_iter()
-            .map(|e| Tokens {
-                ids: e.get_ids().to_vec(),
-                types: e.get_type_ids().to_vec(),
-            })
+            .map(|e| Tokens { ids: e.get_ids().to_vec(), types: e.get_type_ids().to_vec() })
             .collect())
     }
 

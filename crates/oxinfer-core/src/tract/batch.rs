@@ -5,11 +5,11 @@ use tract_onnx::prelude::*;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{element_count, shape_string, Feed, OutputTensor};
+use crate::tensor::{Feed, OutputTensor, element_count, shape_string};
 
-use super::bind::{check_tensor, Bindings};
-use super::indices::check_indices;
 use super::TractModel;
+use super::bind::{Bindings, check_tensor};
+use super::indices::check_indices;
 
 impl TractModel {
     pub fn run_batch(&self, requests: &[Vec<Feed<'_>>]) -> Result<Vec<Vec<OutputTensor>>> {
@@ -62,8 +62,7 @@ impl TractModel {
             }
             let mut n: Option<(usize, &str)> = None;
             for info in &self.inputs {
-                let feed =
-                    find(feeds, &info.name).map_err(|_| in_request(r, self.missing_input(info)))?;
+                let feed = find(feeds, &info.name).map_err(|_| in_request(r, self.missing_input(info)))?;
                 let first = find(&requests[0], &info.name)?;
                 let (t, t0) = (&feed.tensor, &first.tensor);
                 if t.dtype != t0.dtype {
@@ -72,10 +71,7 @@ impl TractModel {
                         info.name, t.dtype, t0.dtype
                     )));
                 }
-                if t.shape.is_empty()
-                    || t.shape[1..] != t0.shape[1..]
-                    || t.shape.len() != t0.shape.len()
-                {
+                if t.shape.is_empty() || t.shape[1..] != t0.shape[1..] || t.shape.len() != t0.shape.len() {
                     return Err(Error::input_shape(format!(
                         "request {r}: input '{}' has shape {}, request 0 has {}; runBatch stacks \
                          requests on dim 0, so every dim after the first must match",
@@ -107,8 +103,7 @@ impl TractModel {
             }
             for limit in &self.index_limits {
                 let feed = find(feeds, &self.inputs[limit.input].name)?;
-                check_indices(limit, feed.name, feed.tensor.dtype, feed.tensor.data)
-                    .map_err(|e| in_request(r, e))?;
+                check_indices(limit, feed.name, feed.tensor.dtype, feed.tensor.data).map_err(|e| in_request(r, e))?;
             }
             rows.push(n.map(|(n, _)| n).unwrap_or(0));
         }
@@ -116,27 +111,18 @@ impl TractModel {
     }
 
     /// Copies input `ix` of every request into one tensor of `shape`: the run's one input copy.
-    fn stack(
-        &self,
-        ix: usize,
-        dtype: DType,
-        shape: &[usize],
-        requests: &[Vec<Feed<'_>>],
-    ) -> Result<Tensor> {
+    fn stack(&self, ix: usize, dtype: DType, shape: &[usize], requests: &[Vec<Feed<'_>>]) -> Result<Tensor> {
         let name = &self.inputs[ix].name;
         let fail = |e: TractError| Error::engine(format!("cannot stack input '{name}': {e:#}"));
         // SAFETY: every byte is written below before the tensor is read.
-        let mut tensor =
-            unsafe { Tensor::uninitialized_dt(dtype.to_tract(), shape) }.map_err(fail)?;
+        let mut tensor = unsafe { Tensor::uninitialized_dt(dtype.to_tract(), shape) }.map_err(fail)?;
         let dst = tensor.as_bytes_mut();
         let mut at = 0;
         for feeds in requests {
             let src = find(feeds, name)?.tensor.data;
             let part = &mut dst[at..at + src.len()];
             if dtype == DType::Bool {
-                part.iter_mut()
-                    .zip(src)
-                    .for_each(|(d, &s)| *d = u8::from(s != 0));
+                part.iter_mut().zip(src).for_each(|(d, &s)| *d = u8::from(s != 0));
             } else {
                 part.copy_from_slice(src);
             }

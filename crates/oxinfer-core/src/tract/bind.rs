@@ -7,10 +7,10 @@ use tract_onnx::prelude::*;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::tensor::{element_count, shape_string, Dim, Feed, TensorInfo};
+use crate::tensor::{Dim, Feed, TensorInfo, element_count, shape_string};
 
-use super::indices::check_indices;
 use super::TractModel;
+use super::indices::check_indices;
 
 /// Values the symbols of input shapes (`N`, `S`) took in one run.
 pub(crate) type Bindings = HashMap<String, (usize, String)>;
@@ -111,14 +111,9 @@ impl TractModel {
     pub(crate) fn bind(&self, feeds: &[Feed<'_>], fallback: &dyn Fallback) -> Result<TVec<TValue>> {
         let mut slots: Vec<Option<&Feed<'_>>> = vec![None; self.inputs.len()];
         for feed in feeds {
-            let ix = self
-                .input_index(feed.name)
-                .ok_or_else(|| self.unknown_input(feed.name))?;
+            let ix = self.input_index(feed.name).ok_or_else(|| self.unknown_input(feed.name))?;
             if slots[ix].replace(feed).is_some() {
-                return Err(Error::input_name(format!(
-                    "input '{}' is given twice",
-                    feed.name
-                )));
+                return Err(Error::input_name(format!("input '{}' is given twice", feed.name)));
             }
         }
         let mut bindings = Bindings::new();
@@ -137,9 +132,7 @@ impl TractModel {
         for (ix, (info, feed)) in self.inputs.iter().zip(&slots).enumerate() {
             let value = match feed {
                 Some(f) => to_tensor(f.tensor.dtype, f.tensor.shape, f.tensor.data)?.into_tvalue(),
-                None => fallback
-                    .value(ix, &bindings)?
-                    .ok_or_else(|| self.missing_input(info))?,
+                None => fallback.value(ix, &bindings)?.ok_or_else(|| self.missing_input(info))?,
             };
             values.push(value);
         }
@@ -154,10 +147,7 @@ impl TractModel {
     }
 
     pub(crate) fn missing_input(&self, info: &TensorInfo) -> Error {
-        Error::input_name(format!(
-            "missing input {info}; the model's inputs are {}",
-            self.input_list()
-        ))
+        Error::input_name(format!("missing input {info}; the model's inputs are {}", self.input_list()))
     }
 
     fn input_list(&self) -> String {

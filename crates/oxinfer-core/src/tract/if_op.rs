@@ -26,39 +26,18 @@ struct FoldingIf {
     else_inputs: Vec<usize>,
 }
 
-fn build(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let ParseResult {
-        model: then_body,
-        unresolved_inputs: then_outer,
-        ..
-    } = ctx.parse_graph(node.get_attr("then_branch")?)?;
-    let ParseResult {
-        model: else_body,
-        unresolved_inputs: else_outer,
-        ..
-    } = ctx.parse_graph(node.get_attr("else_branch")?)?;
+fn build(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let ParseResult { model: then_body, unresolved_inputs: then_outer, .. } =
+        ctx.parse_graph(node.get_attr("then_branch")?)?;
+    let ParseResult { model: else_body, unresolved_inputs: else_outer, .. } =
+        ctx.parse_graph(node.get_attr("else_branch")?)?;
     // Names the bodies take from the enclosing graph become extra inputs of the op, after the
     // condition.
-    let outer: Vec<String> = then_outer
-        .iter()
-        .chain(&else_outer)
-        .sorted()
-        .unique()
-        .cloned()
-        .collect();
+    let outer: Vec<String> = then_outer.iter().chain(&else_outer).sorted().unique().cloned().collect();
     let position = |names: &[String]| -> TractResult<Vec<usize>> {
         names
             .iter()
-            .map(|n| {
-                outer
-                    .iter()
-                    .position(|o| o == n)
-                    .map(|p| p + 1)
-                    .context("If: unresolved input")
-            })
+            .map(|n| outer.iter().position(|o| o == n).map(|p| p + 1).context("If: unresolved input"))
             .collect()
     };
     let op = FoldingIf {
@@ -71,10 +50,7 @@ fn build(
 }
 
 fn condition(fact: &InferenceFact) -> TractResult<Option<bool>> {
-    fact.value
-        .concretize()
-        .map(|v| v.cast_to_scalar::<bool>())
-        .transpose()
+    fact.value.concretize().map(|v| v.cast_to_scalar::<bool>()).transpose()
 }
 
 // Two If ops are never merged as equal: their bodies differ in ways tract does not compare.
@@ -87,11 +63,7 @@ impl Eq for FoldingIf {}
 
 impl FoldingIf {
     fn branch(&self, cond: bool) -> (&InferenceModel, &[usize]) {
-        if cond {
-            (&self.then_body, &self.then_inputs)
-        } else {
-            (&self.else_body, &self.else_inputs)
-        }
+        if cond { (&self.then_body, &self.then_inputs) } else { (&self.else_body, &self.else_inputs) }
     }
 }
 
@@ -123,9 +95,7 @@ fn unify_body(
 ) -> TractResult<bool> {
     let mut changed = false;
     for (body_ix, &outer_ix) in map.iter().enumerate() {
-        changed |= body
-            .input_fact_mut(body_ix)?
-            .unify_with_mut(&mut inputs[outer_ix])?;
+        changed |= body.input_fact_mut(body_ix)?.unify_with_mut(&mut inputs[outer_ix])?;
     }
     for (ix, out) in outputs.iter_mut().enumerate() {
         let fact = body.output_fact_mut(ix)?;
@@ -146,22 +116,11 @@ impl InferenceOp for FoldingIf {
         inputs: TVec<&InferenceFact>,
         outputs: TVec<&InferenceFact>,
         observed: TVec<&InferenceFact>,
-    ) -> TractResult<(
-        TVec<InferenceFact>,
-        TVec<InferenceFact>,
-        TVec<InferenceFact>,
-    )> {
+    ) -> TractResult<(TVec<InferenceFact>, TVec<InferenceFact>, TVec<InferenceFact>)> {
         let mut inputs: TVec<InferenceFact> = inputs.into_iter().cloned().collect();
         let mut outputs: TVec<InferenceFact> = outputs.into_iter().cloned().collect();
-        inputs[0]
-            .datum_type
-            .unify_with(&bool::datum_type().into())?;
-        let FoldingIf {
-            then_body,
-            then_inputs,
-            else_body,
-            else_inputs,
-        } = self;
+        inputs[0].datum_type.unify_with(&bool::datum_type().into())?;
+        let FoldingIf { then_body, then_inputs, else_body, else_inputs } = self;
         loop {
             let changed = match condition(&inputs[0])? {
                 Some(true) => unify_body(then_body, then_inputs, &mut inputs, &mut outputs, true)?,
@@ -214,18 +173,9 @@ impl InferenceOp for FoldingIf {
 }
 
 /// Wires every node of `body` into `target`, its inputs bound to `inputs`.
-fn inline(
-    target: &mut TypedModel,
-    prefix: &str,
-    body: &TypedModel,
-    inputs: &[OutletId],
-) -> TractResult<TVec<OutletId>> {
+fn inline(target: &mut TypedModel, prefix: &str, body: &TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
     let body_inputs = body.input_outlets()?;
-    let mut map: HashMap<OutletId, OutletId> = body_inputs
-        .iter()
-        .copied()
-        .zip(inputs.iter().copied())
-        .collect();
+    let mut map: HashMap<OutletId, OutletId> = body_inputs.iter().copied().zip(inputs.iter().copied()).collect();
     for n in body.eval_order()? {
         if body_inputs.iter().any(|o| o.node == n) {
             continue;
@@ -239,10 +189,6 @@ fn inline(
     }
     body.output_outlets()?
         .iter()
-        .map(|o| {
-            map.get(o)
-                .copied()
-                .context("If: a branch output is not wired")
-        })
+        .map(|o| map.get(o).copied().context("If: a branch output is not wired"))
         .collect()
 }

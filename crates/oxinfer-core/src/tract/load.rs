@@ -10,15 +10,15 @@ use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_hir::infer::{Factoid, InferenceFact};
 use tract_onnx::tract_hir::prelude::InferenceModelExt;
 
-use crate::dtype::DType;
-use crate::error::{chain, Error, ErrorCode, Result};
-use crate::panic::guard;
 use crate::precision::Precision;
-use crate::tensor::{shape_string, Dim, Feed, OutputTensor, TensorInfo};
+use crate::dtype::DType;
+use crate::error::{Error, ErrorCode, Result, chain};
+use crate::panic::guard;
+use crate::tensor::{Dim, Feed, OutputTensor, TensorInfo, shape_string};
 
 use super::bind::to_tensor;
-use super::if_op;
 use super::indices::IndexLimit;
+use super::if_op;
 use crate::threads::{available_cpus, tract_executor};
 
 /// Where a model comes from.
@@ -85,9 +85,7 @@ impl TractModel {
             }
             ModelSource::Bytes(b) => (b, format!("the given bytes ({} bytes)", b.len())),
         };
-        guard(ErrorCode::ModelLoad, "loading the model", || {
-            load_bytes(bytes, &origin, options)
-        })
+        guard(ErrorCode::ModelLoad, "loading the model", || load_bytes(bytes, &origin, options))
     }
 
     pub fn inputs(&self) -> &[TensorInfo] {
@@ -142,9 +140,7 @@ impl TractModel {
                     // Shape computations surface as symbolic dims; by now they are numbers.
                     tensor = tensor
                         .cast_to_dt(DatumType::I64)
-                        .map_err(|e| {
-                            Error::engine(format!("output '{}': {}", info.name, chain(&e)))
-                        })?
+                        .map_err(|e| Error::engine(format!("output '{}': {}", info.name, chain(&e))))?
                         .into_owned()
                         .into_arc_tensor();
                 }
@@ -164,22 +160,14 @@ impl TractModel {
 fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<TractModel> {
     let sha256 = hex(&Sha256::digest(bytes));
     let fail = |stage: &str, e: &dyn std::fmt::Display| {
-        Error::model_load(format!(
-            "cannot {stage} the ONNX model from {origin}: {}",
-            chain(e)
-        ))
+        Error::model_load(format!("cannot {stage} the ONNX model from {origin}: {}", chain(e)))
     };
     let mut onnx = tract_onnx::onnx();
     if_op::register(&mut onnx.op_register);
-    let proto = onnx
-        .proto_model_for_read(&mut &bytes[..])
-        .map_err(|e| fail("parse", &e))?;
-    super::validate::check_model(&proto).map_err(|why| {
-        Error::model_load(format!("the ONNX model from {origin} is invalid: {why}"))
-    })?;
-    let mut model = onnx
-        .model_for_proto_model(&proto)
-        .map_err(|e| fail("parse", &e))?;
+    let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| fail("parse", &e))?;
+    super::validate::check_model(&proto)
+        .map_err(|why| Error::model_load(format!("the ONNX model from {origin} is invalid: {why}")))?;
+    let mut model = onnx.model_for_proto_model(&proto).map_err(|e| fail("parse", &e))?;
     drop(proto);
     let ops = count_ops(&model);
     apply_input_specs(&mut model, &options.inputs)?;
@@ -191,12 +179,7 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
     let output_names: Vec<String> = model
         .outputs
         .iter()
-        .map(|&o| {
-            model
-                .outlet_label(o)
-                .unwrap_or(&model.node(o.node).name)
-                .to_string()
-        })
+        .map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_string())
         .collect();
     let precision = options.precision.effective();
     let (typed, split, index_limits) = optimize(model, precision).map_err(|e| {
@@ -212,35 +195,18 @@ fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<T
     let inputs = describe(&typed, &typed.inputs, &input_names, "input")?;
     let outputs = describe(&typed, &typed.outputs, &output_names, "output")?;
     let threads = options.threads.unwrap_or_else(available_cpus).max(1);
-    let run_options = RunOptions {
-        executor: Some(tract_executor(threads)),
-        ..Default::default()
-    };
+    let run_options = RunOptions { executor: Some(tract_executor(threads)), ..Default::default() };
     let plan = typed
         .into_runnable_with_options(&run_options)
         .map_err(|e| fail("plan", &e))?;
-    Ok(TractModel {
-        plan,
-        inputs,
-        outputs,
-        sha256,
-        ops,
-        threads,
-        split,
-        precision,
-        index_limits,
-        file_bytes: bytes.len(),
-    })
+    Ok(TractModel { plan, inputs, outputs, sha256, ops, threads, split, precision, index_limits, file_bytes: bytes.len() })
 }
 
 /// Types and optimizes the model, with oxinfer's fast kernels in place of the ops they cover;
 /// also says whether its batches may be split (judged on tract's own ops, whose axes mappings
 /// the analysis reads) and are worth splitting (it computes products), and which inputs index
 /// constant tables.
-fn optimize(
-    model: InferenceModel,
-    precision: Precision,
-) -> TractResult<(TypedModel, bool, Vec<IndexLimit>)> {
+fn optimize(model: InferenceModel, precision: Precision) -> TractResult<(TypedModel, bool, Vec<IndexLimit>)> {
     // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
     // rest around them.
     let mut typed = model.into_typed()?.into_decluttered()?;
@@ -262,10 +228,8 @@ fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) 
                 names.join(", ")
             ))
         })?;
-        let mut fact: InferenceFact = model
-            .input_fact(ix)
-            .map_err(|e| Error::model_load(chain(&e)))?
-            .clone();
+        let mut fact: InferenceFact =
+            model.input_fact(ix).map_err(|e| Error::model_load(chain(&e)))?.clone();
         if let Some(dtype) = spec.dtype {
             fact = fact.with_datum_type(dtype.to_tract());
         }
@@ -284,19 +248,15 @@ fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) 
                 .collect::<Result<Vec<TDim>>>()?;
             fact = fact.with_shape(dims);
         }
-        model
-            .set_input_fact(ix, fact)
-            .map_err(|e| Error::model_load(format!("load option inputs.{name}: {}", chain(&e))))?;
+        model.set_input_fact(ix, fact).map_err(|e| {
+            Error::model_load(format!("load option inputs.{name}: {}", chain(&e)))
+        })?;
     }
     Ok(())
 }
 
 fn input_names(model: &InferenceModel) -> Vec<String> {
-    model
-        .inputs
-        .iter()
-        .map(|o| model.node(o.node).name.clone())
-        .collect()
+    model.inputs.iter().map(|o| model.node(o.node).name.clone()).collect()
 }
 
 fn apply_constants(model: &mut InferenceModel, constants: &[Feed<'_>]) -> Result<()> {
@@ -311,17 +271,13 @@ fn apply_constants(model: &mut InferenceModel, constants: &[Feed<'_>]) -> Result
             ))
         })?;
         let t = &feed.tensor;
-        let declared = model
-            .input_fact(ix)
-            .map_err(|e| Error::model_load(chain(&e)))?;
+        let declared = model.input_fact(ix).map_err(|e| Error::model_load(chain(&e)))?;
         if let Some(dt) = declared.datum_type.concretize() {
             if dt != t.dtype.to_tract() {
                 return Err(Error::input_dtype(format!(
                     "load option constants.{}: expected {}, got {}",
                     feed.name,
-                    DType::from_tract(dt)
-                        .map(|d| d.name())
-                        .unwrap_or("an unsupported type"),
+                    DType::from_tract(dt).map(|d| d.name()).unwrap_or("an unsupported type"),
                     t.dtype
                 )));
             }
@@ -367,19 +323,12 @@ fn name_unknown_dims(model: &mut InferenceModel) -> Result<()> {
                 None => TDim::Sym(model.symbols.sym(&format!("{name}_{axis}"))),
             })
             .collect();
-        model
-            .set_input_fact(ix, fact.with_shape(dims))
-            .map_err(fail)?;
+        model.set_input_fact(ix, fact.with_shape(dims)).map_err(fail)?;
     }
     Ok(())
 }
 
-fn describe(
-    model: &TypedModel,
-    outlets: &[OutletId],
-    names: &[String],
-    kind: &str,
-) -> Result<Vec<TensorInfo>> {
+fn describe(model: &TypedModel, outlets: &[OutletId], names: &[String], kind: &str) -> Result<Vec<TensorInfo>> {
     if outlets.len() != names.len() {
         return Err(Error::model_load(format!(
             "the optimized model has {} {kind}s where the file declares {}",
@@ -392,14 +341,8 @@ fn describe(
         .zip(names)
         .map(|(&o, name)| {
             let name = name.clone();
-            let fact = model
-                .outlet_fact(o)
-                .map_err(|e| Error::model_load(chain(&e)))?;
-            let datum_type = if fact.datum_type == DatumType::TDim {
-                DatumType::I64
-            } else {
-                fact.datum_type
-            };
+            let fact = model.outlet_fact(o).map_err(|e| Error::model_load(chain(&e)))?;
+            let datum_type = if fact.datum_type == DatumType::TDim { DatumType::I64 } else { fact.datum_type };
             let dtype = DType::from_tract(datum_type).ok_or_else(|| {
                 Error::model_load(format!(
                     "{kind} '{name}' has element type {:?}, which oxinfer does not support",
@@ -427,10 +370,7 @@ fn count_ops(model: &InferenceModel) -> Vec<OpCount> {
             *counts.entry(name).or_default() += 1;
         }
     }
-    let mut ops: Vec<OpCount> = counts
-        .into_iter()
-        .map(|(op, count)| OpCount { op, count })
-        .collect();
+    let mut ops: Vec<OpCount> = counts.into_iter().map(|(op, count)| OpCount { op, count }).collect();
     ops.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.op.cmp(&b.op)));
     ops
 }
@@ -457,10 +397,7 @@ fn cache_key(source: ModelSource<'_>, options: &LoadOptions<'_>) -> Result<Strin
     };
     let threads = options.threads.unwrap_or_else(available_cpus);
     let precision = options.precision.effective().name();
-    let mut key = format!(
-        "tract:{origin}|threads={threads}|precision={precision}|inputs={:?}",
-        options.inputs
-    );
+    let mut key = format!("tract:{origin}|threads={threads}|precision={precision}|inputs={:?}", options.inputs);
     for c in &options.constants {
         key.push_str(&format!(
             "|const {}:{}{:?}={}",

@@ -18,4 +18,4 @@ mod validate;
 
 pub use load::{InputSpec, LoadOptions, ModelSource, OpCount, TractModel};
 pub use profile::NodeCost;
-pub use session::{carry_pairs, SessionOptions, TractSession};
+pub use session::{SessionOptions, TractSession, carry_pairs};

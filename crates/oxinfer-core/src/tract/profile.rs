@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use tract_onnx::tract_core::plan::{eval, SimpleState};
+use tract_onnx::tract_core::plan::{SimpleState, eval};
 
-use super::bind::NoFallback;
 use super::TractModel;
-use crate::error::{chain, Error, ErrorCode, Result};
+use super::bind::NoFallback;
+use crate::error::{Error, ErrorCode, Result, chain};
 use crate::panic::guard;
 use crate::tensor::Feed;
 
@@ -27,9 +27,7 @@ impl TractModel {
     /// Runs the model `runs` times on these feeds and returns every evaluated node's median time,
     /// in plan order.
     pub fn profile(&self, feeds: &[Feed<'_>], runs: usize) -> Result<Vec<NodeCost>> {
-        guard(ErrorCode::Engine, "profiling the model", || {
-            self.profile_unguarded(feeds, runs)
-        })
+        guard(ErrorCode::Engine, "profiling the model", || self.profile_unguarded(feeds, runs))
     }
 
     fn profile_unguarded(&self, feeds: &[Feed<'_>], runs: usize) -> Result<Vec<NodeCost>> {
@@ -55,11 +53,7 @@ impl TractModel {
                 let mut s = samples.remove(&id)?;
                 s.sort();
                 let node = model.node(id);
-                Some(NodeCost {
-                    node: node.name.clone(),
-                    op: format!("{}", node.op().name()),
-                    median: s[s.len() / 2],
-                })
+                Some(NodeCost { node: node.name.clone(), op: format!("{}", node.op().name()), median: s[s.len() / 2] })
             })
             .collect())
     }

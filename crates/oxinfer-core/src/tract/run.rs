@@ -1,15 +1,15 @@
 //! One run: bind, execute on the shared plan, wrap the outputs.
 
-use crate::error::{chain, Error, ErrorCode, Result};
+use crate::error::{Error, ErrorCode, Result, chain};
 use crate::panic::guard;
 use crate::tensor::{Feed, OutputTensor};
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
+use super::TractModel;
 use super::bind::{Fallback, NoFallback};
 use super::split;
-use super::TractModel;
 use crate::threads::tract_executor;
 use tract_linalg::multithread::Executor;
 
@@ -46,26 +46,14 @@ impl TractModel {
     /// One pass of the plan, or, for a model whose batch items are independent, one pass per
     /// slice of the batch on the model's threads at once (see split.rs).
     fn run_plan(&self, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let items = if self.split {
-            values
-                .first()
-                .and_then(|v| v.shape().first().copied())
-                .unwrap_or(0)
-        } else {
-            0
-        };
+        let items = if self.split { values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0) } else { 0 };
         let parts = (self.threads * SLICES_PER_THREAD).min(items);
         // The executor (a lookup under a lock) only for a run that splits: most runs do not.
         if self.threads > 1 && parts > 1 {
             if let Executor::MultiThread(pool) = tract_executor(self.threads) {
                 let plan = Arc::clone(&self.plan);
                 let run: split::RunSlice = Arc::new(move |part| plan.run(part));
-                return split::run_parts(
-                    &pool,
-                    self.threads - 1,
-                    split::cut(&values, items, parts)?,
-                    run,
-                );
+                return split::run_parts(&pool, self.threads - 1, split::cut(&values, items, parts)?, run);
             }
         }
         crate::linger::counted_run(|| self.plan.run(values))

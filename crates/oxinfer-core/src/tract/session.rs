@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::tensor::{shape_string, Dim, Feed, OutputTensor, TensorInfo};
+use crate::tensor::{Dim, Feed, OutputTensor, TensorInfo, shape_string};
 
-use super::bind::{check_tensor, to_tensor, Bindings, Fallback};
 use super::TractModel;
+use super::bind::{Bindings, Fallback, check_tensor, to_tensor};
 
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions<'a> {
@@ -38,38 +38,20 @@ impl TractSession {
         };
         let mut constants = vec![None; model.inputs.len()];
         for feed in &options.constants {
-            let ix = model
-                .input_index(feed.name)
-                .ok_or_else(|| model.unknown_input(feed.name))?;
+            let ix = model.input_index(feed.name).ok_or_else(|| model.unknown_input(feed.name))?;
             let t = &feed.tensor;
-            check_tensor(
-                &model.inputs[ix],
-                t.dtype,
-                t.shape,
-                t.data.len(),
-                &mut Bindings::new(),
-            )?;
+            check_tensor(&model.inputs[ix], t.dtype, t.shape, t.data.len(), &mut Bindings::new())?;
             constants[ix] = Some(to_tensor(t.dtype, t.shape, t.data)?.into_tvalue());
         }
         let state = Mutex::new(vec![None; model.inputs.len()]);
-        Ok(TractSession {
-            model,
-            carry,
-            constants,
-            state,
-        })
+        Ok(TractSession { model, carry, constants, state })
     }
 
     /// The carried `(output, input)` name pairs.
     pub fn carried(&self) -> Vec<(String, String)> {
         self.carry
             .iter()
-            .map(|&(o, i)| {
-                (
-                    self.model.outputs[o].name.clone(),
-                    self.model.inputs[i].name.clone(),
-                )
-            })
+            .map(|&(o, i)| (self.model.outputs[o].name.clone(), self.model.inputs[i].name.clone()))
             .collect()
     }
 
@@ -77,10 +59,7 @@ impl TractSession {
     /// succeeds, so a failed call leaves the session as it was.
     pub fn run(&self, feeds: &[Feed<'_>]) -> Result<Vec<OutputTensor>> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let fallback = SessionFallback {
-            session: self,
-            state: &state,
-        };
+        let fallback = SessionFallback { session: self, state: &state };
         let outputs = self.model.run_with(feeds, &fallback)?;
         for &(o, i) in &self.carry {
             state[i] = Some(TValue::from_const(Arc::clone(outputs[o].storage())));
@@ -133,9 +112,8 @@ impl Fallback for SessionFallback<'_> {
                     shape_string(&info.shape)
                 ))
             })?;
-        let zeros = Tensor::zero_dt(info.dtype.to_tract(), &shape).map_err(|e| {
-            Error::engine(format!("cannot make the initial '{}': {e:#}", info.name))
-        })?;
+        let zeros = Tensor::zero_dt(info.dtype.to_tract(), &shape)
+            .map_err(|e| Error::engine(format!("cannot make the initial '{}': {e:#}", info.name)))?;
         Ok(Some(zeros.into_tvalue()))
     }
 }
@@ -144,20 +122,14 @@ fn explicit_pairs(model: &TractModel, pairs: &[(String, String)]) -> Result<Vec<
     pairs
         .iter()
         .map(|(out, inp)| {
-            let o = model
-                .outputs
-                .iter()
-                .position(|x| &x.name == out)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = model.outputs.iter().map(|x| x.name.as_str()).collect();
-                    Error::input_name(format!(
-                        "session carry: the model has no output named '{out}'; its outputs are {}",
-                        names.join(", ")
-                    ))
-                })?;
-            let i = model
-                .input_index(inp)
-                .ok_or_else(|| model.unknown_input(inp))?;
+            let o = model.outputs.iter().position(|x| &x.name == out).ok_or_else(|| {
+                let names: Vec<&str> = model.outputs.iter().map(|x| x.name.as_str()).collect();
+                Error::input_name(format!(
+                    "session carry: the model has no output named '{out}'; its outputs are {}",
+                    names.join(", ")
+                ))
+            })?;
+            let i = model.input_index(inp).ok_or_else(|| model.unknown_input(inp))?;
             let (oi, ii) = (&model.outputs[o], &model.inputs[i]);
             if oi.dtype != ii.dtype {
                 return Err(Error::input_dtype(format!(

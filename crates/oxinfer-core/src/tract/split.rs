@@ -35,14 +35,10 @@ use crate::linger;
 /// Whether every output's item `i` (along axis 0) depends only on item `i` of every input.
 pub fn splittable(model: &TypedModel) -> TractResult<bool> {
     let inputs = model.input_outlets()?;
-    let Some(first) = inputs.first() else {
-        return Ok(false);
-    };
+    let Some(first) = inputs.first() else { return Ok(false) };
     // The batch: a symbol, axis 0 of every input.
     let batch = model.outlet_fact(*first)?.shape.iter().next().cloned();
-    let Some(batch @ TDim::Sym(_)) = batch else {
-        return Ok(false);
-    };
+    let Some(batch @ TDim::Sym(_)) = batch else { return Ok(false) };
     for &input in inputs {
         if model.outlet_fact(input)?.shape.iter().next() != Some(&batch) {
             return Ok(false);
@@ -55,18 +51,10 @@ pub fn splittable(model: &TypedModel) -> TractResult<bool> {
         if inputs.contains(&OutletId::new(id, 0)) {
             continue;
         }
-        let carried: Vec<(usize, usize)> = node
-            .inputs
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, i)| axis.get(i).map(|&a| (slot, a)))
-            .collect();
-        let Some(&(slot, position)) = carried.first() else {
-            continue;
-        };
-        let Some(outputs) = follow(model, node, slot, position, &axis)? else {
-            return Ok(false);
-        };
+        let carried: Vec<(usize, usize)> =
+            node.inputs.iter().enumerate().filter_map(|(slot, i)| axis.get(i).map(|&a| (slot, a))).collect();
+        let Some(&(slot, position)) = carried.first() else { continue };
+        let Some(outputs) = follow(model, node, slot, position, &axis)? else { return Ok(false) };
         for (out, a) in outputs {
             axis.insert(OutletId::new(id, out), a);
         }
@@ -94,10 +82,7 @@ fn follow(
     let (input_facts, output_facts) = model.node_facts(node.id)?;
     // tract's convolutions and pools map no axis (their mapping is left disconnected), though
     // with an N axis they work image by image.
-    let per_image = node
-        .op_as::<Conv>()
-        .map(|c| &c.pool_spec)
-        .or(node.op_as::<MaxPool>().map(|p| &p.pool_spec));
+    let per_image = node.op_as::<Conv>().map(|c| &c.pool_spec).or(node.op_as::<MaxPool>().map(|p| &p.pool_spec));
     let per_image = per_image.or(node.op_as::<SumPool>().map(|p| &p.pool_spec));
     if let Some(spec) = per_image {
         let others_plain = node.inputs.iter().skip(1).all(|i| !carried.contains_key(i));
@@ -108,9 +93,7 @@ fn follow(
         return Ok(None);
     }
     let mapping = node.op.axes_mapping(&input_facts, &output_facts)?;
-    let Ok(info): Result<&Axis, _> = mapping.axis((InOut::In(slot), position)) else {
-        return Ok(None);
-    };
+    let Ok(info): Result<&Axis, _> = mapping.axis((InOut::In(slot), position)) else { return Ok(None) };
     // Every other input is either along the same axis (carrying the same items) or of size 1
     // there (broadcast); none may carry the batch elsewhere.
     for (j, input) in node.inputs.iter().enumerate() {
@@ -125,12 +108,8 @@ fn follow(
             return Ok(None);
         }
     }
-    let outputs: Vec<(usize, usize)> = info
-        .outputs
-        .iter()
-        .enumerate()
-        .filter_map(|(o, p)| p.first().map(|&a| (o, a)))
-        .collect();
+    let outputs: Vec<(usize, usize)> =
+        info.outputs.iter().enumerate().filter_map(|(o, p)| p.first().map(|&a| (o, a))).collect();
     Ok((outputs.len() == node.outputs.len()).then_some(outputs))
 }
 
@@ -175,10 +154,7 @@ pub fn cut(values: &TVec<TValue>, items: usize, parts: usize) -> TractResult<Vec
         .step_by(per)
         .map(|start| {
             let end = (start + per).min(items);
-            values
-                .iter()
-                .map(|v| Ok(v.slice(0, start, end)?.into_tvalue()))
-                .collect::<TractResult<TVec<_>>>()
+            values.iter().map(|v| Ok(v.slice(0, start, end)?.into_tvalue())).collect::<TractResult<TVec<_>>>()
         })
         .collect()
 }
@@ -200,17 +176,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// thread costs tens of µs on a VM, sometimes more than a CNN's slice (a traced 8-image run: the
 /// helper started its 4 images after the caller had finished its own, so the split ran slower
 /// than one thread). A helper that wakes late finds the slices done and returns.
-pub fn run_parts(
-    pool: &rayon::ThreadPool,
-    helpers: usize,
-    parts: Vec<TVec<TValue>>,
-    run: RunSlice,
-) -> SliceResult {
+pub fn run_parts(pool: &rayon::ThreadPool, helpers: usize, parts: Vec<TVec<TValue>>, run: RunSlice) -> SliceResult {
     let n = parts.len();
-    let parts: Arc<Vec<Mutex<Option<TVec<TValue>>>>> =
-        Arc::new(parts.into_iter().map(|p| Mutex::new(Some(p))).collect());
-    let results: Arc<Vec<Mutex<Option<SliceResult>>>> =
-        Arc::new((0..n).map(|_| Mutex::new(None)).collect());
+    let parts: Arc<Vec<Mutex<Option<TVec<TValue>>>>> = Arc::new(parts.into_iter().map(|p| Mutex::new(Some(p))).collect());
+    let results: Arc<Vec<Mutex<Option<SliceResult>>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
     let outs = Arc::clone(&results);
     // A panicking slice leaves its result empty: it reads as an error below.
     let _ = linger::share(Some(pool), helpers, n, move |i| {
@@ -220,15 +189,9 @@ pub fn run_parts(
     });
     let results: Vec<TVec<TValue>> = results
         .iter()
-        .map(|r| {
-            lock(r)
-                .take()
-                .unwrap_or_else(|| Err(format_err!("a slice of the batch panicked")))
-        })
+        .map(|r| lock(r).take().unwrap_or_else(|| Err(format_err!("a slice of the batch panicked"))))
         .collect::<TractResult<_>>()?;
-    let Some(first) = results.first() else {
-        bail!("no slice to run")
-    };
+    let Some(first) = results.first() else { bail!("no slice to run") };
     (0..first.len())
         .map(|o| {
             let pieces: Vec<Tensor> = results.iter().map(|r| r[o].clone().into_tensor()).collect();
@@ -271,11 +234,7 @@ mod tests {
 
     #[test]
     fn elementwise_and_per_row_ops_split() -> TractResult<()> {
-        assert!(splittable(&model(true, &[2, 4], |m, x| add_const(
-            m,
-            x,
-            &[1, 4]
-        ))?)?);
+        assert!(splittable(&model(true, &[2, 4], |m, x| add_const(m, x, &[1, 4]))?)?);
         // Softmax along the features, and a matmul of each row by weights.
         let softmax = |m: &mut TypedModel, x| -> TractResult<OutletId> {
             let op = Softmax::new(tvec![1], None, SoftmaxKind::Softmax);
@@ -284,11 +243,7 @@ mod tests {
         assert!(splittable(&model(true, &[2, 4], softmax)?)?);
         let matmul = |m: &mut TypedModel, x| -> TractResult<OutletId> {
             let w = m.add_const("w", Tensor::zero::<f32>(&[4, 3])?)?;
-            Ok(m.wire_node(
-                "mm",
-                EinSum::new("nk,km->nm".parse()?, f32::datum_type()),
-                &[x, w],
-            )?[0])
+            Ok(m.wire_node("mm", EinSum::new("nk,km->nm".parse()?, f32::datum_type()), &[x, w])?[0])
         };
         assert!(splittable(&model(true, &[2, 4], matmul)?)?);
         Ok(())
@@ -297,11 +252,7 @@ mod tests {
     #[test]
     fn ops_across_the_batch_or_fixed_batches_do_not_split() -> TractResult<()> {
         // A fixed batch size: the plan is built for it.
-        assert!(!splittable(&model(false, &[2, 4], |m, x| add_const(
-            m,
-            x,
-            &[1, 4]
-        ))?)?);
+        assert!(!splittable(&model(false, &[2, 4], |m, x| add_const(m, x, &[1, 4]))?)?);
         // A sum over the batch.
         let sum = |m: &mut TypedModel, x| -> TractResult<OutletId> {
             Ok(m.wire_node("sum", Reduce::new(tvec![0], Reducer::Sum), &[x])?[0])
@@ -315,29 +266,17 @@ mod tests {
         assert!(!splittable(&model(true, &[2, 4], softmax)?)?);
         // Every row against every other: x x^T.
         let gram = |m: &mut TypedModel, x| -> TractResult<OutletId> {
-            Ok(m.wire_node(
-                "gram",
-                EinSum::new("ak,bk->ab".parse()?, f32::datum_type()),
-                &[x, x],
-            )?[0])
+            Ok(m.wire_node("gram", EinSum::new("ak,bk->ab".parse()?, f32::datum_type()), &[x, x])?[0])
         };
         assert!(!splittable(&model(true, &[2, 4], gram)?)?);
         // A constant as long as the batch would be (not a broadcast): items do not line up.
-        assert!(!splittable(&model(true, &[2, 4], |m, x| add_const(
-            m,
-            x,
-            &[2, 4]
-        ))?)?);
+        assert!(!splittable(&model(true, &[2, 4], |m, x| add_const(m, x, &[2, 4]))?)?);
         Ok(())
     }
 
     /// Slices of 1..=n items, each value its item's index.
     fn numbered(n: usize) -> TractResult<TVec<TValue>> {
-        Ok(tvec![Tensor::from_shape(
-            &[n, 2],
-            &(0..2 * n).map(|i| (i / 2) as f32).collect::<Vec<_>>()
-        )?
-        .into_tvalue()])
+        Ok(tvec![Tensor::from_shape(&[n, 2], &(0..2 * n).map(|i| (i / 2) as f32).collect::<Vec<_>>())?.into_tvalue()])
     }
 
     #[test]
@@ -345,31 +284,17 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
         let double: RunSlice = Arc::new(|part: TVec<TValue>| {
             let t = part[0].clone().into_tensor();
-            let v: Vec<f32> = t
-                .try_as_plain_ram()?
-                .as_slice::<f32>()?
-                .iter()
-                .map(|x| x * 2.0)
-                .collect();
+            let v: Vec<f32> = t.try_as_plain_ram()?.as_slice::<f32>()?.iter().map(|x| x * 2.0).collect();
             Ok(tvec![Tensor::from_shape(t.shape(), &v)?.into_tvalue()])
         });
         // Every count of slices and of helpers, including more helpers than slices.
         for (items, parts, helpers) in [(7, 7, 1), (8, 3, 2), (5, 5, 4), (2, 2, 0), (9, 9, 1)] {
             let values = numbered(items)?;
-            let out = run_parts(
-                &pool,
-                helpers,
-                cut(&values, items, parts)?,
-                Arc::clone(&double),
-            )?;
+            let out = run_parts(&pool, helpers, cut(&values, items, parts)?, Arc::clone(&double))?;
             let got = out[0].clone().into_tensor();
             assert_eq!(got.shape(), &[items, 2]);
             let want: Vec<f32> = (0..2 * items).map(|i| (i / 2) as f32 * 2.0).collect();
-            assert_eq!(
-                got.try_as_plain_ram()?.as_slice::<f32>()?,
-                &want[..],
-                "{items} items in {parts}"
-            );
+            assert_eq!(got.try_as_plain_ram()?.as_slice::<f32>()?, &want[..], "{items} items in {parts}");
         }
         // A slice that panics (on whichever thread ran it) fails the run; the pool lives on.
         let third: RunSlice = Arc::new(|part: TVec<TValue>| {
@@ -395,41 +320,21 @@ mod tests {
                 std::thread::spawn(move || -> TractResult<()> {
                     let plus: RunSlice = Arc::new(move |part: TVec<TValue>| {
                         let t = part[0].clone().into_tensor();
-                        let v: Vec<f32> = t
-                            .try_as_plain_ram()?
-                            .as_slice::<f32>()?
-                            .iter()
-                            .map(|x| x + c as f32)
-                            .collect();
+                        let v: Vec<f32> = t.try_as_plain_ram()?.as_slice::<f32>()?.iter().map(|x| x + c as f32).collect();
                         Ok(tvec![Tensor::from_shape(t.shape(), &v)?.into_tvalue()])
                     });
                     for round in 0..300 {
                         let items = 2 + round % 7;
-                        let out = run_parts(
-                            &pool,
-                            1 + round % 2,
-                            cut(&numbered(items)?, items, items.min(4))?,
-                            Arc::clone(&plus),
-                        )?;
-                        let want: Vec<f32> =
-                            (0..2 * items).map(|i| (i / 2) as f32 + c as f32).collect();
-                        assert_eq!(
-                            out[0]
-                                .clone()
-                                .into_tensor()
-                                .try_as_plain_ram()?
-                                .as_slice::<f32>()?,
-                            &want[..]
-                        );
+                        let out = run_parts(&pool, 1 + round % 2, cut(&numbered(items)?, items, items.min(4))?, Arc::clone(&plus))?;
+                        let want: Vec<f32> = (0..2 * items).map(|i| (i / 2) as f32 + c as f32).collect();
+                        assert_eq!(out[0].clone().into_tensor().try_as_plain_ram()?.as_slice::<f32>()?, &want[..]);
                     }
                     Ok(())
                 })
             })
             .collect();
         for caller in callers {
-            caller
-                .join()
-                .map_err(|_| format_err!("a caller panicked"))??;
+            caller.join().map_err(|_| format_err!("a caller panicked"))??;
         }
         Ok(())
     }

@@ -23,22 +23,14 @@ pub struct FastAdd;
 impl FastAdd {
     /// The patch that puts a FastAdd in place of `node`, an f32 `Add` of two non-constant
     /// operands.
-    pub fn replacing(
-        model: &TypedModel,
-        node: &TypedNode,
-        op: &TypedBinOp,
-    ) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &TypedBinOp) -> TractResult<Option<TypedModelPatch>> {
         if !op.0.is::<Add>() || op.1.is_some() || node.inputs.len() != 2 {
             return Ok(None);
         }
-        let facts = [
-            model.outlet_fact(node.inputs[0])?,
-            model.outlet_fact(node.inputs[1])?,
-        ];
+        let facts = [model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?];
         let out = model.outlet_fact(OutletId::new(node.id, 0))?;
         let f32_dt = f32::datum_type();
-        let plain =
-            |f: &TypedFact| f.datum_type == f32_dt && f.konst.is_none() && f.rank() == out.rank();
+        let plain = |f: &TypedFact| f.datum_type == f32_dt && f.konst.is_none() && f.rank() == out.rank();
         if out.datum_type != f32_dt || !facts.iter().all(|f| plain(f)) {
             return Ok(None);
         }
@@ -56,14 +48,8 @@ impl Op for FastAdd {
 
 impl TypedOp for FastAdd {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(
-            inputs.len() == 2 && inputs[0].rank() == inputs[1].rank(),
-            "FastAdd: two inputs of one rank"
-        );
-        let shape = tract_onnx::tract_core::broadcast::multi_broadcast(&[
-            &*inputs[0].shape,
-            &*inputs[1].shape,
-        ])?;
+        ensure!(inputs.len() == 2 && inputs[0].rank() == inputs[1].rank(), "FastAdd: two inputs of one rank");
+        let shape = tract_onnx::tract_core::broadcast::multi_broadcast(&[&*inputs[0].shape, &*inputs[1].shape])?;
         Ok(tvec!(f32::fact(shape)))
     }
 
@@ -88,14 +74,8 @@ impl EvalOp for FastAdd {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (a, b) = args_2!(inputs);
-        ensure!(
-            a.rank() == b.rank(),
-            "FastAdd: ranks {} and {} differ",
-            a.rank(),
-            b.rank()
-        );
-        let out: TVec<usize> =
-            tract_onnx::tract_core::broadcast::multi_broadcast(&[a.shape(), b.shape()])?;
+        ensure!(a.rank() == b.rank(), "FastAdd: ranks {} and {} differ", a.rank(), b.rank());
+        let out: TVec<usize> = tract_onnx::tract_core::broadcast::multi_broadcast(&[a.shape(), b.shape()])?;
         // Sum into the operand that has the output's shape (addition commutes), else a new one.
         let (mut y, other) = if a.shape() == &*out {
             (a.into_tensor(), b)
@@ -129,11 +109,7 @@ fn add_into(y: &mut Tensor, x: &Tensor, out: &[usize]) -> TractResult<()> {
     let mut run = 1; // elements of y per inner run (x's stride along the next axis, if full)
     while inner_axes < rank {
         let i = rank - 1 - inner_axes;
-        let fits = if last_full {
-            strides[i] == run
-        } else {
-            strides[i] == 0
-        };
+        let fits = if last_full { strides[i] == run } else { strides[i] == 0 };
         if !fits && out[i] != 1 {
             break;
         }

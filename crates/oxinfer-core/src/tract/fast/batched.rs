@@ -21,9 +21,9 @@ use tract_onnx::tract_core::internal::*;
 
 use tract_onnx::tract_core::ops::math::Mul;
 
-use super::{sharing_pool, sole_binary_reader, threads_for, yield_core, F32EinSum};
 use crate::linger;
-use crate::sgemm::{sgemm_strided, Operands, Strided};
+use super::{F32EinSum, sole_binary_reader, sharing_pool, threads_for, yield_core};
+use crate::sgemm::{Operands, Strided, sgemm_strided};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FastBatchedMatMul {
@@ -46,16 +46,10 @@ pub struct FastBatchedMatMul {
 
 impl FastBatchedMatMul {
     /// The patch that puts a FastBatchedMatMul in place of `op`, when it covers `op` exactly.
-    pub fn replacing(
-        model: &TypedModel,
-        node: &TypedNode,
-        einsum: &F32EinSum,
-    ) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, einsum: &F32EinSum) -> TractResult<Option<TypedModelPatch>> {
         let [a, b] = einsum.facts;
         let [al, bl, yl] = &einsum.labels;
-        let Some(fast) = Self::of(al, bl, yl) else {
-            return Ok(None);
-        };
+        let Some(fast) = Self::of(al, bl, yl) else { return Ok(None) };
         // A batch axis of different sizes in the two inputs would broadcast: not covered.
         if (a.rank(), b.rank()) != fast.input_ranks {
             return Ok(None);
@@ -68,24 +62,16 @@ impl FastBatchedMatMul {
         let one = |d: &TDim| d.to_usize().ok() == Some(1);
         let (ao, bo, yo) = &fast.ones;
         if y.rank() != fast.output_rank
-            || !(ao.iter().all(|&i| one(&a.shape[i]))
-                && bo.iter().all(|&j| one(&b.shape[j]))
-                && yo.iter().all(|&o| one(&y.shape[o])))
+            || !(ao.iter().all(|&i| one(&a.shape[i])) && bo.iter().all(|&j| one(&b.shape[j])) && yo.iter().all(|&o| one(&y.shape[o])))
         {
             return Ok(None);
         }
         let Some((mul, scale)) = scale_after(model, node)? else {
             return TypedModelPatch::replace_single_op(model, node, &node.inputs, fast).map(Some);
         };
-        let fast = FastBatchedMatMul {
-            scale: scale.to_bits(),
-            ..fast
-        };
+        let fast = FastBatchedMatMul { scale: scale.to_bits(), ..fast };
         let mut patch = TypedModelPatch::default();
-        let inputs = [
-            patch.tap_model(model, node.inputs[0])?,
-            patch.tap_model(model, node.inputs[1])?,
-        ];
+        let inputs = [patch.tap_model(model, node.inputs[0])?, patch.tap_model(model, node.inputs[1])?];
         let y = patch.wire_node(&node.name, fast, &inputs)?[0];
         patch.shunt_outside(model, OutletId::new(mul, 0), y)?;
         Ok(Some(patch))
@@ -112,20 +98,9 @@ impl FastBatchedMatMul {
                 (None, None, None) => return None,
             }
         }
-        let ([m], [n], [k]) = (&m[..], &n[..], &k[..]) else {
-            return None;
-        };
+        let ([m], [n], [k]) = (&m[..], &n[..], &k[..]) else { return None };
         let (input_ranks, output_rank, scale) = ((a.len(), b.len()), y.len(), 1f32.to_bits());
-        Some(FastBatchedMatMul {
-            batch,
-            m: *m,
-            n: *n,
-            k: *k,
-            input_ranks,
-            output_rank,
-            ones,
-            scale,
-        })
+        Some(FastBatchedMatMul { batch, m: *m, n: *n, k: *k, input_ranks, output_rank, ones, scale })
     }
 
     /// The output's shape: each axis from the input that has it, or one.
@@ -143,14 +118,9 @@ impl FastBatchedMatMul {
 /// The `Mul` by a constant f32 scalar that alone reads `node`'s output, keeping its shape: that
 /// node and the scalar.
 fn scale_after(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(usize, f32)>> {
-    let Some((next, other)) = sole_binary_reader::<Mul>(model, node)? else {
-        return Ok(None);
-    };
-    let Some(k) = &model.outlet_fact(other)?.konst else {
-        return Ok(None);
-    };
-    let same_shape = model.outlet_fact(OutletId::new(next.id, 0))?.shape
-        == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
+    let Some((next, other)) = sole_binary_reader::<Mul>(model, node)? else { return Ok(None) };
+    let Some(k) = &model.outlet_fact(other)?.konst else { return Ok(None) };
+    let same_shape = model.outlet_fact(OutletId::new(next.id, 0))?.shape == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
     if k.datum_type() != f32::datum_type() || k.len() != 1 || !same_shape {
         return Ok(None);
     }
@@ -164,11 +134,7 @@ impl Op for FastBatchedMatMul {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let scale = f32::from_bits(self.scale);
-        Ok(if scale == 1.0 {
-            vec![]
-        } else {
-            vec![format!("scaled by {scale}")]
-        })
+        Ok(if scale == 1.0 { vec![] } else { vec![format!("scaled by {scale}")] })
     }
 
     op_as_typed_op!();
@@ -181,9 +147,7 @@ impl TypedOp for FastBatchedMatMul {
             "FastBatchedMatMul: two inputs of ranks {:?}",
             self.input_ranks
         );
-        Ok(tvec!(f32::fact(
-            self.output_shape(&inputs[0].shape, &inputs[1].shape)
-        )))
+        Ok(tvec!(f32::fact(self.output_shape(&inputs[0].shape, &inputs[1].shape))))
     }
 
     as_op!();
@@ -209,18 +173,10 @@ impl EvalOp for FastBatchedMatMul {
             "FastBatchedMatMul: inputs {sa:?} and {sb:?} for ranks {:?}",
             self.input_ranks
         );
-        let same =
-            self.batch.iter().all(|&(i, j, _)| sa[i] == sb[j]) && sa[self.k.0] == sb[self.k.1];
-        ensure!(
-            same,
-            "FastBatchedMatMul: inputs {sa:?} and {sb:?} disagree on a shared axis"
-        );
-        let ones =
-            self.ones.0.iter().all(|&i| sa[i] == 1) && self.ones.1.iter().all(|&j| sb[j] == 1);
-        ensure!(
-            ones,
-            "FastBatchedMatMul: inputs {sa:?} and {sb:?}: an axis of one is not"
-        );
+        let same = self.batch.iter().all(|&(i, j, _)| sa[i] == sb[j]) && sa[self.k.0] == sb[self.k.1];
+        ensure!(same, "FastBatchedMatMul: inputs {sa:?} and {sb:?} disagree on a shared axis");
+        let ones = self.ones.0.iter().all(|&i| sa[i] == 1) && self.ones.1.iter().all(|&j| sb[j] == 1);
+        ensure!(ones, "FastBatchedMatMul: inputs {sa:?} and {sb:?}: an axis of one is not");
         let shape = self.output_shape(sa, sb);
         let (m, n, k) = (sa[self.m.0], sb[self.n.0], sa[self.k.0]);
         if k == 0 {
@@ -243,23 +199,10 @@ impl EvalOp for FastBatchedMatMul {
         if m * n == 0 || batches == 0 {
             return Ok(tvec!(output.into_tvalue()));
         }
-        let bases = Operands {
-            a: xa.as_ptr(),
-            b: xb.as_ptr(),
-            y: y.as_mut_ptr(),
-        };
+        let bases = Operands { a: xa.as_ptr(), b: xb.as_ptr(), y: y.as_mut_ptr() };
         // Owned, so that lingering helpers may run it (linger::share's tasks are 'static).
-        let (batch, sa, scale) = (
-            self.batch.clone(),
-            TVec::<usize>::from(sa),
-            f32::from_bits(self.scale),
-        );
-        let (mr, nc, kr, kc) = (
-            ty[self.m.1],
-            ty[self.n.1],
-            (ta[self.m.0], ta[self.k.0]),
-            (tb[self.k.1], tb[self.n.0]),
-        );
+        let (batch, sa, scale) = (self.batch.clone(), TVec::<usize>::from(sa), f32::from_bits(self.scale));
+        let (mr, nc, kr, kc) = (ty[self.m.1], ty[self.n.1], (ta[self.m.0], ta[self.k.0]), (tb[self.k.1], tb[self.n.0]));
         let one = move |index: usize| {
             // The batch index's offset in each operand, from its coordinates (last axis fastest).
             let (mut rest, mut off) = (index, (0isize, 0isize, 0isize));
@@ -274,21 +217,9 @@ impl EvalOp for FastBatchedMatMul {
             // batch axes are output axes), which overlaps neither input (a fresh tensor).
             unsafe {
                 sgemm_strided(
-                    Strided {
-                        ptr: bases.y.offset(off.2),
-                        row: mr,
-                        col: nc,
-                    },
-                    Strided {
-                        ptr: bases.a.offset(off.0),
-                        row: kr.0,
-                        col: kr.1,
-                    },
-                    Strided {
-                        ptr: bases.b.offset(off.1),
-                        row: kc.0,
-                        col: kc.1,
-                    },
+                    Strided { ptr: bases.y.offset(off.2), row: mr, col: nc },
+                    Strided { ptr: bases.a.offset(off.0), row: kr.0, col: kr.1 },
+                    Strided { ptr: bases.b.offset(off.1), row: kc.0, col: kc.1 },
                     (m, k, n),
                     false,
                     scale,
@@ -301,13 +232,10 @@ impl EvalOp for FastBatchedMatMul {
             yield_core(macs);
             // One batch index per task, claimed by this thread and lingering helpers.
             let threads = pool.current_num_threads();
-            linger::share(Some(&pool), threads - 1, batches, one)
-                .map_err(|()| format_err!("FastBatchedMatMul: a product panicked"))?;
+            linger::share(Some(&pool), threads - 1, batches, one).map_err(|()| format_err!("FastBatchedMatMul: a product panicked"))?;
         } else {
             match threads_for(macs) {
-                Some(pool) if batches > 1 => {
-                    pool.install(|| (0..batches).into_par_iter().for_each(one))
-                }
+                Some(pool) if batches > 1 => pool.install(|| (0..batches).into_par_iter().for_each(one)),
                 _ => (0..batches).for_each(one),
             }
         }

@@ -19,8 +19,8 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 use tract_onnx::tract_core::ops::math::Max;
 
 use super::direct::{self, Direct};
-use super::geometry::{supported, Geometry};
 use super::winograd::{self, Winograd};
+use super::geometry::{Geometry, supported};
 use super::{sole_binary_reader, threads_for};
 use crate::sgemm::sgemm;
 use crate::simd::simd_kernel;
@@ -47,11 +47,7 @@ pub struct FastConv {
 
 impl FastConv {
     /// The patch that puts a FastConv in place of `op`, when it covers `op` exactly.
-    pub fn replacing(
-        model: &TypedModel,
-        node: &TypedNode,
-        op: &Conv,
-    ) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &Conv) -> TractResult<Option<TypedModelPatch>> {
         let spec = &op.pool_spec;
         if op.q_params.is_some()
             || op.group != 1
@@ -65,13 +61,8 @@ impl FastConv {
         // (Silero VAD's 4-column convolutions ran 1.5x slower here): only known, image-sized
         // outputs are taken.
         let out_fact = model.outlet_fact(OutletId::new(node.id, 0))?;
-        let pixels: Option<usize> = spec
-            .data_format
-            .shape(&*out_fact.shape)?
-            .hw_dims()
-            .iter()
-            .map(|d| d.to_usize().ok())
-            .product();
+        let pixels: Option<usize> =
+            spec.data_format.shape(&*out_fact.shape)?.hw_dims().iter().map(|d| d.to_usize().ok()).product();
         if pixels.is_none_or(|p| p < MIN_PIXELS) {
             return Ok(None);
         }
@@ -96,11 +87,7 @@ impl FastConv {
         }
         let bias = match bias.rank() {
             0 => {
-                let b = *bias
-                    .try_as_plain_ram()?
-                    .as_slice::<f32>()?
-                    .first()
-                    .context("empty bias")?;
+                let b = *bias.try_as_plain_ram()?.as_slice::<f32>()?.first().context("empty bias")?;
                 (b != 0.0).then(|| Arc::new(tensor1(&vec![b; o])))
             }
             1 if bias.len() == o => Some(Arc::clone(bias)),
@@ -109,35 +96,18 @@ impl FastConv {
         let relu = relu_after(model, node)?;
         let unit = |v: &[usize]| v.iter().all(|&s| s == 1);
         let packed = if unit(&spec.strides()) && unit(&spec.dilations()) && direct::available() {
-            Some(Arc::new(tensor1(&direct::pack(
-                weights.try_as_plain_ram()?.as_slice::<f32>()?,
-                o,
-            ))))
+            Some(Arc::new(tensor1(&direct::pack(weights.try_as_plain_ram()?.as_slice::<f32>()?, o))))
         } else {
             None
         };
-        let winograd = match (
-            &packed,
-            winograd::applies(&spec.kernel_shape, spec.input_channels),
-        ) {
+        let winograd = match (&packed, winograd::applies(&spec.kernel_shape, spec.input_channels)) {
             (Some(_), true) => {
                 let w = weights.try_as_plain_ram()?;
-                Some(Arc::new(tensor1(&winograd::pack(
-                    w.as_slice::<f32>()?,
-                    o,
-                    spec.input_channels,
-                ))))
+                Some(Arc::new(tensor1(&winograd::pack(w.as_slice::<f32>()?, o, spec.input_channels))))
             }
             _ => None,
         };
-        let fast = FastConv {
-            spec: spec.clone(),
-            weights: Arc::clone(weights),
-            bias,
-            relu: relu.is_some(),
-            packed,
-            winograd,
-        };
+        let fast = FastConv { spec: spec.clone(), weights: Arc::clone(weights), bias, relu: relu.is_some(), packed, winograd };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
         let y = patch.wire_node(&node.name, fast, &[x])?[0];
@@ -150,15 +120,15 @@ impl FastConv {
 /// the convolution, because tract leaves it a generic broadcasting op when the batch size is
 /// symbolic, and that took 40% of a small CNN's time.
 fn relu_after(model: &TypedModel, node: &TypedNode) -> TractResult<Option<usize>> {
-    let Some((next, other)) = sole_binary_reader::<Max>(model, node)? else {
-        return Ok(None);
-    };
-    let zero = model.outlet_fact(other)?.konst.as_ref().is_some_and(|k| {
-        k.datum_type() == f32::datum_type() && k.len() == 1 && k.is_all_zero().unwrap_or(false)
-    });
+    let Some((next, other)) = sole_binary_reader::<Max>(model, node)? else { return Ok(None) };
+    let zero = model
+        .outlet_fact(other)?
+        .konst
+        .as_ref()
+        .is_some_and(|k| k.datum_type() == f32::datum_type() && k.len() == 1 && k.is_all_zero().unwrap_or(false));
     // The zero only broadcasts: the result has the convolution's shape.
-    let same_shape = model.outlet_fact(OutletId::new(next.id, 0))?.shape
-        == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
+    let same_shape =
+        model.outlet_fact(OutletId::new(next.id, 0))?.shape == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
     Ok((zero && same_shape).then_some(next.id))
 }
 
@@ -234,46 +204,21 @@ impl EvalOp for FastConv {
         let mut out_view = output.try_as_plain_ram_mut()?;
         let y = out_view.as_slice_mut::<f32>()?;
         let plane = g.c * g.h * g.w;
-        ensure!(
-            x.len() == g.n * plane && y.len() == g.n * o * p && w.len() == o * k,
-            "FastConv: {g:?} does not fit"
-        );
+        ensure!(x.len() == g.n * plane && y.len() == g.n * o * p && w.len() == o * k, "FastConv: {g:?} does not fit");
         if o * p == 0 {
             return Ok(tvec!(output.into_tvalue()));
         }
-        let job = Job {
-            g: &g,
-            w,
-            packed,
-            winograd,
-            bias,
-            relu: self.relu,
-            o,
-            k,
-            p,
-        };
-        let image = |i: usize, y: &mut [f32], threads: usize| {
-            job.image(&x[i * plane..(i + 1) * plane], y, threads)
-        };
-        let serial = |y: &mut [f32]| {
-            y.chunks_exact_mut(o * p)
-                .enumerate()
-                .try_for_each(|(i, y)| image(i, y, 1))
-        };
+        let job = Job { g: &g, w, packed, winograd, bias, relu: self.relu, o, k, p };
+        let image = |i: usize, y: &mut [f32], threads: usize| job.image(&x[i * plane..(i + 1) * plane], y, threads);
+        let serial = |y: &mut [f32]| y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, 1));
         match threads_for(g.n * o * k * p) {
-            Some(pool) if g.n > 1 => pool.install(|| {
-                y.par_chunks_mut(o * p)
-                    .enumerate()
-                    .try_for_each(|(i, y)| image(i, y, 1))
-            })?,
+            Some(pool) if g.n > 1 => {
+                pool.install(|| y.par_chunks_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, 1)))?
+            }
             // One image that large: its matmul gets the threads.
             Some(pool) => {
                 let threads = pool.current_num_threads();
-                pool.install(|| {
-                    y.chunks_exact_mut(o * p)
-                        .enumerate()
-                        .try_for_each(|(i, y)| image(i, y, threads))
-                })?
+                pool.install(|| y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, threads)))?
             }
             None => serial(y)?,
         }
@@ -301,20 +246,13 @@ impl Job<'_> {
     fn image(&self, x: &[f32], y: &mut [f32], threads: usize) -> TractResult<()> {
         let g = self.g;
         // A 1x1 stride-1 unpadded kernel reads the image as its own columns.
-        let direct =
-            (g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow) == (1, 1, 1, 1, 0, 0, g.h, g.w);
+        let direct = (g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow) == (1, 1, 1, 1, 0, 0, g.h, g.w);
         if direct {
             self.matmul(x, y, threads);
             return Ok(());
         }
         if let (Some(u), 1) = (self.winograd, threads) {
-            let wino = Winograd {
-                g,
-                o: self.o,
-                u,
-                bias: self.bias,
-                relu: self.relu,
-            };
+            let wino = Winograd { g, o: self.o, u, bias: self.bias, relu: self.relu };
             return with_scratch(wino.scratch_len(), |scratch| wino.run(x, scratch, y));
         }
         if let Some(direct) = self.direct(threads) {
@@ -331,12 +269,7 @@ impl Job<'_> {
     /// the threads).
     fn direct(&self, threads: usize) -> Option<Direct<'_>> {
         let (g, packed) = (self.g, self.packed?);
-        (threads == 1).then(|| Direct {
-            g,
-            weights: packed,
-            bias: self.bias,
-            relu: self.relu,
-        })
+        (threads == 1).then(|| Direct { g, weights: packed, bias: self.bias, relu: self.relu })
     }
 
     /// `y = w @ cols (+ bias)`, then ReLU if asked: `cols` is k x p.
@@ -348,14 +281,7 @@ impl Job<'_> {
             }
         }
         // With no bias, y's uninitialized values are never read (accumulate off).
-        sgemm(
-            self.w,
-            cols,
-            y,
-            (self.o, self.k, p),
-            self.bias.is_some(),
-            threads,
-        );
+        sgemm(self.w, cols, y, (self.o, self.k, p), self.bias.is_some(), threads);
         if self.relu {
             relu(y);
         }
@@ -439,9 +365,8 @@ fn im2col_shifted(g: &Geometry, x: &[f32], cols: &mut [f32]) {
                 }
                 // dst[j] = src[j + off] over the valid rows, clipped to the plane at both ends
                 // (the clipped positions are wrapped columns, zeroed below).
-                let off = (ky * g.dh) as isize * g.w as isize - (g.pt * g.w) as isize
-                    + (kx * g.dw) as isize
-                    - g.pl as isize;
+                let off =
+                    (ky * g.dh) as isize * g.w as isize - (g.pt * g.w) as isize + (kx * g.dw) as isize - g.pl as isize;
                 let (j0, j1) = (oy_lo * g.ow, oy_hi * g.ow);
                 let from = j0.max((-off).max(0) as usize);
                 let to = j1.min((plane as isize - off).max(0) as usize);

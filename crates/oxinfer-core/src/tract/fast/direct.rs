@@ -116,7 +116,7 @@ impl Direct<'_> {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{blocks, Direct, LANES};
+    use super::{Direct, LANES, blocks};
 
     /// Vectors of pixels per tile: with 8 output channels, 24 accumulators, plus the three
     /// input vectors and a broadcast weight, fit the 32 registers.
@@ -132,10 +132,7 @@ mod avx512 {
             let w = &d.weights[o0 * per_o..(o0 + ob) * per_o];
             let mut v0 = 0;
             while v0 < vectors {
-                let vb = [VB, 2, 1]
-                    .into_iter()
-                    .find(|&b| b <= vectors - v0)
-                    .unwrap_or(1);
+                let vb = [VB, 2, 1].into_iter().find(|&b| b <= vectors - v0).unwrap_or(1);
                 // SAFETY: as `conv`'s: the caller checked the buffers; o0 + ob <= o and
                 // v0 + vb <= vectors.
                 unsafe {
@@ -182,11 +179,7 @@ mod avx512 {
             at[j] = oy * row_len + ox;
             out[j] = oy * d.g.ow + ox;
             let n = (d.g.ow - ox).min(LANES);
-            mask[j] = if n == LANES {
-                u16::MAX
-            } else {
-                (1u16 << n) - 1
-            };
+            mask[j] = if n == LANES { u16::MAX } else { (1u16 << n) - 1 };
         }
         let mut acc = [[_mm512_setzero_ps(); V]; B];
         if let Some(bias) = d.bias {
@@ -224,11 +217,7 @@ mod avx512 {
         let y = y.as_mut_ptr();
         for (i, row) in acc.iter().enumerate() {
             for j in 0..V {
-                let v = if d.relu {
-                    _mm512_max_ps(row[j], zero)
-                } else {
-                    row[j]
-                };
+                let v = if d.relu { _mm512_max_ps(row[j], zero) } else { row[j] };
                 // SAFETY: the masked lanes are this output row's pixels inside y.
                 unsafe { _mm512_mask_storeu_ps(y.add((o0 + i) * out_plane + out[j]), mask[j], v) };
             }

@@ -19,21 +19,12 @@ pub struct FastGelu;
 impl FastGelu {
     /// The patch that puts a FastGelu in place of `op`, when it is tract's exact GELU of f32
     /// values.
-    pub fn replacing(
-        model: &TypedModel,
-        node: &TypedNode,
-        op: &ElementWiseOp,
-    ) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &ElementWiseOp) -> TractResult<Option<TypedModelPatch>> {
         let f32_in = model.outlet_fact(node.inputs[0])?.datum_type == f32::datum_type();
         if !op.0.is::<GeluExact>() || !f32_in || op.1.is_some_and(|dt| dt != f32::datum_type()) {
             return Ok(None);
         }
-        Ok(Some(TypedModelPatch::replace_single_op(
-            model,
-            node,
-            &node.inputs,
-            FastGelu,
-        )?))
+        Ok(Some(TypedModelPatch::replace_single_op(model, node, &node.inputs, FastGelu)?))
     }
 }
 

@@ -31,28 +31,20 @@ pub fn supported(spec: &PoolSpec) -> bool {
 
 impl Geometry {
     pub fn new(spec: &PoolSpec, input_shape: &[usize]) -> TractResult<Geometry> {
-        ensure!(
-            supported(spec),
-            "fast kernels: unsupported pool spec {spec:?}"
-        );
+        ensure!(supported(spec), "fast kernels: unsupported pool spec {spec:?}");
         let shape = spec.data_format.shape(input_shape)?;
         let hw = shape.hw_dims();
         let padding = spec.computed_padding(hw);
         let (kernel, strides, dilations) = (&spec.kernel_shape, spec.strides(), spec.dilations());
         // A 1-D op is a 2-D one over a single row.
-        let at =
-            |v: &[usize], axis: usize, one_d: usize| if hw.len() == 1 { one_d } else { v[axis] };
+        let at = |v: &[usize], axis: usize, one_d: usize| if hw.len() == 1 { one_d } else { v[axis] };
         let last = hw.len() - 1;
         Ok(Geometry {
             n: shape.n().copied().unwrap_or(1),
             c: *shape.c(),
             h: at(hw, 0, 1),
             w: hw[last],
-            oh: if hw.len() == 1 {
-                1
-            } else {
-                padding[0].convoluted
-            },
+            oh: if hw.len() == 1 { 1 } else { padding[0].convoluted },
             ow: padding[last].convoluted,
             kh: at(kernel, 0, 1),
             kw: kernel[last],
@@ -60,11 +52,7 @@ impl Geometry {
             sw: strides[last],
             dh: at(&dilations, 0, 1),
             dw: dilations[last],
-            pt: if hw.len() == 1 {
-                0
-            } else {
-                padding[0].pad_before
-            },
+            pt: if hw.len() == 1 { 0 } else { padding[0].pad_before },
             pl: padding[last].pad_before,
         })
     }
@@ -72,10 +60,7 @@ impl Geometry {
     /// Copies one image `x` (`c x h x w`) into `planes` (`c x hp x wp`), zero-padded: row `py`
     /// column `px` is input `(py - pt, px - pl)`, zero outside it. Every value is written.
     pub fn pad_into(&self, x: &[f32], planes: &mut [f32], hp: usize, wp: usize) {
-        assert!(
-            x.len() >= self.c * self.h * self.w && planes.len() >= self.c * hp * wp,
-            "pad_into: buffers too small"
-        );
+        assert!(x.len() >= self.c * self.h * self.w && planes.len() >= self.c * hp * wp, "pad_into: buffers too small");
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F is there; the lengths were checked above.
@@ -88,10 +73,7 @@ impl Geometry {
     /// [`Geometry::pad_into`] value by value (CPUs without AVX-512F).
     fn pad_scalar(&self, x: &[f32], planes: &mut [f32], hp: usize, wp: usize) {
         let (lo, hi) = self.padded_columns(wp);
-        for (src, dst) in x
-            .chunks_exact(self.h * self.w)
-            .zip(planes.chunks_exact_mut(hp * wp))
-        {
+        for (src, dst) in x.chunks_exact(self.h * self.w).zip(planes.chunks_exact_mut(hp * wp)) {
             for (py, row) in dst.chunks_exact_mut(wp).enumerate() {
                 let Some(iy) = py.checked_sub(self.pt).filter(|&iy| iy < self.h) else {
                     row.fill(0.0);
@@ -142,15 +124,12 @@ impl Geometry {
                     // SAFETY: the stored lanes are columns j0.. < wp of padded row py.
                     unsafe { _mm512_mask_storeu_ps(at(py), store, _mm512_setzero_ps()) };
                 }
-                let src = xp
-                    .wrapping_add(ic * self.h * self.w + j0)
-                    .wrapping_sub(self.pl);
+                let src = xp.wrapping_add(ic * self.h * self.w + j0).wrapping_sub(self.pl);
                 for py in r0..r1 {
                     // SAFETY: the loaded lanes are columns 0..w of input row py - pt < h; the
                     // stored ones columns j0.. < wp of padded row py.
                     unsafe {
-                        let v =
-                            _mm512_maskz_loadu_ps(load, src.wrapping_add((py - self.pt) * self.w));
+                        let v = _mm512_maskz_loadu_ps(load, src.wrapping_add((py - self.pt) * self.w));
                         _mm512_mask_storeu_ps(at(py), store, v);
                     }
                 }
@@ -161,9 +140,7 @@ impl Geometry {
     /// The input row tap `ky` reads for output row `oy`, if inside the image.
     #[inline]
     pub fn row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.sh + ky * self.dh)
-            .checked_sub(self.pt)
-            .filter(|&iy| iy < self.h)
+        (oy * self.sh + ky * self.dh).checked_sub(self.pt).filter(|&iy| iy < self.h)
     }
 
     /// For tap `kx`: the output columns `lo..hi` whose input column is inside the image, and the
@@ -185,19 +162,9 @@ impl Geometry {
 /// whose input `o * stride + offset - pad` is inside `0..input`, and the input index of `lo`;
 /// `(0, 0, 0)` when none is.
 #[inline]
-fn span(
-    offset: usize,
-    stride: usize,
-    pad: usize,
-    input: usize,
-    outputs: usize,
-) -> (usize, usize, usize) {
+fn span(offset: usize, stride: usize, pad: usize, input: usize, outputs: usize) -> (usize, usize, usize) {
     let lo = pad.saturating_sub(offset).div_ceil(stride);
-    let hi = if input + pad > offset {
-        ((input + pad - offset - 1) / stride + 1).min(outputs)
-    } else {
-        0
-    };
+    let hi = if input + pad > offset { ((input + pad - offset - 1) / stride + 1).min(outputs) } else { 0 };
     if lo >= hi {
         return (0, 0, 0);
     }
@@ -217,36 +184,13 @@ mod tests {
             eprintln!("no AVX-512F: only the scalar padding runs here");
             return;
         }
-        for (c, h, w, pt, pl, hp, wp) in [
-            (3, 5, 7, 1, 1, 7, 9),
-            (2, 4, 33, 2, 0, 9, 36),
-            (1, 3, 20, 0, 3, 3, 18),
-            (4, 6, 16, 1, 1, 8, 18),
-        ] {
-            let g = Geometry {
-                n: 1,
-                c,
-                h,
-                w,
-                oh: 0,
-                ow: 0,
-                kh: 3,
-                kw: 3,
-                sh: 1,
-                sw: 1,
-                dh: 1,
-                dw: 1,
-                pt,
-                pl,
-            };
+        for (c, h, w, pt, pl, hp, wp) in [(3, 5, 7, 1, 1, 7, 9), (2, 4, 33, 2, 0, 9, 36), (1, 3, 20, 0, 3, 3, 18), (4, 6, 16, 1, 1, 8, 18)] {
+            let g = Geometry { n: 1, c, h, w, oh: 0, ow: 0, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt, pl };
             let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
             let (mut a, mut b) = (vec![f32::NAN; c * hp * wp], vec![f32::NAN; c * hp * wp]);
             g.pad_scalar(&x, &mut a, hp, wp);
             g.pad_into(&x, &mut b, hp, wp);
-            assert!(
-                a.iter().all(|v| v.is_finite()),
-                "scalar padding left values unwritten"
-            );
+            assert!(a.iter().all(|v| v.is_finite()), "scalar padding left values unwritten");
             assert_eq!(a, b, "{c}x{h}x{w} padded ({pt}, {pl}) into {hp}x{wp}");
         }
     }

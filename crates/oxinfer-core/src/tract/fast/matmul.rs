@@ -18,9 +18,9 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
-use super::{sharing_pool, sole_binary_reader, threads_for, yield_core, F32EinSum, PARALLEL_MACS};
-use crate::bf16::{gemm_bf16, PackedBf16};
-use crate::int8::{gemm_i8, PackedI8};
+use super::{F32EinSum, PARALLEL_MACS, sharing_pool, sole_binary_reader, threads_for, yield_core};
+use crate::bf16::{PackedBf16, gemm_bf16};
+use crate::int8::{PackedI8, gemm_i8};
 use crate::precision::{Precision, Share};
 use crate::sgemm::{sgemm, sgemm_by_columns};
 
@@ -63,16 +63,9 @@ enum OutputDim {
 impl FastMatMul {
     /// The patch that puts a FastMatMul in place of `op` (and of a bias `Add` after it), when
     /// it covers `op` exactly.
-    pub fn replacing(
-        model: &TypedModel,
-        node: &TypedNode,
-        einsum: &F32EinSum,
-        precision: Precision,
-    ) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, einsum: &F32EinSum, precision: Precision) -> TractResult<Option<TypedModelPatch>> {
         let [x, w] = einsum.facts;
-        let Some(weights) = &w.konst else {
-            return Ok(None);
-        }; // f32, as its fact
+        let Some(weights) = &w.konst else { return Ok(None) }; // f32, as its fact
         let [xl, wl, yl] = &einsum.labels;
         let y_fact = model.outlet_fact(OutletId::new(node.id, 0))?;
         // Axes of one that only the input has (summed over one value) or only the output has
@@ -80,28 +73,17 @@ impl FastMatMul {
         // the shapes are fixed (`amk,kn->mn`, `mk,kn->amn`): left in, no product of a
         // fixed-shape batch-1 encoder was swapped, and it ran 1.6x slower.
         let one = |d: &TDim| d.to_usize().ok() == Some(1);
-        let x_kept: Vec<usize> = (0..xl.len())
-            .filter(|&i| wl.contains(&xl[i]) || yl.contains(&xl[i]) || !one(&x.shape[i]))
-            .collect();
-        let y_kept: Vec<usize> = (0..yl.len())
-            .filter(|&o| xl.contains(&yl[o]) || wl.contains(&yl[o]))
-            .collect();
-        if x.rank() != xl.len()
-            || y_fact.rank() != yl.len()
-            || (0..yl.len()).any(|o| !y_kept.contains(&o) && !one(&y_fact.shape[o]))
-        {
+        let x_kept: Vec<usize> = (0..xl.len()).filter(|&i| wl.contains(&xl[i]) || yl.contains(&xl[i]) || !one(&x.shape[i])).collect();
+        let y_kept: Vec<usize> = (0..yl.len()).filter(|&o| xl.contains(&yl[o]) || wl.contains(&yl[o])).collect();
+        if x.rank() != xl.len() || y_fact.rank() != yl.len() || (0..yl.len()).any(|o| !y_kept.contains(&o) && !one(&y_fact.shape[o])) {
             return Ok(None);
         }
         let xs: Vec<char> = x_kept.iter().map(|&i| xl[i]).collect();
         let ys: Vec<char> = y_kept.iter().map(|&o| yl[o]).collect();
-        let Some(layout) = Layout::of(&xs, wl, &ys) else {
-            return Ok(None);
-        };
+        let Some(layout) = Layout::of(&xs, wl, &ys) else { return Ok(None) };
         // The input's contracted dims must be known and equal the weights'.
         let contracted = &weights.shape()[..layout.contracted];
-        let x_contracted = x_kept[layout.row_axes..]
-            .iter()
-            .map(|&i| x.shape[i].to_usize().ok());
+        let x_contracted = x_kept[layout.row_axes..].iter().map(|&i| x.shape[i].to_usize().ok());
         if !x_contracted.eq(contracted.iter().map(|&d| Some(d))) {
             return Ok(None);
         }
@@ -110,15 +92,10 @@ impl FastMatMul {
         let row_axes: TVec<usize> = x_kept[..layout.row_axes].into();
         let output = yl
             .iter()
-            .map(|c| {
-                match (
-                    row_axes.iter().find(|&&i| xl[i] == *c),
-                    wl.iter().position(|l| l == c),
-                ) {
-                    (Some(&i), _) => OutputDim::Input(i),
-                    (None, Some(j)) => OutputDim::Fixed(weights.shape()[j]),
-                    (None, None) => OutputDim::Fixed(1),
-                }
+            .map(|c| match (row_axes.iter().find(|&&i| xl[i] == *c), wl.iter().position(|l| l == c)) {
+                (Some(&i), _) => OutputDim::Input(i),
+                (None, Some(j)) => OutputDim::Fixed(weights.shape()[j]),
+                (None, None) => OutputDim::Fixed(1),
             })
             .collect();
         let bias = bias_after(model, node, &columns)?;
@@ -129,15 +106,7 @@ impl FastMatMul {
             Precision::Bfloat16 => Weights::Bf16(Arc::new(PackedBf16::pack(values, k, n))),
             Precision::Int8 => Weights::Int8(Arc::new(PackedI8::pack(values, k, n))),
         };
-        let fast = FastMatMul {
-            input_rank: x.rank(),
-            row_axes,
-            weights,
-            k,
-            n,
-            output,
-            bias: bias.as_ref().map(|(_, b)| Arc::clone(b)),
-        };
+        let fast = FastMatMul { input_rank: x.rank(), row_axes, weights, k, n, output, bias: bias.as_ref().map(|(_, b)| Arc::clone(b)) };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
         let y = patch.wire_node(&node.name, fast, &[x])?[0];
@@ -166,49 +135,29 @@ struct Layout {
 impl Layout {
     fn of(x: &[char], w: &[char], y: &[char]) -> Option<Layout> {
         // Contracted: in both inputs, not in the output; they end x and start w, in one order.
-        let contracted = w
-            .iter()
-            .take_while(|c| x.contains(c) && !y.contains(c))
-            .count();
+        let contracted = w.iter().take_while(|c| x.contains(c) && !y.contains(c)).count();
         let row_axes = x.len().checked_sub(contracted)?;
-        let rows_then_columns: Vec<char> = x[..row_axes]
-            .iter()
-            .chain(&w[contracted..])
-            .copied()
-            .collect();
+        let rows_then_columns: Vec<char> = x[..row_axes].iter().chain(&w[contracted..]).copied().collect();
         let ok = contracted > 0
             && x[row_axes..] == w[..contracted]
             && y == rows_then_columns
             && !x[..row_axes].iter().any(|c| w.contains(c));
-        ok.then_some(Layout {
-            row_axes,
-            contracted,
-        })
+        ok.then_some(Layout { row_axes, contracted })
     }
 }
 
 /// The `Add` of a constant bias that alone reads `node`'s output, if any, and that bias as `n`
 /// values: its dims must be 1 but for the trailing ones, which are the output's `columns`.
-fn bias_after(
-    model: &TypedModel,
-    node: &TypedNode,
-    columns: &[usize],
-) -> TractResult<Option<(usize, Arc<Tensor>)>> {
+fn bias_after(model: &TypedModel, node: &TypedNode, columns: &[usize]) -> TractResult<Option<(usize, Arc<Tensor>)>> {
     let out = OutletId::new(node.id, 0);
-    let Some((next, other)) = sole_binary_reader::<Add>(model, node)? else {
-        return Ok(None);
-    };
-    let Some(bias) = &model.outlet_fact(other)?.konst else {
-        return Ok(None);
-    };
+    let Some((next, other)) = sole_binary_reader::<Add>(model, node)? else { return Ok(None) };
+    let Some(bias) = &model.outlet_fact(other)?.konst else { return Ok(None) };
     let shape = bias.shape();
     let lead = shape.len().checked_sub(columns.len());
     let fits = bias.datum_type() == f32::datum_type()
-        && lead
-            .is_some_and(|lead| shape[..lead].iter().all(|&d| d == 1) && shape[lead..] == *columns);
+        && lead.is_some_and(|lead| shape[..lead].iter().all(|&d| d == 1) && shape[lead..] == *columns);
     // The bias only broadcasts over rows: the sum has the product's shape.
-    if !fits || model.outlet_fact(OutletId::new(next.id, 0))?.shape != model.outlet_fact(out)?.shape
-    {
+    if !fits || model.outlet_fact(OutletId::new(next.id, 0))?.shape != model.outlet_fact(out)?.shape {
         return Ok(None);
     }
     let values = (**bias).clone().into_shape(&[bias.len()])?;
@@ -221,20 +170,13 @@ impl Op for FastMatMul {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        let bias = if self.bias.is_some() {
-            ", then bias"
-        } else {
-            ""
-        };
+        let bias = if self.bias.is_some() { ", then bias" } else { "" };
         let packed = match self.weights {
             Weights::F32(_) => "",
             Weights::Bf16(_) => ", in bf16",
             Weights::Int8(_) => ", in int8",
         };
-        Ok(vec![format!(
-            "rows x {} @ {}x{}{bias}{packed}",
-            self.k, self.k, self.n
-        )])
+        Ok(vec![format!("rows x {} @ {}x{}{bias}{packed}", self.k, self.k, self.n)])
     }
 
     op_as_typed_op!();
@@ -242,11 +184,7 @@ impl Op for FastMatMul {
 
 impl TypedOp for FastMatMul {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(
-            inputs.len() == 1 && inputs[0].rank() == self.input_rank,
-            "FastMatMul: one input of rank {}",
-            self.input_rank
-        );
+        ensure!(inputs.len() == 1 && inputs[0].rank() == self.input_rank, "FastMatMul: one input of rank {}", self.input_rank);
         Ok(tvec!(f32::fact(self.output_shape(&inputs[0].shape))))
     }
 
@@ -259,30 +197,17 @@ impl EvalOp for FastMatMul {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let shape = input.shape();
-        ensure!(
-            shape.len() == self.input_rank,
-            "FastMatMul: input of rank {}, {} expected",
-            shape.len(),
-            self.input_rank
-        );
+        ensure!(shape.len() == self.input_rank, "FastMatMul: input of rank {}, {} expected", shape.len(), self.input_rank);
         let rows: usize = self.row_axes.iter().map(|&i| shape[i]).product();
         // The other axes are the contracted ones and axes of one.
-        ensure!(
-            shape.iter().product::<usize>() == rows * self.k,
-            "FastMatMul: input {shape:?}, k = {}",
-            self.k
-        );
+        ensure!(shape.iter().product::<usize>() == rows * self.k, "FastMatMul: input {shape:?}, k = {}", self.k);
         let (k, n) = (self.k, self.n);
         // SAFETY: every element is written below: by the bias fill, or by gemm not accumulating.
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape(shape))? };
         let view = input.try_as_plain_ram()?;
         let mut out_view = output.try_as_plain_ram_mut()?;
         let (x, y) = (view.as_slice::<f32>()?, out_view.as_slice_mut::<f32>()?);
-        let bias_view = self
-            .bias
-            .as_ref()
-            .map(|b| b.try_as_plain_ram())
-            .transpose()?;
+        let bias_view = self.bias.as_ref().map(|b| b.try_as_plain_ram()).transpose()?;
         if let Some(bias) = &bias_view {
             let bias = bias.as_slice::<f32>()?;
             for row in y.chunks_exact_mut(n) {
@@ -292,21 +217,13 @@ impl EvalOp for FastMatMul {
         let accumulate = self.bias.is_some();
         let spread = Spread::of(rows * k * n);
         let share = match &spread {
-            Spread::Lingering(pool) | Spread::Pool(pool) => Share {
-                pool: Some(pool),
-                helpers: pool.current_num_threads() - 1,
-            },
-            Spread::Alone => Share {
-                pool: None,
-                helpers: 0,
-            },
+            Spread::Lingering(pool) | Spread::Pool(pool) => Share { pool: Some(pool), helpers: pool.current_num_threads() - 1 },
+            Spread::Alone => Share { pool: None, helpers: 0 },
         };
-        let panicked =
-            |what: &str| format_err!("FastMatMul: a panel of the {what} product panicked");
+        let panicked = |what: &str| format_err!("FastMatMul: a panel of the {what} product panicked");
         let weights = match &self.weights {
             Weights::Bf16(packed) => {
-                gemm_bf16(share, (x, packed, y), rows, accumulate)
-                    .map_err(|()| panicked("bf16"))?;
+                gemm_bf16(share, (x, packed, y), rows, accumulate).map_err(|()| panicked("bf16"))?;
                 return Ok(tvec!(output.into_tvalue()));
             }
             Weights::Int8(packed) => {
@@ -317,10 +234,8 @@ impl EvalOp for FastMatMul {
         };
         let w = weights.as_slice::<f32>()?;
         match spread {
-            Spread::Lingering(pool) => {
-                sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
-                    .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))?
-            }
+            Spread::Lingering(pool) => sgemm_by_columns(Some(&pool), (x, w, y), (rows, k, n), accumulate)
+                .map_err(|()| format_err!("FastMatMul: a chunk of the product panicked"))?,
             Spread::Pool(pool) => {
                 let threads = pool.current_num_threads();
                 pool.install(|| sgemm(x, w, y, (rows, k, n), accumulate, threads))

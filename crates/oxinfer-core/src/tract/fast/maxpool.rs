@@ -8,7 +8,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec};
 
-use super::geometry::{supported, Geometry};
+use super::geometry::{Geometry, supported};
 use crate::simd::simd_kernel;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -18,21 +18,12 @@ pub struct FastMaxPool {
 
 impl FastMaxPool {
     /// The patch that puts a FastMaxPool in place of `op`, when it covers `op` exactly.
-    pub fn replacing(
-        model: &TypedModel,
-        node: &TypedNode,
-        op: &MaxPool,
-    ) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &MaxPool) -> TractResult<Option<TypedModelPatch>> {
         let fact = model.outlet_fact(node.inputs[0])?;
-        if op.with_index_outputs.is_some()
-            || fact.datum_type != f32::datum_type()
-            || !supported(&op.pool_spec)
-        {
+        if op.with_index_outputs.is_some() || fact.datum_type != f32::datum_type() || !supported(&op.pool_spec) {
             return Ok(None);
         }
-        let fast = FastMaxPool {
-            spec: op.pool_spec.clone(),
-        };
+        let fast = FastMaxPool { spec: op.pool_spec.clone() };
         TypedModelPatch::replace_single_op(model, node, &node.inputs, fast).map(Some)
     }
 }
@@ -63,10 +54,7 @@ impl EvalOp for FastMaxPool {
         let mut out_view = output.try_as_plain_ram_mut()?;
         let y = out_view.as_slice_mut::<f32>()?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
-        ensure!(
-            x.len() == g.n * g.c * plane_in && y.len() == g.n * g.c * plane_out,
-            "FastMaxPool: {g:?} does not fit"
-        );
+        ensure!(x.len() == g.n * g.c * plane_in && y.len() == g.n * g.c * plane_out, "FastMaxPool: {g:?} does not fit");
         // Serial: a pool is memory-bound and short; split across tract's executor it ran slower
         // on two threads than on one (hand-offs, and pool threads spinning beside what follows).
         if plane_in == 0 {

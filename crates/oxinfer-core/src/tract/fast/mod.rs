@@ -32,7 +32,7 @@ mod winograd;
 
 use std::sync::Arc;
 
-use tract_linalg::multithread::{current_tract_executor, Executor};
+use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::Pad;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
@@ -41,8 +41,8 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Softmax};
 
-use crate::linger;
 use crate::precision::Precision;
+use crate::linger;
 
 /// Replaces every op of `model` that a fast kernel covers, with f32 products. Run on the
 /// decluttered model: the ops keep their inputs and outputs, so tract's optimizer plans around
@@ -126,19 +126,12 @@ struct F32EinSum<'m> {
 }
 
 impl<'m> F32EinSum<'m> {
-    fn of(
-        model: &'m TypedModel,
-        node: &TypedNode,
-        op: &EinSum,
-    ) -> TractResult<Option<F32EinSum<'m>>> {
+    fn of(model: &'m TypedModel, node: &TypedNode, op: &EinSum) -> TractResult<Option<F32EinSum<'m>>> {
         let f32_dt = f32::datum_type();
         if op.q_params.is_some() || op.operating_dt != f32_dt || node.inputs.len() != 2 {
             return Ok(None);
         }
-        let facts = [
-            model.outlet_fact(node.inputs[0])?,
-            model.outlet_fact(node.inputs[1])?,
-        ];
+        let facts = [model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?];
         let (ins, outs) = op.axes.to_strs();
         let labels = [&ins[0], &ins[1], &outs[0]].map(|s| s.chars().collect::<Vec<char>>());
         let distinct = |s: &[char]| s.iter().enumerate().all(|(i, c)| !s[..i].contains(c));
@@ -154,9 +147,7 @@ fn sole_binary_reader<'m, B: BinMiniOp>(
     model: &'m TypedModel,
     node: &TypedNode,
 ) -> TractResult<Option<(&'m TypedNode, OutletId)>> {
-    let [inlet] = &node.outputs[0].successors[..] else {
-        return Ok(None);
-    };
+    let [inlet] = &node.outputs[0].successors[..] else { return Ok(None) };
     if model.output_outlets()?.contains(&OutletId::new(node.id, 0)) {
         return Ok(None);
     }
@@ -188,9 +179,7 @@ fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
         return None;
     }
     match current_tract_executor() {
-        Executor::MultiThread(pool) if pool.current_num_threads() > 1 && macs >= PARALLEL_MACS => {
-            Some(pool)
-        }
+        Executor::MultiThread(pool) if pool.current_num_threads() > 1 && macs >= PARALLEL_MACS => Some(pool),
         _ => None,
     }
 }
@@ -219,10 +208,7 @@ fn trailing_axes(axes: &[usize], rank: usize) -> Option<usize> {
 
 /// `f` applied to an f32 value in place (in its own buffer when this op holds the only
 /// reference, the usual case for a fresh product), as an op's single output.
-fn in_place(
-    input: TValue,
-    f: impl FnOnce(&mut [f32]) -> TractResult<()>,
-) -> TractResult<TVec<TValue>> {
+fn in_place(input: TValue, f: impl FnOnce(&mut [f32]) -> TractResult<()>) -> TractResult<TVec<TValue>> {
     let mut output = input.into_tensor();
     let mut view = output.try_as_plain_ram_mut()?;
     f(view.as_slice_mut::<f32>()?)?;
@@ -262,12 +248,7 @@ unsafe impl Sync for Parts {}
 
 /// `f` over `x` in whole rows of `row` values, shared with lingering helpers where
 /// [`sharing_pool`] allows for `x.len() * cost` (`cost`: operations per value), else in one call.
-fn by_rows<F: Fn(&mut [f32]) + Send + Sync + 'static>(
-    x: &mut [f32],
-    row: usize,
-    cost: usize,
-    f: F,
-) -> TractResult<()> {
+fn by_rows<F: Fn(&mut [f32]) + Send + Sync + 'static>(x: &mut [f32], row: usize, cost: usize, f: F) -> TractResult<()> {
     let rows = if row == 0 { 0 } else { x.len() / row };
     let Some(pool) = sharing_pool(x.len() * cost).filter(|_| rows > 1) else {
         f(x);

@@ -32,41 +32,20 @@ pub struct FastPad {
 impl FastPad {
     /// The patch that puts a FastPad in place of `op`, when it pads f32 values along the last
     /// axis only.
-    pub fn replacing(
-        model: &TypedModel,
-        node: &TypedNode,
-        op: &Pad,
-    ) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &Pad) -> TractResult<Option<TypedModelPatch>> {
         let fact = model.outlet_fact(node.inputs[0])?;
-        let Some((&(before, after), others)) = op.pads.split_last() else {
-            return Ok(None);
-        };
-        if fact.datum_type != f32::datum_type()
-            || others.iter().any(|&p| p != (0, 0))
-            || op.pads.len() != fact.rank()
-        {
+        let Some((&(before, after), others)) = op.pads.split_last() else { return Ok(None) };
+        if fact.datum_type != f32::datum_type() || others.iter().any(|&p| p != (0, 0)) || op.pads.len() != fact.rank() {
             return Ok(None);
         }
         let fill = match &op.mode {
-            PadMode::Constant(k) if k.len() == 1 => {
-                Fill::Constant(k.cast_to_scalar::<f32>()?.to_bits())
-            }
+            PadMode::Constant(k) if k.len() == 1 => Fill::Constant(k.cast_to_scalar::<f32>()?.to_bits()),
             PadMode::Constant(_) => return Ok(None),
             PadMode::Reflect => Fill::Reflect,
             PadMode::Edge => Fill::Edge,
         };
-        let fast = FastPad {
-            before,
-            after,
-            fill,
-            tract: op.clone(),
-        };
-        Ok(Some(TypedModelPatch::replace_single_op(
-            model,
-            node,
-            &node.inputs,
-            fast,
-        )?))
+        let fast = FastPad { before, after, fill, tract: op.clone() };
+        Ok(Some(TypedModelPatch::replace_single_op(model, node, &node.inputs, fast)?))
     }
 }
 
@@ -76,10 +55,7 @@ impl Op for FastPad {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "last axis: {} before, {} after, {:?}",
-            self.before, self.after, self.fill
-        )])
+        Ok(vec![format!("last axis: {} before, {} after, {:?}", self.before, self.after, self.fill)])
     }
 
     op_as_typed_op!();

@@ -25,59 +25,38 @@ pub struct FastSumRows {
 impl FastSumRows {
     /// The patch that puts a FastSumRows in place of `op` (and of a following Mul by a scalar
     /// constant), when `op` is a sum of f32 values over trailing axes.
-    pub fn replacing(
-        model: &TypedModel,
-        node: &TypedNode,
-        op: &Reduce,
-    ) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &Reduce) -> TractResult<Option<TypedModelPatch>> {
         let fact = model.outlet_fact(node.inputs[0])?;
         let rank = fact.rank();
-        let Some(axes) = trailing_axes(&op.axes, rank) else {
-            return Ok(None);
-        };
+        let Some(axes) = trailing_axes(&op.axes, rank) else { return Ok(None) };
         if op.reducer != Reducer::Sum || fact.datum_type != f32::datum_type() || axes == rank {
             return Ok(None);
         }
         let scaled = scale_after(model, node)?;
-        let fast = FastSumRows {
-            axes,
-            scale: scaled.map_or(1.0f32, |(_, s)| s).to_bits(),
-        };
+        let fast = FastSumRows { axes, scale: scaled.map_or(1.0f32, |(_, s)| s).to_bits() };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
         let y = patch.wire_node(&node.name, fast, &[x])?[0];
-        patch.shunt_outside(
-            model,
-            OutletId::new(scaled.map_or(node.id, |(id, _)| id), 0),
-            y,
-        )?;
+        patch.shunt_outside(model, OutletId::new(scaled.map_or(node.id, |(id, _)| id), 0), y)?;
         Ok(Some(patch))
     }
 
     fn output_shape<D: DimLike>(&self, input: &[D]) -> TVec<D> {
         let keep = input.len() - self.axes;
-        input
-            .iter()
-            .enumerate()
-            .map(|(i, d)| if i < keep { d.clone() } else { D::one() })
-            .collect()
+        input.iter().enumerate().map(|(i, d)| if i < keep { d.clone() } else { D::one() }).collect()
     }
 }
 
 /// The Mul by a scalar f32 constant that alone reads `node`'s output, if any, and the constant,
 /// when the product keeps `node`'s shape.
 fn scale_after(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(usize, f32)>> {
-    let Some((next, other)) = sole_binary_reader::<Mul>(model, node)? else {
-        return Ok(None);
-    };
-    let Some(k) = model.outlet_fact(other)?.konst.as_ref() else {
-        return Ok(None);
-    };
+    let Some((next, other)) = sole_binary_reader::<Mul>(model, node)? else { return Ok(None) };
+    let Some(k) = model.outlet_fact(other)?.konst.as_ref() else { return Ok(None) };
     if k.datum_type() != f32::datum_type() || k.len() != 1 {
         return Ok(None);
     }
-    let same_shape = model.outlet_fact(OutletId::new(next.id, 0))?.shape
-        == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
+    let same_shape =
+        model.outlet_fact(OutletId::new(next.id, 0))?.shape == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
     let value = k.try_as_plain_ram()?.as_slice::<f32>()?[0];
     Ok(same_shape.then_some((next.id, value)))
 }
@@ -88,11 +67,7 @@ impl Op for FastSumRows {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "sum of the last {} axes, times {}",
-            self.axes,
-            f32::from_bits(self.scale)
-        )])
+        Ok(vec![format!("sum of the last {} axes, times {}", self.axes, f32::from_bits(self.scale))])
     }
 
     op_as_typed_op!();
@@ -119,12 +94,7 @@ impl EvalOp for FastSumRows {
         let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
         let mut out_view = output.try_as_plain_ram_mut()?;
         let y = out_view.as_slice_mut::<f32>()?;
-        ensure!(
-            y.len() * row == x.len(),
-            "FastSumRows: {:?} does not fit {:?}",
-            input.shape(),
-            shape
-        );
+        ensure!(y.len() * row == x.len(), "FastSumRows: {:?} does not fit {:?}", input.shape(), shape);
         let scale = f32::from_bits(self.scale);
         if row == 0 {
             y.fill(0.0);

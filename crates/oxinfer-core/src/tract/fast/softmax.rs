@@ -21,26 +21,15 @@ pub struct FastSoftmax {
 impl FastSoftmax {
     /// The patch that puts a FastSoftmax in place of `op`, when `op` is a plain (not log, not
     /// quantized) softmax of f32 values over trailing axes.
-    pub fn replacing(
-        model: &TypedModel,
-        node: &TypedNode,
-        op: &Softmax,
-    ) -> TractResult<Option<TypedModelPatch>> {
+    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &Softmax) -> TractResult<Option<TypedModelPatch>> {
         let fact = model.outlet_fact(node.inputs[0])?;
-        let Some(axes) = trailing_axes(&op.axes, fact.rank()) else {
-            return Ok(None);
-        };
+        let Some(axes) = trailing_axes(&op.axes, fact.rank()) else { return Ok(None) };
         let plain = op.kind == SoftmaxKind::Softmax && op.quant_output_dt.is_none();
         if !plain || fact.datum_type != f32::datum_type() {
             return Ok(None);
         }
         let fast = FastSoftmax { axes };
-        Ok(Some(TypedModelPatch::replace_single_op(
-            model,
-            node,
-            &node.inputs,
-            fast,
-        )?))
+        Ok(Some(TypedModelPatch::replace_single_op(model, node, &node.inputs, fast)?))
     }
 }
 

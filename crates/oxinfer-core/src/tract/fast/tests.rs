@@ -11,14 +11,10 @@ use super::substitute;
 
 /// Deterministic values in [-1, 1).
 fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -79,11 +75,7 @@ fn cases() -> Vec<Case> {
     for (kernel, stride, padding) in [
         (3, 1, PaddingSpec::Explicit(tvec![1], tvec![1])),
         (4, 2, PaddingSpec::Valid),
-        (
-            5,
-            3,
-            PaddingSpec::ExplicitOnnxPool(tvec![2], tvec![1], true),
-        ),
+        (5, 3, PaddingSpec::ExplicitOnnxPool(tvec![2], tvec![1], true)),
         (2, 1, PaddingSpec::SameUpper),
     ] {
         out.push(Case {
@@ -106,25 +98,13 @@ fn both(model: TypedModel, input: Tensor) -> TractResult<(Tensor, Tensor, bool)>
 
 /// [`both`] for a model of several inputs.
 fn both_of(model: TypedModel, inputs: TVec<Tensor>) -> TractResult<(Tensor, Tensor, bool)> {
-    let values = || {
-        inputs
-            .iter()
-            .map(|t| t.clone().into_tvalue())
-            .collect::<TVec<_>>()
-    };
+    let values = || inputs.iter().map(|t| t.clone().into_tvalue()).collect::<TVec<_>>();
     let reference = model.clone().into_runnable()?.run(values())?;
     let mut fast = model;
     substitute(&mut fast)?;
-    let swapped = fast
-        .nodes()
-        .iter()
-        .any(|n| n.op().name().starts_with("Fast"));
+    let swapped = fast.nodes().iter().any(|n| n.op().name().starts_with("Fast"));
     let got = fast.into_runnable()?.run(values())?;
-    Ok((
-        reference[0].clone().into_tensor(),
-        got[0].clone().into_tensor(),
-        swapped,
-    ))
+    Ok((reference[0].clone().into_tensor(), got[0].clone().into_tensor(), swapped))
 }
 
 fn floats(t: &Tensor) -> TractResult<Vec<f32>> {
@@ -144,14 +124,7 @@ fn channels(case: &Case) -> usize {
 /// A case over `shape` with `kernel`, stride 1, no dilation, no padding.
 fn plain(shape: Vec<usize>, kernel: Vec<usize>, padding: PaddingSpec) -> Case {
     let ones = vec![1; kernel.len()];
-    Case {
-        format: DataFormat::NCHW,
-        shape,
-        kernel,
-        strides: ones.clone(),
-        dilations: ones,
-        padding,
-    }
+    Case { format: DataFormat::NCHW, shape, kernel, strides: ones.clone(), dilations: ones, padding }
 }
 
 /// A model of one tract Conv over `case`'s input with `o` output channels in `group` groups:
@@ -176,12 +149,7 @@ fn conv_model(
         }
     };
     let b = model.add_const("b", bias)?;
-    let conv = Conv {
-        pool_spec: spec(case, c, o),
-        kernel_fmt: KernelFormat::OIHW,
-        group,
-        q_params: None,
-    };
+    let conv = Conv { pool_spec: spec(case, c, o), kernel_fmt: KernelFormat::OIHW, group, q_params: None };
     let y = model.wire_node("conv", conv, &[x, w, b])?[0];
     Ok((model, y))
 }
@@ -191,13 +159,8 @@ fn maxpool_equals_tracts_on_every_geometry() -> TractResult<()> {
     let mut checked = 0;
     for (i, case) in cases().iter().enumerate() {
         // ONNX requires pads smaller than the kernel: a window entirely in padding has no max.
-        if let PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, _) = &case.padding
-        {
-            if b.iter()
-                .chain(a.iter())
-                .zip(case.kernel.iter().chain(&case.kernel))
-                .any(|(p, k)| p >= k)
-            {
+        if let PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, _) = &case.padding {
+            if b.iter().chain(a.iter()).zip(case.kernel.iter().chain(&case.kernel)).any(|(p, k)| p >= k) {
                 continue;
             }
         }
@@ -228,8 +191,7 @@ fn conv_equals_tracts_on_every_geometry() -> TractResult<()> {
         let o = 5;
         let mut kshape = vec![o, c];
         kshape.extend(&case.kernel);
-        let weights =
-            Tensor::from_shape(&kshape, &values(kshape.iter().product(), 1000 + i as u64))?;
+        let weights = Tensor::from_shape(&kshape, &values(kshape.iter().product(), 1000 + i as u64))?;
         // Alternate a bias vector, a zero scalar and a non-zero scalar.
         let bias = match i % 3 {
             0 => tensor1(&values(o, 2000 + i as u64)),
@@ -245,21 +207,12 @@ fn conv_equals_tracts_on_every_geometry() -> TractResult<()> {
         model.select_output_outlets(&[y])?;
         let mut folded = model.clone();
         substitute(&mut folded)?;
-        let left = folded
-            .into_compact()?
-            .nodes()
-            .iter()
-            .filter(|n| n.op().name() == "Max")
-            .count();
+        let left = folded.into_compact()?.nodes().iter().filter(|n| n.op().name() == "Max").count();
         assert_eq!(left, 0, "case {i}: the ReLU was not folded");
         let (want, got, swapped) = both(model, input_for(case, i as u64))?;
         assert!(swapped, "case {i}: not swapped");
         assert_eq!(want.shape(), got.shape(), "case {i}");
-        let worst = floats(&want)?
-            .iter()
-            .zip(floats(&got)?)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(
             worst < 1e-5,
             "case {i}: worst |tract - fast| = {worst:e} for {:?} {:?} {:?} {:?} {:?}",
@@ -275,21 +228,13 @@ fn conv_equals_tracts_on_every_geometry() -> TractResult<()> {
 
 #[test]
 fn leaves_what_it_does_not_cover() -> TractResult<()> {
-    let untouched =
-        |case: Case, o: usize, group: usize, weights: Option<Tensor>| -> TractResult<()> {
-            let (mut model, y) = conv_model(&case, o, group, weights, tensor0(0f32))?;
-            model.select_output_outlets(&[y])?;
-            substitute(&mut model)?;
-            assert!(
-                model
-                    .nodes()
-                    .iter()
-                    .all(|n| !n.op().name().starts_with("Fast")),
-                "swapped: {:?}",
-                case.shape
-            );
-            Ok(())
-        };
+    let untouched = |case: Case, o: usize, group: usize, weights: Option<Tensor>| -> TractResult<()> {
+        let (mut model, y) = conv_model(&case, o, group, weights, tensor0(0f32))?;
+        model.select_output_outlets(&[y])?;
+        substitute(&mut model)?;
+        assert!(model.nodes().iter().all(|n| !n.op().name().starts_with("Fast")), "swapped: {:?}", case.shape);
+        Ok(())
+    };
     // Two groups.
     untouched(
         plain(vec![2, 4, 24, 33], vec![2, 2], PaddingSpec::Valid),
@@ -298,66 +243,35 @@ fn leaves_what_it_does_not_cover() -> TractResult<()> {
         Some(Tensor::from_shape(&[6, 2, 2, 2], &values(48, 7))?),
     )?;
     // Weights computed at run time (a second input).
-    untouched(
-        plain(vec![2, 3, 24, 33], vec![2, 2], PaddingSpec::Valid),
-        5,
-        1,
-        None,
-    )?;
+    untouched(plain(vec![2, 3, 24, 33], vec![2, 2], PaddingSpec::Valid), 5, 1, None)?;
     // Four output pixels (Silero VAD's STFT shape).
     let mut stft = plain(vec![1, 1, 640], vec![256], PaddingSpec::Valid);
     stft.strides = vec![128];
-    untouched(
-        stft,
-        8,
-        1,
-        Some(Tensor::from_shape(&[8, 1, 256], &values(8 * 256, 9))?),
-    )?;
+    untouched(stft, 8, 1, Some(Tensor::from_shape(&[8, 1, 256], &values(8 * 256, 9))?))?;
     Ok(())
 }
 
 #[test]
 fn conv_on_two_threads_equals_tracts() -> TractResult<()> {
-    use tract_linalg::multithread::{multithread_tract_scope, Executor};
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
     // A batch (split by image), then one image large enough to split its matmul: both over
     // PARALLEL_MACS.
-    for (shape, o) in [
-        (vec![4usize, 32, 32, 32], 32usize),
-        (vec![1, 64, 32, 32], 64),
-    ] {
+    for (shape, o) in [(vec![4usize, 32, 32, 32], 32usize), (vec![1, 64, 32, 32], 64)] {
         let c = shape[1];
-        let case = plain(
-            shape.clone(),
-            vec![3, 3],
-            PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
-        );
+        let case = plain(shape.clone(), vec![3, 3], PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]));
         let weights = Tensor::from_shape(&[o, c, 3, 3], &values(o * c * 9, 11))?;
         let (mut model, y) = conv_model(&case, o, 1, Some(weights), tensor1(&values(o, 12)))?;
         model.select_output_outlets(&[y])?;
         let input = input_for(&case, 13);
-        let want = floats(
-            &model
-                .clone()
-                .into_runnable()?
-                .run(tvec!(input.clone().into_tvalue()))?[0],
-        )?;
+        let want = floats(&model.clone().into_runnable()?.run(tvec!(input.clone().into_tvalue()))?[0])?;
         let mut fast = model;
         substitute(&mut fast)?;
         let plan = fast.into_runnable()?;
-        let got = multithread_tract_scope(Executor::multithread(2), || {
-            plan.run(tvec!(input.into_tvalue()))
-        })?;
+        let got = multithread_tract_scope(Executor::multithread(2), || plan.run(tvec!(input.into_tvalue())))?;
         // The batch takes the Winograd path, whose rounding scales with the outputs.
         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let worst = want
-            .iter()
-            .zip(floats(&got[0])?)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(
-            worst <= 1e-5 * scale,
-            "{shape:?}: worst |tract - fast| = {worst:e}, scale {scale}"
-        );
+        let worst = want.iter().zip(floats(&got[0])?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5 * scale, "{shape:?}: worst |tract - fast| = {worst:e}, scale {scale}");
     }
     Ok(())
 }
@@ -378,11 +292,7 @@ fn einsum_model(
     }
     let x = model.add_source("x", f32::fact(&*dims))?;
     let w = model.add_const("w", weights)?;
-    let mut y = model.wire_node(
-        "einsum",
-        EinSum::new(expr.parse()?, f32::datum_type()),
-        &[x, w],
-    )?[0];
+    let mut y = model.wire_node("einsum", EinSum::new(expr.parse()?, f32::datum_type()), &[x, w])?[0];
     if let Some(bias) = bias {
         // Typed binary ops take operands of one rank: ones before the bias's own dims.
         let rank = model.outlet_fact(y)?.rank();
@@ -397,17 +307,8 @@ fn einsum_model(
 
 /// The largest |a - b| over two f32 tensors of one shape.
 fn worst_difference(want: &Tensor, got: &Tensor) -> TractResult<f32> {
-    tract_onnx::tract_core::internal::ensure!(
-        want.shape() == got.shape(),
-        "shapes {:?} and {:?}",
-        want.shape(),
-        got.shape()
-    );
-    Ok(floats(want)?
-        .iter()
-        .zip(floats(got)?)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max))
+    tract_onnx::tract_core::internal::ensure!(want.shape() == got.shape(), "shapes {:?} and {:?}", want.shape(), got.shape());
+    Ok(floats(want)?.iter().zip(floats(got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max))
 }
 
 #[test]
@@ -418,12 +319,7 @@ fn matmul_equals_tracts() -> TractResult<()> {
         ("amk,kn->amn", &[2, 5, 7], &[7, 9], Some(&[1, 1, 9])),
         ("amk,kn->amn", &[3, 17, 40], &[40, 33], Some(&[33])),
         ("amk,kn->amn", &[2, 5, 7], &[7, 9], None),
-        (
-            "ambk,bkn->amn",
-            &[2, 6, 3, 4],
-            &[3, 4, 10],
-            Some(&[1, 1, 10]),
-        ),
+        ("ambk,bkn->amn", &[2, 6, 3, 4], &[3, 4, 10], Some(&[1, 1, 10])),
         ("mk,kn->mn", &[130, 67], &[67, 45], Some(&[1, 45])),
         ("amk,knp->amnp", &[2, 5, 7], &[7, 3, 2], Some(&[3, 2])),
         ("mk,kn->mn", &[1, 16], &[16, 8], None),
@@ -433,35 +329,19 @@ fn matmul_equals_tracts() -> TractResult<()> {
         for symbolic in [false, true] {
             let seed = 100 * i as u64;
             let weights = Tensor::from_shape(w_shape, &values(w_shape.iter().product(), seed + 1))?;
-            let bias = bias_shape
-                .map(|s| Tensor::from_shape(s, &values(s.iter().product(), seed + 2)))
-                .transpose()?;
+            let bias = bias_shape.map(|s| Tensor::from_shape(s, &values(s.iter().product(), seed + 2))).transpose()?;
             let model = einsum_model(expr, x_shape, symbolic, weights, bias.clone())?;
             let mut fast = model.clone();
             substitute(&mut fast)?;
-            let names: Vec<String> = fast
-                .into_compact()?
-                .nodes()
-                .iter()
-                .map(|n| n.op().name().to_string())
-                .collect();
-            assert!(
-                names.iter().any(|n| n == "FastMatMul"),
-                "case {i} ({expr}): not swapped: {names:?}"
-            );
+            let names: Vec<String> = fast.into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect();
+            assert!(names.iter().any(|n| n == "FastMatMul"), "case {i} ({expr}): not swapped: {names:?}");
             if bias.is_some() {
-                assert!(
-                    !names.iter().any(|n| n == "Add"),
-                    "case {i} ({expr}): bias not folded: {names:?}"
-                );
+                assert!(!names.iter().any(|n| n == "Add"), "case {i} ({expr}): bias not folded: {names:?}");
             }
             let x = Tensor::from_shape(x_shape, &values(x_shape.iter().product(), seed + 3))?;
             let (want, got, _) = both(model, x)?;
             let worst = worst_difference(&want, &got)?;
-            assert!(
-                worst < 1e-4,
-                "case {i} ({expr}, symbolic {symbolic}): worst |tract - fast| = {worst:e}"
-            );
+            assert!(worst < 1e-4, "case {i} ({expr}, symbolic {symbolic}): worst |tract - fast| = {worst:e}");
         }
     }
     Ok(())
@@ -476,12 +356,7 @@ fn products_with_axes_of_one_are_swapped() -> TractResult<()> {
     let names = |model: &TypedModel| -> TractResult<Vec<String>> {
         let mut model = model.clone();
         substitute(&mut model)?;
-        Ok(model
-            .into_compact()?
-            .nodes()
-            .iter()
-            .map(|n| n.op().name().to_string())
-            .collect())
+        Ok(model.into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect())
     };
     let by_weights: [(&str, &[usize], &[usize], Option<&[usize]>); 4] = [
         ("amk,kn->mn", &[1, 5, 7], &[7, 9], Some(&[9])),
@@ -492,30 +367,20 @@ fn products_with_axes_of_one_are_swapped() -> TractResult<()> {
     for (i, (expr, x_shape, w_shape, bias_shape)) in by_weights.into_iter().enumerate() {
         let seed = 700 + 10 * i as u64;
         let weights = Tensor::from_shape(w_shape, &values(w_shape.iter().product(), seed))?;
-        let bias = bias_shape
-            .map(|s| Tensor::from_shape(s, &values(s.iter().product(), seed + 1)))
-            .transpose()?;
+        let bias = bias_shape.map(|s| Tensor::from_shape(s, &values(s.iter().product(), seed + 1))).transpose()?;
         let model = einsum_model(expr, x_shape, false, weights, bias)?;
         let got = names(&model)?;
-        assert!(
-            got.iter().any(|n| n == "FastMatMul") && !got.iter().any(|n| n == "Add"),
-            "{expr}: {got:?}"
-        );
+        assert!(got.iter().any(|n| n == "FastMatMul") && !got.iter().any(|n| n == "Add"), "{expr}: {got:?}");
         let x = Tensor::from_shape(x_shape, &values(x_shape.iter().product(), seed + 2))?;
         let (want, got, _) = both(model, x)?;
         let worst = worst_difference(&want, &got)?;
         assert!(worst < 1e-4, "{expr}: worst |tract - fast| = {worst:e}");
     }
-    let activations: [(&str, &[usize], &[usize]); 2] = [
-        ("mbk,nbk->abmn", &[5, 3, 4], &[6, 3, 4]),
-        ("abmk,kbn->mbn", &[1, 3, 5, 6], &[6, 3, 4]),
-    ];
+    let activations: [(&str, &[usize], &[usize]); 2] =
+        [("mbk,nbk->abmn", &[5, 3, 4], &[6, 3, 4]), ("abmk,kbn->mbn", &[1, 3, 5, 6], &[6, 3, 4])];
     for (i, (expr, sa, sb)) in activations.into_iter().enumerate() {
         let model = einsum2_model(expr, sa, sb, false)?;
-        assert!(
-            names(&model)?.iter().any(|n| n == "FastBatchedMatMul"),
-            "{expr}: not swapped"
-        );
+        assert!(names(&model)?.iter().any(|n| n == "FastBatchedMatMul"), "{expr}: not swapped");
         let a = Tensor::from_shape(sa, &values(sa.iter().product(), 800 + i as u64))?;
         let b = Tensor::from_shape(sb, &values(sb.iter().product(), 900 + i as u64))?;
         let (want, got, _) = both_of(model, tvec![a, b])?;
@@ -525,20 +390,9 @@ fn products_with_axes_of_one_are_swapped() -> TractResult<()> {
     // Summed over two values: a real sum, which neither kernel does.
     let w = Tensor::from_shape(&[7, 9], &values(63, 5))?;
     let got = names(&einsum_model("amk,kn->mn", &[2, 5, 7], false, w, None)?)?;
-    assert!(
-        !got.iter().any(|n| n.starts_with("Fast")),
-        "sum over a = 2: swapped: {got:?}"
-    );
-    let got = names(&einsum2_model(
-        "abmk,kbn->mbn",
-        &[2, 3, 5, 6],
-        &[6, 3, 4],
-        false,
-    )?)?;
-    assert!(
-        !got.iter().any(|n| n.starts_with("Fast")),
-        "batched sum over a = 2: swapped: {got:?}"
-    );
+    assert!(!got.iter().any(|n| n.starts_with("Fast")), "sum over a = 2: swapped: {got:?}");
+    let got = names(&einsum2_model("abmk,kbn->mbn", &[2, 3, 5, 6], &[6, 3, 4], false)?)?;
+    assert!(!got.iter().any(|n| n.starts_with("Fast")), "batched sum over a = 2: swapped: {got:?}");
     Ok(())
 }
 
@@ -547,96 +401,50 @@ fn matmul_leaves_what_it_does_not_cover() -> TractResult<()> {
     let names = |model: TypedModel| -> TractResult<Vec<String>> {
         let mut model = model;
         substitute(&mut model)?;
-        Ok(model
-            .into_compact()?
-            .nodes()
-            .iter()
-            .map(|n| n.op().name().to_string())
-            .collect())
+        Ok(model.into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect())
     };
     let w = |shape: &[usize]| Tensor::from_shape(shape, &values(shape.iter().product(), 5));
     // Weights stored transposed (k last), and weights sharing an axis with the rows (batched;
     // FastBatchedMatMul's).
-    let cases: [(&str, &[usize], &[usize]); 2] = [
-        ("amk,nk->amn", &[2, 5, 7], &[9, 7]),
-        ("amk,akn->amn", &[2, 5, 7], &[2, 7, 3]),
-    ];
+    let cases: [(&str, &[usize], &[usize]); 2] = [("amk,nk->amn", &[2, 5, 7], &[9, 7]), ("amk,akn->amn", &[2, 5, 7], &[2, 7, 3])];
     for (expr, x, ws) in cases {
         let got = names(einsum_model(expr, x, false, w(ws)?, None)?)?;
-        assert!(
-            !got.iter().any(|n| n == "FastMatMul"),
-            "{expr}: swapped: {got:?}"
-        );
+        assert!(!got.iter().any(|n| n == "FastMatMul"), "{expr}: swapped: {got:?}");
     }
     // A bias that varies by row is a plain Add after the product.
-    let got = names(einsum_model(
-        "amk,kn->amn",
-        &[2, 5, 7],
-        false,
-        w(&[7, 9])?,
-        Some(w(&[5, 1])?),
-    )?)?;
-    assert!(
-        got.iter().any(|n| n == "FastMatMul") && got.iter().any(|n| n == "Add"),
-        "row bias: {got:?}"
-    );
+    let got = names(einsum_model("amk,kn->amn", &[2, 5, 7], false, w(&[7, 9])?, Some(w(&[5, 1])?))?)?;
+    assert!(got.iter().any(|n| n == "FastMatMul") && got.iter().any(|n| n == "Add"), "row bias: {got:?}");
     // An activation by an activation stays tract's.
     let mut model = TypedModel::default();
     let a = model.add_source("a", f32::fact([2, 5, 7]))?;
     let b = model.add_source("b", f32::fact([7, 9]))?;
-    let y = model.wire_node(
-        "einsum",
-        EinSum::new("amk,kn->amn".parse()?, f32::datum_type()),
-        &[a, b],
-    )?;
+    let y = model.wire_node("einsum", EinSum::new("amk,kn->amn".parse()?, f32::datum_type()), &[a, b])?;
     model.select_output_outlets(&y)?;
     let got = names(model)?;
-    assert!(
-        !got.iter().any(|n| n.starts_with("Fast")),
-        "two activations: swapped: {got:?}"
-    );
+    assert!(!got.iter().any(|n| n.starts_with("Fast")), "two activations: swapped: {got:?}");
     Ok(())
 }
 
 #[test]
 fn matmul_on_two_threads_equals_tracts() -> TractResult<()> {
-    use tract_linalg::multithread::{multithread_tract_scope, Executor};
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
     // 2 x 128 rows by 384 x 384: over PARALLEL_MACS, so gemm splits it.
     let weights = Tensor::from_shape(&[384, 384], &values(384 * 384, 21))?;
-    let model = einsum_model(
-        "amk,kn->amn",
-        &[2, 128, 384],
-        true,
-        weights,
-        Some(tensor1(&values(384, 22))),
-    )?;
+    let model = einsum_model("amk,kn->amn", &[2, 128, 384], true, weights, Some(tensor1(&values(384, 22))))?;
     let x = Tensor::from_shape(&[2, 128, 384], &values(2 * 128 * 384, 23))?;
-    let want = model
-        .clone()
-        .into_runnable()?
-        .run(tvec!(x.clone().into_tvalue()))?;
+    let want = model.clone().into_runnable()?.run(tvec!(x.clone().into_tvalue()))?;
     let mut fast = model;
     substitute(&mut fast)?;
     let plan = fast.into_runnable()?;
-    let got = multithread_tract_scope(Executor::multithread(2), || {
-        plan.run(tvec!(x.into_tvalue()))
-    })?;
-    let worst = worst_difference(
-        &want[0].clone().into_tensor(),
-        &got[0].clone().into_tensor(),
-    )?;
+    let got = multithread_tract_scope(Executor::multithread(2), || plan.run(tvec!(x.into_tvalue())))?;
+    let worst = worst_difference(&want[0].clone().into_tensor(), &got[0].clone().into_tensor())?;
     assert!(worst < 1e-4, "worst |tract - fast| = {worst:e}");
     Ok(())
 }
 
 /// A model of one tract EinSum `expr` of two inputs (activations) of these shapes, the first
 /// dim of both symbolic (one symbol) when `symbolic_batch`.
-fn einsum2_model(
-    expr: &str,
-    a: &[usize],
-    b: &[usize],
-    symbolic_batch: bool,
-) -> TractResult<TypedModel> {
+fn einsum2_model(expr: &str, a: &[usize], b: &[usize], symbolic_batch: bool) -> TractResult<TypedModel> {
     let mut model = TypedModel::default();
     let batch: TDim = model.symbols.sym("N").into();
     let fact = |shape: &[usize]| {
@@ -648,11 +456,7 @@ fn einsum2_model(
     };
     let a = model.add_source("a", fact(a))?;
     let b = model.add_source("b", fact(b))?;
-    let y = model.wire_node(
-        "einsum",
-        EinSum::new(expr.parse()?, f32::datum_type()),
-        &[a, b],
-    )?;
+    let y = model.wire_node("einsum", EinSum::new(expr.parse()?, f32::datum_type()), &[a, b])?;
     model.select_output_outlets(&y)?;
     Ok(model)
 }
@@ -671,24 +475,16 @@ fn batched_matmul_equals_tracts() -> TractResult<()> {
     ];
     for (i, (expr, sa, sb)) in cases.into_iter().enumerate() {
         for symbolic in [false, true] {
-            if symbolic
-                && !expr.starts_with(|c| expr.split(',').nth(1).is_some_and(|b| b.starts_with(c)))
-            {
+            if symbolic && !expr.starts_with(|c| expr.split(',').nth(1).is_some_and(|b| b.starts_with(c))) {
                 continue; // a symbolic batch needs the first axis shared by both inputs
             }
             let model = einsum2_model(expr, sa, sb, symbolic)?;
             let a = Tensor::from_shape(sa, &values(sa.iter().product(), 300 + i as u64))?;
             let b = Tensor::from_shape(sb, &values(sb.iter().product(), 400 + i as u64))?;
             let (want, got, swapped) = both_of(model, tvec![a, b])?;
-            assert!(
-                swapped,
-                "case {i} ({expr}, symbolic {symbolic}): not swapped"
-            );
+            assert!(swapped, "case {i} ({expr}, symbolic {symbolic}): not swapped");
             let worst = worst_difference(&want, &got)?;
-            assert!(
-                worst < 1e-5,
-                "case {i} ({expr}, symbolic {symbolic}): worst |tract - fast| = {worst:e}"
-            );
+            assert!(worst < 1e-5, "case {i} ({expr}, symbolic {symbolic}): worst |tract - fast| = {worst:e}");
         }
     }
     Ok(())
@@ -697,20 +493,11 @@ fn batched_matmul_equals_tracts() -> TractResult<()> {
 #[test]
 fn batched_matmul_leaves_what_it_does_not_cover() -> TractResult<()> {
     // No column axis (a matrix-vector product), and an axis summed over one input only.
-    let cases: [(&str, &[usize], &[usize]); 2] = [
-        ("bmk,bk->bm", &[3, 4, 5], &[3, 5]),
-        ("mkj,kn->mn", &[4, 5, 2], &[5, 6]),
-    ];
+    let cases: [(&str, &[usize], &[usize]); 2] = [("bmk,bk->bm", &[3, 4, 5], &[3, 5]), ("mkj,kn->mn", &[4, 5, 2], &[5, 6])];
     for (expr, sa, sb) in cases {
         let mut model = einsum2_model(expr, sa, sb, false)?;
         substitute(&mut model)?;
-        assert!(
-            !model
-                .nodes()
-                .iter()
-                .any(|n| n.op().name().starts_with("Fast")),
-            "{expr}: swapped"
-        );
+        assert!(!model.nodes().iter().any(|n| n.op().name().starts_with("Fast")), "{expr}: swapped");
     }
     Ok(())
 }
@@ -721,47 +508,22 @@ fn batched_matmul_leaves_what_it_does_not_cover() -> TractResult<()> {
 fn batched_matmul_folds_a_scalar_scale() -> TractResult<()> {
     use tract_onnx::tract_core::ops::math::Mul;
     let (sa, sb) = ([2usize, 5, 3, 4], [2usize, 6, 3, 4]);
-    for (i, (scale_shape, also_output, folded)) in [
-        (&[1usize, 1, 1, 1][..], false, true),
-        (&[1, 1, 1, 6][..], false, false),
-        (&[1, 1, 1, 1][..], true, false),
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, (scale_shape, also_output, folded)) in
+        [(&[1usize, 1, 1, 1][..], false, true), (&[1, 1, 1, 6][..], false, false), (&[1, 1, 1, 1][..], true, false)].into_iter().enumerate()
     {
         let mut model = einsum2_model("ambk,anbk->abmn", &sa, &sb, false)?;
         let scores = model.output_outlets()?[0];
         let len = scale_shape.iter().product();
-        let k = model.add_const(
-            "k",
-            Tensor::from_shape(scale_shape, &values(len, 500 + i as u64))?,
-        )?;
+        let k = model.add_const("k", Tensor::from_shape(scale_shape, &values(len, 500 + i as u64))?)?;
         let y = model.wire_node("scaled", TypedBinOp(Box::new(Mul), None), &[scores, k])?[0];
-        model.select_output_outlets(&if also_output {
-            vec![y, scores]
-        } else {
-            vec![y]
-        })?;
+        model.select_output_outlets(&if also_output { vec![y, scores] } else { vec![y] })?;
         let a = Tensor::from_shape(&sa, &values(sa.iter().product(), 510 + i as u64))?;
         let b = Tensor::from_shape(&sb, &values(sb.iter().product(), 520 + i as u64))?;
         let mut fast = model.clone();
         substitute(&mut fast)?;
-        let names: Vec<String> = fast
-            .clone()
-            .into_compact()?
-            .nodes()
-            .iter()
-            .map(|n| n.op().name().to_string())
-            .collect();
-        assert!(
-            names.iter().any(|n| n == "FastBatchedMatMul"),
-            "case {i}: {names:?}"
-        );
-        assert_eq!(
-            names.iter().any(|n| n == "Mul"),
-            !folded,
-            "case {i}: {names:?}"
-        );
+        let names: Vec<String> = fast.clone().into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect();
+        assert!(names.iter().any(|n| n == "FastBatchedMatMul"), "case {i}: {names:?}");
+        assert_eq!(names.iter().any(|n| n == "Mul"), !folded, "case {i}: {names:?}");
         let (want, got, _) = both_of(model, tvec![a, b])?;
         let worst = worst_difference(&want, &got)?;
         assert!(worst < 1e-5, "case {i}: worst |tract - fast| = {worst:e}");
@@ -771,7 +533,7 @@ fn batched_matmul_folds_a_scalar_scale() -> TractResult<()> {
 
 #[test]
 fn batched_matmul_on_two_threads_equals_tracts() -> TractResult<()> {
-    use tract_linalg::multithread::{multithread_tract_scope, Executor};
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
     // 4 sentences x 12 heads of 128 x 128 x 32: over PARALLEL_MACS, so the heads are split.
     let shape = [4, 128, 12, 32];
     let model = einsum2_model("ambk,anbk->abmn", &shape, &shape, true)?;
@@ -783,10 +545,7 @@ fn batched_matmul_on_two_threads_equals_tracts() -> TractResult<()> {
     substitute(&mut fast)?;
     let plan = fast.into_runnable()?;
     let got = multithread_tract_scope(Executor::multithread(2), || plan.run(inputs()))?;
-    let worst = worst_difference(
-        &want[0].clone().into_tensor(),
-        &got[0].clone().into_tensor(),
-    )?;
+    let worst = worst_difference(&want[0].clone().into_tensor(), &got[0].clone().into_tensor())?;
     assert!(worst < 1e-4, "worst |tract - fast| = {worst:e}");
     Ok(())
 }
@@ -834,11 +593,7 @@ fn add_equals_tracts_on_every_broadcast() -> TractResult<()> {
             let (want, got, swapped) = both_of(model, tvec![ta, tb])?;
             assert!(swapped, "case {i} {sa:?} + {sb:?}: not swapped");
             assert_eq!(want.shape(), got.shape(), "case {i}");
-            assert_eq!(
-                floats(&want)?,
-                floats(&got)?,
-                "case {i} {sa:?} + {sb:?}, symbolic {symbolic}"
-            );
+            assert_eq!(floats(&want)?, floats(&got)?, "case {i} {sa:?} + {sb:?}, symbolic {symbolic}");
         }
     }
     Ok(())
@@ -854,32 +609,15 @@ fn add_in_place_leaves_a_shared_operand_alone() -> TractResult<()> {
     let s = add_node(&mut model, "s", a, b)?;
     let t = add_node(&mut model, "t", a, s)?;
     model.select_output_outlets(&[t, a])?;
-    let inputs = tvec![
-        Tensor::from_shape(&[3, 8], &values(24, 71))?,
-        Tensor::from_shape(&[3, 8], &values(24, 72))?
-    ];
-    let values_of = || {
-        inputs
-            .iter()
-            .map(|t| t.clone().into_tvalue())
-            .collect::<TVec<_>>()
-    };
+    let inputs = tvec![Tensor::from_shape(&[3, 8], &values(24, 71))?, Tensor::from_shape(&[3, 8], &values(24, 72))?];
+    let values_of = || inputs.iter().map(|t| t.clone().into_tvalue()).collect::<TVec<_>>();
     let want = model.clone().into_runnable()?.run(values_of())?;
     let mut fast = model;
     substitute(&mut fast)?;
-    assert_eq!(
-        fast.nodes()
-            .iter()
-            .filter(|n| n.op().name() == "FastAdd")
-            .count(),
-        2
-    );
+    assert_eq!(fast.nodes().iter().filter(|n| n.op().name() == "FastAdd").count(), 2);
     let got = fast.into_runnable()?.run(values_of())?;
     for (w, g) in want.iter().zip(&got) {
-        assert_eq!(
-            floats(&w.clone().into_tensor())?,
-            floats(&g.clone().into_tensor())?
-        );
+        assert_eq!(floats(&w.clone().into_tensor())?, floats(&g.clone().into_tensor())?);
     }
     Ok(())
 }
@@ -892,24 +630,14 @@ fn add_of_a_constant_stays_tracts() -> TractResult<()> {
     let y = add_node(&mut model, "add", a, c)?;
     model.select_output_outlets(&[y])?;
     substitute(&mut model)?;
-    assert!(!model
-        .nodes()
-        .iter()
-        .any(|n| n.op().name().starts_with("Fast")));
+    assert!(!model.nodes().iter().any(|n| n.op().name().starts_with("Fast")));
     Ok(())
 }
 
 /// One 2-D convolution of `case` (one group, constant `weights` and `bias`, a ReLU after when
 /// `relu`) on an input from `seed`, by tract and with the fast kernels swapped in (asserted):
 /// `(tract's, ours)`.
-fn conv_vs_tract(
-    case: &Case,
-    o: usize,
-    weights: Tensor,
-    bias: Tensor,
-    relu: bool,
-    seed: u64,
-) -> TractResult<(Tensor, Tensor)> {
+fn conv_vs_tract(case: &Case, o: usize, weights: Tensor, bias: Tensor, relu: bool, seed: u64) -> TractResult<(Tensor, Tensor)> {
     let (mut model, mut y) = conv_model(case, o, 1, Some(weights), bias)?;
     if relu {
         let zero = model.add_const("zero", Tensor::zero::<f32>(&[1, 1, 1, 1])?)?;
@@ -917,11 +645,7 @@ fn conv_vs_tract(
     }
     model.select_output_outlets(&[y])?;
     let (want, got, swapped) = both(model, input_for(case, seed))?;
-    assert!(
-        swapped,
-        "input {:?}, kernel {:?}: not swapped",
-        case.shape, case.kernel
-    );
+    assert!(swapped, "input {:?}, kernel {:?}: not swapped", case.shape, case.kernel);
     assert_eq!(want.shape(), got.shape(), "input {:?}", case.shape);
     Ok((want, got))
 }
@@ -944,21 +668,11 @@ fn direct_conv_covers_every_tile_remainder() -> TractResult<()> {
     {
         let padding = PaddingSpec::Explicit(tvec![pads[0], pads[1]], tvec![pads[0], pads[1]]);
         let case = plain(vec![2, 3, 11, width], kernel.to_vec(), padding);
-        let weights = Tensor::from_shape(
-            &[o, 3, kernel[0], kernel[1]],
-            &values(o * 3 * kernel[0] * kernel[1], 40 + i as u64),
-        )?;
+        let weights = Tensor::from_shape(&[o, 3, kernel[0], kernel[1]], &values(o * 3 * kernel[0] * kernel[1], 40 + i as u64))?;
         let bias = tensor1(&values(o, 50 + i as u64));
         let (want, got) = conv_vs_tract(&case, o, weights, bias, i % 2 == 0, 60 + i as u64)?;
-        let worst = floats(&want)?
-            .iter()
-            .zip(floats(&got)?)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(
-            worst < 1e-5,
-            "case {i} (o {o}, width {width}, kernel {kernel:?}): worst |tract - fast| = {worst:e}"
-        );
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "case {i} (o {o}, width {width}, kernel {kernel:?}): worst |tract - fast| = {worst:e}");
     }
     Ok(())
 }
@@ -970,13 +684,7 @@ fn direct_conv_covers_every_tile_remainder() -> TractResult<()> {
 #[test]
 fn winograd_conv_matches_tract_on_odd_and_even_sizes() -> TractResult<()> {
     for (i, (c, o, h, w, pads)) in [
-        (
-            8usize,
-            19usize,
-            11usize,
-            17usize,
-            [1usize, 1usize, 1usize, 1usize],
-        ),
+        (8usize, 19usize, 11usize, 17usize, [1usize, 1usize, 1usize, 1usize]),
         (16, 32, 16, 16, [1, 1, 1, 1]),
         (9, 5, 6, 40, [0, 2, 1, 0]),
         (12, 8, 9, 9, [2, 0, 0, 2]),
@@ -992,15 +700,8 @@ fn winograd_conv_matches_tract_on_odd_and_even_sizes() -> TractResult<()> {
         let (want, got) = conv_vs_tract(&case, o, weights, bias, i % 2 == 1, 99 + i as u64)?;
         // The transforms round differently from a direct sum: relative to the output's scale.
         let scale = floats(&want)?.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let worst = floats(&want)?
-            .iter()
-            .zip(floats(&got)?)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(
-            worst <= 1e-5 * scale,
-            "case {i} (c {c}, o {o}, {h}x{w}, pads {pads:?}): worst {worst:e}, scale {scale}"
-        );
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5 * scale, "case {i} (c {c}, o {o}, {h}x{w}, pads {pads:?}): worst {worst:e}, scale {scale}");
     }
     Ok(())
 }
@@ -1012,11 +713,7 @@ fn sum_model(shape: &[usize], axes: &[usize], scale: Option<&[usize]>) -> TractR
     use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
     let mut model = TypedModel::default();
     let x = model.add_source("x", f32::fact(shape))?;
-    let mut y = model.wire_node(
-        "sum",
-        Reduce::new(axes.iter().copied().collect(), Reducer::Sum),
-        &[x],
-    )?[0];
+    let mut y = model.wire_node("sum", Reduce::new(axes.iter().copied().collect(), Reducer::Sum), &[x])?[0];
     if let Some(s) = scale {
         let len = s.iter().product();
         let k = model.add_const("k", Tensor::from_shape(s, &values(len, 77))?)?;
@@ -1035,12 +732,7 @@ fn trailing_sums_equal_tracts_and_fold_a_scalar_scale() -> TractResult<()> {
         (vec![2, 3, 17], vec![2], Some(&[1usize, 1, 1][..]), true),
         (vec![2, 3, 4, 5], vec![1, 2, 3], None, true),
         // A per-channel scale stays tract's Mul after the fast sum.
-        (
-            vec![2, 5, 7, 9],
-            vec![2, 3],
-            Some(&[1usize, 5, 1, 1][..]),
-            false,
-        ),
+        (vec![2, 5, 7, 9], vec![2, 3], Some(&[1usize, 5, 1, 1][..]), false),
     ]
     .into_iter()
     .enumerate()
@@ -1048,42 +740,20 @@ fn trailing_sums_equal_tracts_and_fold_a_scalar_scale() -> TractResult<()> {
         let model = sum_model(&shape, &axes, scale)?;
         let mut fast = model.clone();
         substitute(&mut fast)?;
-        let names: Vec<String> = fast
-            .into_compact()?
-            .nodes()
-            .iter()
-            .map(|n| n.op().name().to_string())
-            .collect();
-        assert!(
-            names.iter().any(|n| n == "FastSumRows"),
-            "case {i}: {names:?}"
-        );
-        assert_eq!(
-            names.iter().any(|n| n == "Mul"),
-            scale.is_some() && !folded,
-            "case {i}: {names:?}"
-        );
+        let names: Vec<String> = fast.into_compact()?.nodes().iter().map(|n| n.op().name().to_string()).collect();
+        assert!(names.iter().any(|n| n == "FastSumRows"), "case {i}: {names:?}");
+        assert_eq!(names.iter().any(|n| n == "Mul"), scale.is_some() && !folded, "case {i}: {names:?}");
         let len = shape.iter().product();
-        let (want, got, _) = both(
-            model,
-            Tensor::from_shape(&shape, &values(len, 90 + i as u64))?,
-        )?;
+        let (want, got, _) = both(model, Tensor::from_shape(&shape, &values(len, 90 + i as u64))?)?;
         assert_eq!(want.shape(), got.shape(), "case {i}");
-        let worst = floats(&want)?
-            .iter()
-            .zip(floats(&got)?)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-5, "case {i}: worst |tract - fast| = {worst:e}");
     }
     // Not trailing, or every axis: tract's.
     for (shape, axes) in [(vec![2usize, 5, 7], vec![1usize]), (vec![4, 6], vec![0, 1])] {
         let mut model = sum_model(&shape, &axes, None)?;
         substitute(&mut model)?;
-        assert!(
-            model.nodes().iter().all(|n| n.op().name() != "FastSumRows"),
-            "{shape:?} over {axes:?}"
-        );
+        assert!(model.nodes().iter().all(|n| n.op().name() != "FastSumRows"), "{shape:?} over {axes:?}");
     }
     Ok(())
 }
@@ -1092,11 +762,7 @@ fn trailing_sums_equal_tracts_and_fold_a_scalar_scale() -> TractResult<()> {
 fn softmax_model(shape: &[usize], axes: &[usize], kind: SoftmaxKind) -> TractResult<TypedModel> {
     let mut model = TypedModel::default();
     let x = model.add_source("x", f32::fact(shape))?;
-    let y = model.wire_node(
-        "softmax",
-        Softmax::new(axes.iter().copied().collect(), None, kind),
-        &[x],
-    )?[0];
+    let y = model.wire_node("softmax", Softmax::new(axes.iter().copied().collect(), None, kind), &[x])?[0];
     model.select_output_outlets(&[y])?;
     Ok(model)
 }
@@ -1105,20 +771,13 @@ fn softmax_model(shape: &[usize], axes: &[usize], kind: SoftmaxKind) -> TractRes
 /// -3.4e38), and rows holding a NaN or an infinity, which come out NaN as tract's do.
 #[test]
 fn softmax_equals_tracts_over_trailing_axes() -> TractResult<()> {
-    for (i, (shape, axes)) in [
-        (vec![2usize, 3, 5, 7], vec![3usize]),
-        (vec![4, 128], vec![1]),
-        (vec![3, 17, 33], vec![2]),
-        (vec![2, 3, 4, 5], vec![2, 3]),
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, (shape, axes)) in
+        [(vec![2usize, 3, 5, 7], vec![3usize]), (vec![4, 128], vec![1]), (vec![3, 17, 33], vec![2]), (vec![2, 3, 4, 5], vec![2, 3])]
+            .into_iter()
+            .enumerate()
     {
         let len: usize = shape.iter().product();
-        let mut data: Vec<f32> = values(len, 120 + i as u64)
-            .iter()
-            .map(|v| v * 30.0)
-            .collect();
+        let mut data: Vec<f32> = values(len, 120 + i as u64).iter().map(|v| v * 30.0).collect();
         for (j, v) in data.iter_mut().enumerate() {
             match j % 11 {
                 3 => *v = -1e4,
@@ -1134,32 +793,16 @@ fn softmax_equals_tracts_over_trailing_axes() -> TractResult<()> {
         assert!(swapped, "case {i}: not swapped");
         let (want, got) = (floats(&want)?, floats(&got)?);
         for (j, (a, b)) in want.iter().zip(&got).enumerate() {
-            let fine = if a.is_nan() {
-                b.is_nan()
-            } else {
-                (a - b).abs() <= 1e-6
-            };
-            assert!(
-                fine,
-                "case {i} {shape:?} over {axes:?}, value {j}: tract {a}, fast {b}"
-            );
+            let fine = if a.is_nan() { b.is_nan() } else { (a - b).abs() <= 1e-6 };
+            assert!(fine, "case {i} {shape:?} over {axes:?}, value {j}: tract {a}, fast {b}");
         }
-        assert!(
-            got[row..2 * row].iter().all(|v| v.is_nan()),
-            "case {i}: the NaN row"
-        );
+        assert!(got[row..2 * row].iter().all(|v| v.is_nan()), "case {i}: the NaN row");
     }
     // A leading axis, or a log-softmax: tract's.
-    for (axes, kind) in [
-        (vec![0usize], SoftmaxKind::Softmax),
-        (vec![1], SoftmaxKind::LogSoftmax),
-    ] {
+    for (axes, kind) in [(vec![0usize], SoftmaxKind::Softmax), (vec![1], SoftmaxKind::LogSoftmax)] {
         let mut model = softmax_model(&[3, 8], &axes, kind)?;
         substitute(&mut model)?;
-        assert!(
-            model.nodes().iter().all(|n| n.op().name() != "FastSoftmax"),
-            "{axes:?} {kind:?}"
-        );
+        assert!(model.nodes().iter().all(|n| n.op().name() != "FastSoftmax"), "{axes:?} {kind:?}");
     }
     Ok(())
 }
@@ -1179,17 +822,8 @@ fn gelu_equals_tracts() -> TractResult<()> {
     let input = Tensor::from_shape(&[3, 1001], &data)?;
     let (want, got, swapped) = both(model, input)?;
     assert!(swapped, "not swapped");
-    for (i, ((a, b), x)) in floats(&want)?
-        .iter()
-        .zip(floats(&got)?)
-        .zip(&data)
-        .enumerate()
-    {
-        let fine = if a.is_nan() {
-            b.is_nan()
-        } else {
-            (a - b).abs() <= 1e-6 * (1.0 + x.abs())
-        };
+    for (i, ((a, b), x)) in floats(&want)?.iter().zip(floats(&got)?).zip(&data).enumerate() {
+        let fine = if a.is_nan() { b.is_nan() } else { (a - b).abs() <= 1e-6 * (1.0 + x.abs()) };
         assert!(fine, "value {i} (x {x}): tract {a}, fast {b}");
     }
     Ok(())
@@ -1199,7 +833,7 @@ fn gelu_equals_tracts() -> TractResult<()> {
 /// (`by_rows`), against tract's on one.
 #[test]
 fn softmax_and_gelu_on_two_threads_equal_tracts() -> TractResult<()> {
-    use tract_linalg::multithread::{multithread_tract_scope, Executor};
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
     use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
     use tract_onnx::tract_core::ops::nn::GeluExact;
     let shape = [64usize, 1031];
@@ -1207,56 +841,30 @@ fn softmax_and_gelu_on_two_threads_equal_tracts() -> TractResult<()> {
     let y = model.output_outlets()?[0];
     let z = model.wire_node("gelu", ElementWiseOp(Box::new(GeluExact {}), None), &[y])?[0];
     model.select_output_outlets(&[z])?;
-    let data: Vec<f32> = values(shape.iter().product(), 140)
-        .iter()
-        .map(|v| v * 8.0)
-        .collect();
+    let data: Vec<f32> = values(shape.iter().product(), 140).iter().map(|v| v * 8.0).collect();
     let input = Tensor::from_shape(&shape, &data)?;
-    let want = model
-        .clone()
-        .into_runnable()?
-        .run(tvec![input.clone().into_tvalue()])?;
+    let want = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
     let mut fast = model;
     substitute(&mut fast)?;
-    let names: Vec<String> = fast
-        .nodes()
-        .iter()
-        .map(|n| n.op().name().to_string())
-        .collect();
-    assert!(
-        names.iter().any(|n| n == "FastSoftmax") && names.iter().any(|n| n == "FastGelu"),
-        "{names:?}"
-    );
+    let names: Vec<String> = fast.nodes().iter().map(|n| n.op().name().to_string()).collect();
+    assert!(names.iter().any(|n| n == "FastSoftmax") && names.iter().any(|n| n == "FastGelu"), "{names:?}");
     let plan = fast.into_runnable()?;
-    let got = multithread_tract_scope(Executor::multithread(2), || {
-        plan.run(tvec![input.into_tvalue()])
-    })?;
-    let worst = worst_difference(
-        &want[0].clone().into_tensor(),
-        &got[0].clone().into_tensor(),
-    )?;
+    let got = multithread_tract_scope(Executor::multithread(2), || plan.run(tvec![input.into_tvalue()]))?;
+    let worst = worst_difference(&want[0].clone().into_tensor(), &got[0].clone().into_tensor())?;
     assert!(worst < 1e-6, "worst |tract - fast| = {worst:e}");
     Ok(())
 }
 
 /// A Pad of `pads` and `mode` on a source of `shape`, swapped after tract's optimizer
 /// (`substitute_optimized`, as a load does).
-fn pad_both(
-    shape: &[usize],
-    pads: Vec<(usize, usize)>,
-    mode: tract_onnx::tract_core::ops::array::PadMode,
-    seed: u64,
-) -> TractResult<(Vec<f32>, Vec<f32>, bool)> {
+fn pad_both(shape: &[usize], pads: Vec<(usize, usize)>, mode: tract_onnx::tract_core::ops::array::PadMode, seed: u64) -> TractResult<(Vec<f32>, Vec<f32>, bool)> {
     use tract_onnx::tract_core::ops::array::Pad;
     let mut model = TypedModel::default();
     let x = model.add_source("x", f32::fact(shape))?;
     let y = model.wire_node("pad", Pad::new(pads, mode), &[x])?[0];
     model.select_output_outlets(&[y])?;
     let input = Tensor::from_shape(shape, &values(shape.iter().product(), seed))?;
-    let want = model
-        .clone()
-        .into_runnable()?
-        .run(tvec![input.clone().into_tvalue()])?;
+    let want = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
     let mut fast = model.into_optimized()?;
     super::substitute_optimized(&mut fast)?;
     let swapped = fast.nodes().iter().any(|n| n.op().name() == "FastPad");
@@ -1276,16 +884,8 @@ fn pad_equals_tracts_along_the_last_axis() -> TractResult<()> {
     use tract_onnx::tract_core::ops::array::PadMode;
     let constant = |v: f32| PadMode::Constant(Arc::new(tensor0(v)));
     for (i, (shape, pads, mode)) in [
-        (
-            vec![1usize, 576],
-            vec![(0usize, 0usize), (0usize, 64usize)],
-            PadMode::Reflect,
-        ),
-        (
-            vec![2, 5, 7],
-            vec![(0, 0), (0, 0), (3, 2)],
-            PadMode::Reflect,
-        ),
+        (vec![1usize, 576], vec![(0usize, 0usize), (0usize, 64usize)], PadMode::Reflect),
+        (vec![2, 5, 7], vec![(0, 0), (0, 0), (3, 2)], PadMode::Reflect),
         (vec![1, 128, 4], vec![(0, 0), (0, 0), (1, 1)], constant(0.0)),
         (vec![3, 1], vec![(0, 0), (2, 3)], constant(-1.5)),
         (vec![2, 3, 6], vec![(0, 0), (0, 0), (4, 0)], PadMode::Edge),
@@ -1299,8 +899,10 @@ fn pad_equals_tracts_along_the_last_axis() -> TractResult<()> {
         assert_eq!(want, got, "case {i}: {shape:?} {pads:?} {mode:?}");
     }
     // Reflecting 3 values into rows of 3: tract's op runs (and says what it says).
-    let (want, got, swapped) = pad_both(&[2, 3], vec![(0, 0), (3, 1)], PadMode::Reflect, 160)
-        .map_or_else(|_| Ok::<_, TractError>((vec![], vec![], true)), Ok)?;
+    let (want, got, swapped) = pad_both(&[2, 3], vec![(0, 0), (3, 1)], PadMode::Reflect, 160).map_or_else(
+        |_| Ok::<_, TractError>((vec![], vec![], true)),
+        Ok,
+    )?;
     assert!(swapped);
     assert_eq!(want, got);
     let (want, got, swapped) = pad_both(&[3, 4], vec![(1, 0), (0, 0)], constant(0.0), 161)?;
@@ -1314,12 +916,8 @@ fn pad_equals_tracts_along_the_last_axis() -> TractResult<()> {
 /// may count runs of their own meanwhile, which only ever makes `alone` false.
 #[test]
 fn products_of_runs_side_by_side_stay_on_their_thread() {
-    use tract_linalg::multithread::{multithread_tract_scope, Executor};
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
     multithread_tract_scope(Executor::multithread(2), || {
-        crate::linger::counted_run(|| {
-            crate::linger::counted_run(|| {
-                assert!(super::threads_for(super::PARALLEL_MACS).is_none())
-            })
-        });
+        crate::linger::counted_run(|| crate::linger::counted_run(|| assert!(super::threads_for(super::PARALLEL_MACS).is_none())));
     });
 }

@@ -21,7 +21,7 @@
 //! positions: `[36][ob][16]`, 20 KB), so that it stays in L1 between the products and the
 //! output transform.
 
-use super::direct::{blocks, LANES};
+use super::direct::{LANES, blocks};
 use super::geometry::Geometry;
 
 /// Outputs per tile side.
@@ -52,11 +52,7 @@ pub fn applies(kernel: &[usize], c: usize) -> bool {
 /// convolution).
 pub fn fits(g: &Geometry, o: usize) -> bool {
     let square = (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1);
-    square
-        && g.c >= MIN_CHANNELS
-        && g.oh >= 2
-        && g.ow >= 2
-        && POSITIONS * (g.c + o) * tiles(g).2 <= 256 << 10
+    square && g.c >= MIN_CHANNELS && g.oh >= 2 && g.ow >= 2 && POSITIONS * (g.c + o) * tiles(g).2 <= 256 << 10
 }
 
 /// The distance between two positions' planes of `V` or `M` of `len` values: off a multiple of
@@ -73,11 +69,7 @@ fn tiles(g: &Geometry) -> (usize, usize, usize) {
 
 /// Lanes `0..n` of a vector mask set.
 fn mask(n: usize) -> u16 {
-    if n >= LANES {
-        u16::MAX
-    } else {
-        (1u16 << n) - 1
-    }
+    if n >= LANES { u16::MAX } else { (1u16 << n) - 1 }
 }
 
 /// Lanes `lo..hi` set.
@@ -125,10 +117,7 @@ struct Stores {
 
 impl Stores {
     fn new() -> Stores {
-        Stores {
-            all: [Store::default(); MAX_STORES],
-            len: 0,
-        }
+        Stores { all: [Store::default(); MAX_STORES], len: 0 }
     }
 
     /// Becomes the stores of tiles `t0..t0 + 16` (fewer at the end) of a `th x tw` tiling of
@@ -148,9 +137,7 @@ impl Stores {
                 }
                 // Pixel lane p of quarter q is output column 4 tx + 16 q + p - 4 l0.
                 let from = M * first - LANES * q;
-                let Some(inside) = (ow + M * l0).checked_sub(M * tx + LANES * q) else {
-                    continue;
-                };
+                let Some(inside) = (ow + M * l0).checked_sub(M * tx + LANES * q) else { continue };
                 let to = (M * end - LANES * q).min(inside);
                 if from >= to {
                     continue;
@@ -161,12 +148,7 @@ impl Stores {
                         break;
                     }
                     let offset = (oy * ow + M * tx + LANES * q) as isize - (M * l0) as isize;
-                    s.all[s.len] = Store {
-                        offset,
-                        mask: lanes(from, to),
-                        row: row as u8,
-                        quarter: q as u8,
-                    };
+                    s.all[s.len] = Store { offset, mask: lanes(from, to), row: row as u8, quarter: q as u8 };
                     s.len += 1;
                 }
             }
@@ -204,10 +186,7 @@ pub fn pack(weights: &[f32], o: usize, c: usize) -> Vec<f32> {
         }
         u
     };
-    let all: Vec<[f32; POSITIONS]> = (0..o)
-        .flat_map(|oc| (0..c).map(move |ic| (oc, ic)))
-        .map(|(oc, ic)| u_of(oc, ic))
-        .collect();
+    let all: Vec<[f32; POSITIONS]> = (0..o).flat_map(|oc| (0..c).map(move |ic| (oc, ic))).map(|(oc, ic)| u_of(oc, ic)).collect();
     let mut packed = Vec::with_capacity(POSITIONS * o * c);
     for xi in 0..POSITIONS {
         for (o0, ob) in blocks(o) {
@@ -252,10 +231,7 @@ impl Winograd<'_> {
         let (hp, wp) = self.padded_dims();
         let (_, _, tp) = tiles(self.g);
         let (_, ef) = self.strip();
-        self.g.c * hp * wp
-            + 4 * LANES
-            + SIDE * ef
-            + POSITIONS * (skewed(self.g.c * tp) + CHUNK_PLANE)
+        self.g.c * hp * wp + 4 * LANES + SIDE * ef + POSITIONS * (skewed(self.g.c * tp) + CHUNK_PLANE)
     }
 
     /// `y` (`o x oh x ow`) = the convolution of image `x` (`c x h x w`). Call only where
@@ -274,10 +250,7 @@ impl Winograd<'_> {
             "winograd convolution: buffers do not fit the geometry"
         );
         #[cfg(target_arch = "x86_64")]
-        assert!(
-            super::direct::available(),
-            "winograd convolution needs AVX-512F"
-        );
+        assert!(super::direct::available(), "winograd convolution needs AVX-512F");
         let (padded, rest) = scratch.split_at_mut(g.c * hp * wp + 4 * LANES);
         let (e, rest) = rest.split_at_mut(SIDE * ef);
         let vs = skewed(g.c * tp);
@@ -309,14 +282,7 @@ impl Winograd<'_> {
                         for i in 0..ob {
                             let b = self.bias.map_or(0.0, |b| b[o0 + i]);
                             let plane = &mut y[(o0 + i) * g.oh * g.ow..(o0 + i + 1) * g.oh * g.ow];
-                            avx512::outputs(
-                                &m[i * LANES..],
-                                CHUNK_PLANE,
-                                stores.as_slice(),
-                                plane,
-                                b,
-                                self.relu,
-                            );
+                            avx512::outputs(&m[i * LANES..], CHUNK_PLANE, stores.as_slice(), plane, b, self.relu);
                         }
                     }
                 }
@@ -330,17 +296,13 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::super::direct::LANES;
-    use super::{lanes, segments, Store, CHUNK_PLANE, M, POSITIONS, SIDE};
+    use super::{CHUNK_PLANE, M, POSITIONS, SIDE, Store, lanes, segments};
 
     /// `Bᵀ d` for the six rows (or columns) `d` of tiles, side by side in lanes.
     #[target_feature(enable = "avx512f")]
     #[inline]
     fn bt(d: [__m512; SIDE]) -> [__m512; SIDE] {
-        let (two, four, five) = (
-            _mm512_set1_ps(2.0),
-            _mm512_set1_ps(4.0),
-            _mm512_set1_ps(5.0),
-        );
+        let (two, four, five) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0), _mm512_set1_ps(5.0));
         let (s12, d12) = (_mm512_add_ps(d[1], d[2]), _mm512_sub_ps(d[1], d[2]));
         let (s34, d43) = (_mm512_add_ps(d[3], d[4]), _mm512_sub_ps(d[4], d[3]));
         let (d42, d31) = (_mm512_sub_ps(d[4], d[2]), _mm512_sub_ps(d[3], d[1]));
@@ -358,11 +320,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     fn at(p: [__m512; SIDE]) -> [__m512; M] {
-        let (two, four, eight) = (
-            _mm512_set1_ps(2.0),
-            _mm512_set1_ps(4.0),
-            _mm512_set1_ps(8.0),
-        );
+        let (two, four, eight) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0), _mm512_set1_ps(8.0));
         let (s12, d12) = (_mm512_add_ps(p[1], p[2]), _mm512_sub_ps(p[1], p[2]));
         let (s34, d34) = (_mm512_add_ps(p[3], p[4]), _mm512_sub_ps(p[3], p[4]));
         [
@@ -379,11 +337,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn columns(strip: &[f32], n: usize, e: &mut [f32], stride: usize) {
         let vectors = n.div_ceil(LANES);
-        assert!(
-            strip.len() >= M * LANES * vectors + 2
-                && stride >= vectors * LANES
-                && e.len() >= SIDE * stride
-        );
+        assert!(strip.len() >= M * LANES * vectors + 2 && stride >= vectors * LANES && e.len() >= SIDE * stride);
         // Every fourth lane of two vectors (from 0, then from 2 in the upper half; from 1, 3),
         // then the lower (upper) halves of two vectors.
         let from02 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 2, 6, 10, 14, 18, 22, 26, 30);
@@ -395,37 +349,17 @@ mod avx512 {
             // SAFETY: the loads read strip[4 t0 .. 4 t0 + 66] (asserted), the stores e's rows.
             unsafe {
                 let x = sp.add(M * t0);
-                let q = [
-                    _mm512_loadu_ps(x),
-                    _mm512_loadu_ps(x.add(LANES)),
-                    _mm512_loadu_ps(x.add(2 * LANES)),
-                    _mm512_loadu_ps(x.add(3 * LANES)),
-                ];
-                let (ab02, ab13) = (
-                    _mm512_permutex2var_ps(q[0], from02, q[1]),
-                    _mm512_permutex2var_ps(q[0], from13, q[1]),
-                );
-                let (cd02, cd13) = (
-                    _mm512_permutex2var_ps(q[2], from02, q[3]),
-                    _mm512_permutex2var_ps(q[2], from13, q[3]),
-                );
+                let q = [_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(LANES)), _mm512_loadu_ps(x.add(2 * LANES)), _mm512_loadu_ps(x.add(3 * LANES))];
+                let (ab02, ab13) = (_mm512_permutex2var_ps(q[0], from02, q[1]), _mm512_permutex2var_ps(q[0], from13, q[1]));
+                let (cd02, cd13) = (_mm512_permutex2var_ps(q[2], from02, q[3]), _mm512_permutex2var_ps(q[2], from13, q[3]));
                 let d0 = _mm512_permutex2var_ps(ab02, low, cd02);
                 let d1 = _mm512_permutex2var_ps(ab13, low, cd13);
                 let d2 = _mm512_permutex2var_ps(ab02, high, cd02);
                 let d3 = _mm512_permutex2var_ps(ab13, high, cd13);
                 // Values 4 and 5 of tile t are values 0 and 1 of tile t + 1.
-                let (after0, after1) = (
-                    _mm512_set1_ps(*x.add(M * LANES)),
-                    _mm512_set1_ps(*x.add(M * LANES + 1)),
-                );
-                let d4 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
-                    _mm512_castps_si512(after0),
-                    _mm512_castps_si512(d0),
-                ));
-                let d5 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
-                    _mm512_castps_si512(after1),
-                    _mm512_castps_si512(d1),
-                ));
+                let (after0, after1) = (_mm512_set1_ps(*x.add(M * LANES)), _mm512_set1_ps(*x.add(M * LANES + 1)));
+                let d4 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(_mm512_castps_si512(after0), _mm512_castps_si512(d0)));
+                let d5 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(_mm512_castps_si512(after1), _mm512_castps_si512(d1)));
                 for (j, val) in bt([d0, d1, d2, d3, d4, d5]).into_iter().enumerate() {
                     _mm512_storeu_ps(ep.add(j * stride + t0), val);
                 }
@@ -437,14 +371,7 @@ mod avx512 {
     /// (`[6][stride]`, padded row `r`'s tiles from `r (tw + 1)`); position `k * 6 + j` of tile `t`
     /// goes to `v[(k * 6 + j) * vs + first + t]`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn rows(
-        e: &[f32],
-        stride: usize,
-        (th, tw): (usize, usize),
-        v: &mut [f32],
-        vs: usize,
-        first: usize,
-    ) {
+    pub(super) unsafe fn rows(e: &[f32], stride: usize, (th, tw): (usize, usize), v: &mut [f32], vs: usize, first: usize) {
         let (tiles, fw) = (th * tw, tw + 1);
         assert!(
             stride >= (M * th + 2) * fw
@@ -483,14 +410,7 @@ mod avx512 {
     /// vector of position 0, positions `stride` apart; written into the plane `y` by `stores`
     /// (`Stores::fill` for this vector and plane).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn outputs(
-        m: &[f32],
-        stride: usize,
-        stores: &[Store],
-        y: &mut [f32],
-        bias: f32,
-        relu: bool,
-    ) {
+    pub(super) unsafe fn outputs(m: &[f32], stride: usize, stores: &[Store], y: &mut [f32], bias: f32, relu: bool) {
         assert!(m.len() >= (POSITIONS - 1) * stride + LANES);
         let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
         let b = _mm512_set1_ps(bias);
@@ -498,8 +418,7 @@ mod avx512 {
         // Pixel pairs of tiles 0..8 (8..16) from two vectors, then pixel quads of tiles 0..4
         // (4..8) from two vectors of pairs (as 64-bit lanes).
         let pairs_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        let pairs_hi =
-            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let pairs_hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         let quads_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
         let quads_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
         // Aᵀ along the rows of M, column by column: s[i][b].
@@ -556,12 +475,7 @@ mod avx512 {
         (o0, ob): (usize, usize),
         v0: usize,
     ) {
-        assert!(
-            ob <= 8
-                && m.len() >= POSITIONS * CHUNK_PLANE
-                && (v0 + 1) * LANES <= tp
-                && v.len() >= (POSITIONS - 1) * vs + c * tp
-        );
+        assert!(ob <= 8 && m.len() >= POSITIONS * CHUNK_PLANE && (v0 + 1) * LANES <= tp && v.len() >= (POSITIONS - 1) * vs + c * tp);
         for xi in 0..POSITIONS {
             let vx = &v[xi * vs..xi * vs + c * tp];
             let w = &u[xi * o * c + o0 * c..xi * o * c + (o0 + ob) * c];
@@ -581,14 +495,7 @@ mod avx512 {
     /// `B` rows of one position's product at tile vector `v0`, into `m` as `[B][16]`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile<const B: usize>(
-        w: &[f32],
-        v: &[f32],
-        m: &mut [f32],
-        v0: usize,
-        c: usize,
-        tp: usize,
-    ) {
+    unsafe fn tile<const B: usize>(w: &[f32], v: &[f32], m: &mut [f32], v0: usize, c: usize, tp: usize) {
         debug_assert!(w.len() == B * c && v.len() == c * tp && m.len() >= B * LANES);
         let mut acc = [_mm512_setzero_ps(); B];
         let (wp, vp) = (w.as_ptr(), v.as_ptr());
