@@ -30,9 +30,7 @@ const MR: usize = 6;
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -108,20 +106,10 @@ impl PackedI8 {
             }
             for (j, sum) in sums[p * NR..][..NR].iter_mut().enumerate() {
                 let c = p * NR + j;
-                *sum = if c < n {
-                    (0..k).map(|r| i32::from(quantized[r * n + c])).sum()
-                } else {
-                    0
-                };
+                *sum = if c < n { (0..k).map(|r| i32::from(quantized[r * n + c])).sum() } else { 0 };
             }
         }
-        PackedI8 {
-            k,
-            n,
-            data,
-            scales,
-            sums,
-        }
+        PackedI8 { k, n, data, scales, sums }
     }
 
     pub fn k(&self) -> usize {
@@ -159,23 +147,14 @@ pub struct RowScale {
 fn row_scale(lo: f32, hi: f32, finite: bool) -> RowScale {
     let (lo, hi) = (lo.min(0.0), hi.max(0.0));
     if !finite {
-        return RowScale {
-            scale: f32::NAN,
-            zero: 0,
-        };
+        return RowScale { scale: f32::NAN, zero: 0 };
     }
     let scale = (hi - lo) / 255.0;
     if scale == 0.0 || !scale.is_finite() {
         // All zeros; or a range past f32's (values near f32::MAX): NaN, not a wrong number.
-        return RowScale {
-            scale: if scale == 0.0 { 0.0 } else { f32::NAN },
-            zero: 0,
-        };
+        return RowScale { scale: if scale == 0.0 { 0.0 } else { f32::NAN }, zero: 0 };
     }
-    RowScale {
-        scale,
-        zero: ((-lo / scale).round_ties_even() as i32).clamp(0, 255),
-    }
+    RowScale { scale, zero: ((-lo / scale).round_ties_even() as i32).clamp(0, 255) }
 }
 
 /// `x[j]` quantized with `s`, as [`quantize_rows`] does it.
@@ -192,29 +171,16 @@ pub fn quantize(v: f32, s: RowScale) -> u8 {
 ///
 /// Panics when the lengths do not fit or the CPU lacks AVX512-VNNI ([`available`]): callers
 /// pack weights only where it has it.
-pub fn gemm_i8(
-    share: Share<'_>,
-    (x, w, y): (&[f32], &PackedI8, &mut [f32]),
-    rows: usize,
-    accumulate: bool,
-) -> Result<(), ()> {
+pub fn gemm_i8(share: Share<'_>, (x, w, y): (&[f32], &PackedI8, &mut [f32]), rows: usize, accumulate: bool) -> Result<(), ()> {
     let (k, n) = (w.k, w.n);
-    assert!(
-        x.len() == rows * k && y.len() == rows * n,
-        "gemm_i8: operands do not fit {rows}x{k}x{n}"
-    );
+    assert!(x.len() == rows * k && y.len() == rows * n, "gemm_i8: operands do not fit {rows}x{k}x{n}");
     assert!(available(), "gemm_i8: the CPU has no AVX512-VNNI");
     if rows * n == 0 {
         return Ok(());
     }
     let quads = w.quads();
     let (xq, row_scales) = quantize_rows(x, rows, k, quads);
-    let parts = Parts {
-        x: xq.as_ptr(),
-        rows: row_scales.as_ptr(),
-        w,
-        y: y.as_mut_ptr(),
-    };
+    let parts = Parts { x: xq.as_ptr(), rows: row_scales.as_ptr(), w, y: y.as_mut_ptr() };
     let panels = w.panels();
     let task = move |p: usize| {
         let parts = parts;
@@ -225,19 +191,8 @@ pub fn gemm_i8(
         // panels write disjoint columns.
         unsafe {
             let w = &*parts.w;
-            let at = Panel {
-                w: w.data.as_ptr().add(p * quads * NR),
-                scales: w.scales.as_ptr().add(p * NR),
-                sums: w.sums.as_ptr().add(p * NR),
-            };
-            panel(
-                parts.x,
-                parts.rows,
-                at,
-                parts.y.add(p * NR),
-                (rows, quads, n, cols),
-                accumulate,
-            );
+            let at = Panel { w: w.data.as_ptr().add(p * quads * NR), scales: w.scales.as_ptr().add(p * NR), sums: w.sums.as_ptr().add(p * NR) };
+            panel(parts.x, parts.rows, at, parts.y.add(p * NR), (rows, quads, n, cols), accumulate);
         }
     };
     if share.helpers == 0 || panels == 1 {
@@ -271,29 +226,14 @@ struct Panel {
 
 /// Rows of `x` quantized to u8, `quads` words a row (`k` padded with zeros), and each row's
 /// scale and zero point.
-pub(crate) fn quantize_rows(
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    quads: usize,
-) -> (Vec<u32>, Vec<RowScale>) {
+pub(crate) fn quantize_rows(x: &[f32], rows: usize, k: usize, quads: usize) -> (Vec<u32>, Vec<RowScale>) {
     let mut out = vec![0u32; rows * quads];
     let mut scales = Vec::with_capacity(rows);
-    for (src, dst) in x
-        .chunks_exact(k.max(1))
-        .take(rows)
-        .zip(out.chunks_exact_mut(quads.max(1)))
-    {
+    for (src, dst) in x.chunks_exact(k.max(1)).take(rows).zip(out.chunks_exact_mut(quads.max(1))) {
         // SAFETY: available() was checked by the caller (gemm_i8); dst holds quads * 4 bytes >= k.
         scales.push(unsafe { quantize_row(src, dst) });
     }
-    scales.resize(
-        rows,
-        RowScale {
-            scale: 0.0,
-            zero: 0,
-        },
-    );
+    scales.resize(rows, RowScale { scale: 0.0, zero: 0 });
     (out, scales)
 }
 
@@ -307,11 +247,7 @@ unsafe fn quantize_row(src: &[f32], dst: &mut [u32]) -> RowScale {
     // SAFETY (whole body): loads of 16 values at 16b < blocks * 16 <= src.len(); stores of 16
     // bytes at 16b, inside dst's 4 * dst.len() >= src.len() bytes.
     unsafe {
-        let (mut lo, mut hi, mut nan) = (
-            _mm512_setzero_ps(),
-            _mm512_setzero_ps(),
-            _mm512_setzero_ps(),
-        );
+        let (mut lo, mut hi, mut nan) = (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
         for b in 0..blocks {
             let v = _mm512_loadu_ps(src.as_ptr().add(16 * b));
             lo = _mm512_min_ps(lo, v);
@@ -361,29 +297,13 @@ fn quantize_by(v: f32, inv: f32, zero: i32) -> u8 {
 /// `x` holds `rows * quads` words and `scales` `rows` entries, `at` one panel, `y` reaches `rows`
 /// rows of `n` values from its start with `cols` <= NR valid columns each; AVX512-VNNI present.
 #[cfg(target_arch = "x86_64")]
-unsafe fn panel(
-    x: *const u32,
-    scales: *const RowScale,
-    at: Panel,
-    y: *mut f32,
-    (rows, quads, n, cols): (usize, usize, usize, usize),
-    accumulate: bool,
-) {
+unsafe fn panel(x: *const u32, scales: *const RowScale, at: Panel, y: *mut f32, (rows, quads, n, cols): (usize, usize, usize, usize), accumulate: bool) {
     let mut r = 0;
     while r < rows {
         let mr = MR.min(rows - r);
         // SAFETY: rows r .. r + mr of x, scales and y (the caller's contract).
         unsafe {
-            let t = Tile {
-                x: x.add(r * quads),
-                scales: scales.add(r),
-                quads,
-                at,
-                y: y.add(r * n),
-                n,
-                cols,
-                accumulate,
-            };
+            let t = Tile { x: x.add(r * quads), scales: scales.add(r), quads, at, y: y.add(r * n), n, cols, accumulate };
             TILES[mr - 1](t);
         }
         r += mr;
@@ -391,22 +311,13 @@ unsafe fn panel(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn panel(
-    _: *const u32,
-    _: *const RowScale,
-    _: Panel,
-    _: *mut f32,
-    _: (usize, usize, usize, usize),
-    _: bool,
-) {
+unsafe fn panel(_: *const u32, _: *const RowScale, _: Panel, _: *mut f32, _: (usize, usize, usize, usize), _: bool) {
     unreachable!("gemm_i8 runs on x86-64 only (available)")
 }
 
 /// The kernels by tile height (index: rows - 1).
 #[cfg(target_arch = "x86_64")]
-const TILES: [unsafe fn(Tile); MR] = [
-    tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>,
-];
+const TILES: [unsafe fn(Tile); MR] = [tile::<1>, tile::<2>, tile::<3>, tile::<4>, tile::<5>, tile::<6>];
 
 /// One tile: `R` rows of quantized activations (`quads` words each) by one panel, into `y`.
 #[derive(Clone, Copy)]
@@ -451,20 +362,12 @@ unsafe fn tile<const R: usize>(t: Tile) {
                 if first >= t.cols {
                     break;
                 }
-                let mask: __mmask16 = if t.cols - first >= 16 {
-                    0xffff
-                } else {
-                    (1u16 << (t.cols - first)) - 1
-                };
+                let mask: __mmask16 = if t.cols - first >= 16 { 0xffff } else { (1u16 << (t.cols - first)) - 1 };
                 // Exact in i32: |sum| <= 255 * 128 * k and |zero * column sum| <= 255 * 127 * k.
                 let exact = _mm512_sub_epi32(sum, _mm512_mullo_epi32(zero, sums[v]));
                 let value = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(step, steps[v]));
                 let dst = yr.add(first);
-                let value = if t.accumulate {
-                    _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, dst))
-                } else {
-                    value
-                };
+                let value = if t.accumulate { _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, dst)) } else { value };
                 _mm512_mask_storeu_ps(dst, mask, value);
             }
         }
@@ -496,12 +399,7 @@ mod tests {
                 let largest = (0..k).map(|r| w[r * n + c].abs()).fold(0.0, f32::max);
                 for r in 0..k {
                     let err = (p.get(r, c) - w[r * n + c]).abs();
-                    assert!(
-                        err <= largest / 254.0 * 1.0001,
-                        "{k}x{n} at {r},{c}: {} vs {}",
-                        p.get(r, c),
-                        w[r * n + c]
-                    );
+                    assert!(err <= largest / 254.0 * 1.0001, "{k}x{n} at {r},{c}: {} vs {}", p.get(r, c), w[r * n + c]);
                 }
             }
         }
@@ -515,13 +413,7 @@ mod tests {
         assert_eq!(quantize(-1.0, s), 0);
         // Positive rows (ReLU outputs) start at zero.
         assert_eq!(row_scale(2.0, 5.0, true).zero, 0);
-        assert_eq!(
-            row_scale(0.0, 0.0, true),
-            RowScale {
-                scale: 0.0,
-                zero: 0
-            }
-        );
+        assert_eq!(row_scale(0.0, 0.0, true), RowScale { scale: 0.0, zero: 0 });
         assert!(row_scale(-1.0, 1.0, false).scale.is_nan());
     }
 
@@ -532,24 +424,11 @@ mod tests {
     fn products_match_quantized_reference() {
         if !available() {
             // The kernel cannot run here; loads asking for int8 get f32 products instead.
-            assert_eq!(
-                crate::precision::Precision::Int8.effective(),
-                crate::precision::Precision::Float32
-            );
+            assert_eq!(crate::precision::Precision::Int8.effective(), crate::precision::Precision::Float32);
             return;
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .expect("a pool");
-        for (rows, k, n) in [
-            (1, 1, 1),
-            (7, 33, 17),
-            (13, 64, 64),
-            (6, 384, 200),
-            (2, 5, 130),
-            (25, 97, 257),
-        ] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+        for (rows, k, n) in [(1, 1, 1), (7, 33, 17), (13, 64, 64), (6, 384, 200), (2, 5, 130), (25, 97, 257)] {
             for (accumulate, helpers) in [(false, 0), (true, 1)] {
                 let (mut x, wv) = (values(rows * k, 7), values(k * n, 11));
                 // A row of zeros and a row of positives (zero point 0).
@@ -560,53 +439,20 @@ mod tests {
                 let w = PackedI8::pack(&wv, k, n);
                 let (xq, scales) = quantize_rows(&x, rows, k, k.div_ceil(4));
                 let bias = values(rows * n, 13);
-                let mut y = if accumulate {
-                    bias.clone()
-                } else {
-                    vec![f32::NAN; rows * n]
-                };
-                gemm_i8(
-                    Share {
-                        pool: Some(&pool),
-                        helpers,
-                    },
-                    (&x, &w, &mut y),
-                    rows,
-                    accumulate,
-                )
-                .expect("no panic");
+                let mut y = if accumulate { bias.clone() } else { vec![f32::NAN; rows * n] };
+                gemm_i8(Share { pool: Some(&pool), helpers }, (&x, &w, &mut y), rows, accumulate).expect("no panic");
                 for r in 0..rows {
                     let s = scales[r];
-                    let bytes: Vec<u8> = xq[r * k.div_ceil(4)..][..k.div_ceil(4)]
-                        .iter()
-                        .flat_map(|w| w.to_le_bytes())
-                        .collect();
+                    let bytes: Vec<u8> = xq[r * k.div_ceil(4)..][..k.div_ceil(4)].iter().flat_map(|w| w.to_le_bytes()).collect();
                     for j in 0..k {
-                        assert_eq!(
-                            bytes[j],
-                            quantize(x[r * k + j], s),
-                            "{rows}x{k}: x[{r}][{j}] = {}",
-                            x[r * k + j]
-                        );
+                        assert_eq!(bytes[j], quantize(x[r * k + j], s), "{rows}x{k}: x[{r}][{j}] = {}", x[r * k + j]);
                     }
                     for c in 0..n {
-                        let terms = (0..k).map(|j| {
-                            f64::from(s.scale)
-                                * f64::from(i32::from(bytes[j]) - s.zero)
-                                * f64::from(w.get(j, c))
-                        });
+                        let terms = (0..k).map(|j| f64::from(s.scale) * f64::from(i32::from(bytes[j]) - s.zero) * f64::from(w.get(j, c)));
                         let (sum, size) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
-                        let want = sum
-                            + if accumulate {
-                                f64::from(bias[r * n + c])
-                            } else {
-                                0.0
-                            };
+                        let want = sum + if accumulate { f64::from(bias[r * n + c]) } else { 0.0 };
                         let got = f64::from(y[r * n + c]);
-                        assert!(
-                            (got - want).abs() <= 1e-6 * (size + 1.0),
-                            "{rows}x{k}x{n} acc {accumulate} at {r},{c}: {got} vs {want}"
-                        );
+                        assert!((got - want).abs() <= 1e-6 * (size + 1.0), "{rows}x{k}x{n} acc {accumulate} at {r},{c}: {got} vs {want}");
                     }
                 }
             }
@@ -623,16 +469,7 @@ mod tests {
         x[3] = f32::INFINITY;
         let w = PackedI8::pack(&values(k * n, 9), k, n);
         let mut y = vec![0.0; 2 * n];
-        gemm_i8(
-            Share {
-                pool: None,
-                helpers: 0,
-            },
-            (&x, &w, &mut y),
-            2,
-            false,
-        )
-        .expect("no panic");
+        gemm_i8(Share { pool: None, helpers: 0 }, (&x, &w, &mut y), 2, false).expect("no panic");
         assert!(y[..n].iter().all(|v| v.is_nan()), "{y:?}");
         assert!(y[n..].iter().all(|v| v.is_finite()), "{y:?}");
     }

@@ -35,9 +35,7 @@ impl Precision {
 
     /// The precision named `name` (as [`Precision::name`] gives it).
     pub fn parse(name: &str) -> Option<Precision> {
-        [Precision::Float32, Precision::Bfloat16, Precision::Int8]
-            .into_iter()
-            .find(|p| p.name() == name)
+        [Precision::Float32, Precision::Bfloat16, Precision::Int8].into_iter().find(|p| p.name() == name)
     }
 }
 

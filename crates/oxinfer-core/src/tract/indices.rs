@@ -38,24 +38,12 @@ pub(crate) fn index_limits(model: &TypedModel) -> TractResult<Vec<IndexLimit>> {
         if fact.konst.is_none() {
             continue;
         }
-        let Some(len) = fact
-            .shape
-            .get(gather.axis)
-            .and_then(|d| d.as_i64())
-            .and_then(|d| usize::try_from(d).ok())
-        else {
+        let Some(len) = fact.shape.get(gather.axis).and_then(|d| d.as_i64()).and_then(|d| usize::try_from(d).ok()) else {
             continue;
         };
-        let limit = IndexLimit {
-            input,
-            len,
-            table: model.node(data.node).name.clone(),
-        };
+        let limit = IndexLimit { input, len, table: model.node(data.node).name.clone() };
         // A tighter table wins where one input indexes several.
-        match limits
-            .iter_mut()
-            .find(|l: &&mut IndexLimit| l.input == input)
-        {
+        match limits.iter_mut().find(|l: &&mut IndexLimit| l.input == input) {
             Some(l) if l.len > len => *l = limit,
             Some(_) => {}
             None => limits.push(limit),
@@ -66,19 +54,10 @@ pub(crate) fn index_limits(model: &TypedModel) -> TractResult<Vec<IndexLimit>> {
 
 /// Checks the raw little-endian values of input `name` (`dtype`) against `limit`. The first bad
 /// value is named with its flat position.
-pub(crate) fn check_indices(
-    limit: &IndexLimit,
-    name: &str,
-    dtype: DType,
-    data: &[u8],
-) -> Result<()> {
+pub(crate) fn check_indices(limit: &IndexLimit, name: &str, dtype: DType, data: &[u8]) -> Result<()> {
     let len = limit.len as i64;
     let bad = |at: usize, v: i64| {
-        let range = if len == 0 {
-            "none: the table is empty".to_string()
-        } else {
-            format!("0..{} (or -{len}..-1 from the end)", len - 1)
-        };
+        let range = if len == 0 { "none: the table is empty".to_string() } else { format!("0..{} (or -{len}..-1 from the end)", len - 1) };
         Err(Error::input_value(format!(
             "input '{name}': value {v} at flat position {at} is out of range for the table '{}' it indexes ({len} entries); valid: {range}",
             limit.table
