@@ -12,7 +12,8 @@
 //! its high half (what `VDPBF16PS` pairs with two consecutive activation values). A panel is
 //! padded with zero columns, and an odd `k` with a zero row.
 
-use crate::linger;
+#[cfg(target_arch = "x86_64")]
+use crate::precision::store_row;
 use crate::precision::Share;
 
 /// Columns per packed panel: 4 vectors of 16 f32 accumulators.
@@ -150,12 +151,7 @@ pub(crate) fn gemm_with(kernel: Kernel, share: Share<'_>, (x, w, y): (&[f32], &P
             panel(kernel, parts.x, parts.w.add(p * pairs * NR), parts.y.add(p * NR), (rows, pairs, n, cols), accumulate);
         }
     };
-    if share.helpers == 0 || panels == 1 {
-        (0..panels).for_each(task);
-        Ok(())
-    } else {
-        linger::share(share.pool, share.helpers, panels, task)
-    }
+    share.run(panels, task)
 }
 
 /// The three buffers of one product, shared by the threads that compute its panels.
@@ -322,18 +318,8 @@ unsafe fn tile<const R: usize>(
                 }
             }
         }
-        for (i, row) in acc.iter().enumerate() {
-            let yr = t.y.add(i * t.n);
-            for (v, &sum) in row.iter().enumerate() {
-                let first = 16 * v;
-                if first >= t.cols {
-                    break;
-                }
-                let mask: __mmask16 = if t.cols - first >= 16 { 0xffff } else { (1u16 << (t.cols - first)) - 1 };
-                let dst = yr.add(first);
-                let sum = if t.accumulate { _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, dst)) } else { sum };
-                _mm512_mask_storeu_ps(dst, mask, sum);
-            }
+        for (i, &row) in acc.iter().enumerate() {
+            store_row(t.y.add(i * t.n), row, t.cols, t.accumulate);
         }
     }
 }
@@ -341,18 +327,7 @@ unsafe fn tile<const R: usize>(
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::precision::test_values as values;
 
     #[test]
     fn rounding_is_to_nearest_even() {

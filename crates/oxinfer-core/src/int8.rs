@@ -18,7 +18,8 @@
 //! low byte (what `VPDPBUSD` pairs with four consecutive activation bytes). A panel is padded
 //! with zero columns, and `k` with zero rows to a multiple of four.
 
-use crate::linger;
+#[cfg(target_arch = "x86_64")]
+use crate::precision::store_row;
 use crate::precision::Share;
 
 /// Columns per packed panel: 4 vectors of 16 i32 accumulators.
@@ -195,12 +196,7 @@ pub fn gemm_i8(share: Share<'_>, (x, w, y): (&[f32], &PackedI8, &mut [f32]), row
             panel(parts.x, parts.rows, at, parts.y.add(p * NR), (rows, quads, n, cols), accumulate);
         }
     };
-    if share.helpers == 0 || panels == 1 {
-        (0..panels).for_each(task);
-        Ok(())
-    } else {
-        linger::share(share.pool, share.helpers, panels, task)
-    }
+    share.run(panels, task)
 }
 
 /// The buffers of one product, shared by the threads that compute its panels.
@@ -356,20 +352,12 @@ unsafe fn tile<const R: usize>(t: Tile) {
         for (i, row) in acc.iter().enumerate() {
             let s = *t.scales.add(i);
             let (zero, step) = (_mm512_set1_epi32(s.zero), _mm512_set1_ps(s.scale));
-            let yr = t.y.add(i * t.n);
-            for (v, &sum) in row.iter().enumerate() {
-                let first = 16 * v;
-                if first >= t.cols {
-                    break;
-                }
-                let mask: __mmask16 = if t.cols - first >= 16 { 0xffff } else { (1u16 << (t.cols - first)) - 1 };
-                // Exact in i32: |sum| <= 255 * 128 * k and |zero * column sum| <= 255 * 127 * k.
-                let exact = _mm512_sub_epi32(sum, _mm512_mullo_epi32(zero, sums[v]));
-                let value = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(step, steps[v]));
-                let dst = yr.add(first);
-                let value = if t.accumulate { _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, dst)) } else { value };
-                _mm512_mask_storeu_ps(dst, mask, value);
-            }
+            // Exact in i32: |sum| <= 255 * 128 * k and |zero * column sum| <= 255 * 127 * k.
+            let values = [0, 1, 2, 3].map(|v| {
+                let exact = _mm512_sub_epi32(row[v], _mm512_mullo_epi32(zero, sums[v]));
+                _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(step, steps[v]))
+            });
+            store_row(t.y.add(i * t.n), values, t.cols, t.accumulate);
         }
     }
 }
@@ -377,18 +365,7 @@ unsafe fn tile<const R: usize>(t: Tile) {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::precision::test_values as values;
 
     #[test]
     fn packing_keeps_every_weight_within_half_a_step() {

@@ -46,3 +46,53 @@ pub struct Share<'p> {
     pub pool: Option<&'p rayon::ThreadPool>,
     pub helpers: usize,
 }
+
+impl Share<'_> {
+    /// Runs `task` for panels `0..panels`: here alone, or shared. `Err` when a part panicked.
+    pub(crate) fn run<F: Fn(usize) + Send + Sync + 'static>(self, panels: usize, task: F) -> Result<(), ()> {
+        if self.helpers == 0 || panels == 1 {
+            (0..panels).for_each(task);
+            Ok(())
+        } else {
+            crate::linger::share(self.pool, self.helpers, panels, task)
+        }
+    }
+}
+
+/// Stores (or, with `accumulate`, adds onto) one tile row's 4 vectors of 16 f32 at `dst`, of
+/// which the first `cols` (<= 64) are columns of the output.
+///
+/// # Safety
+/// AVX-512F present; `dst .. dst + cols` valid for reads and writes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn store_row(dst: *mut f32, row: [std::arch::x86_64::__m512; 4], cols: usize, accumulate: bool) {
+    use std::arch::x86_64::*;
+    for (v, &value) in row.iter().enumerate() {
+        let first = 16 * v;
+        if first >= cols {
+            break;
+        }
+        let mask: __mmask16 = if cols - first >= 16 { 0xffff } else { (1u16 << (cols - first)) - 1 };
+        // SAFETY: columns first .. first + 16 under the mask lie inside 0..cols (the contract).
+        unsafe {
+            let dst = dst.add(first);
+            let value = if accumulate { _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, dst)) } else { value };
+            _mm512_mask_storeu_ps(dst, mask, value);
+        }
+    }
+}
+
+/// Deterministic values in -1..1 for the kernels' tests.
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
