@@ -301,9 +301,15 @@ async function caseCandle() {
   if (!existsSync(join(dir, 'model.safetensors'))) throw new Error(`missing ${dir}: run \`node scripts/fixtures.mjs\``);
   const path = fixture('minilm.onnx');
   const emb = await ox.CandleEmbedder.load(dir, { threads, cache: false });
-  // dtype 'bfloat16' is fast on the CPU only with AVX512-BF16 (candle's own bf16 otherwise),
-  // which encoders() found out.
-  const embBf16 = (await encoders()).reduced.some((m) => m.precision === 'bfloat16') ? await ox.CandleEmbedder.load(dir, { threads, cache: false, dtype: 'bfloat16' }) : undefined;
+  // The embedder's reduced dtypes run the same kernels as TractModel's precisions, so on the
+  // CPUs that encoders() found to have them (elsewhere bf16 is candle's own, slower, and int8
+  // float32). Pooled unit vectors: 0.02 per component bounds a cosine of ~0.99 at worst (bf16
+  // ~1e-3 measured); int8 0.05.
+  const tol = { bfloat16: 0.02, int8: 0.05 };
+  const reduced = [];
+  for (const { precision } of (await encoders()).reduced) {
+    reduced.push({ dtype: precision, emb: await ox.CandleEmbedder.load(dir, { threads, cache: false, dtype: precision }) });
+  }
   const model = await oxLoad(path);
   const session = await ortLoad(path);
   const rows = [];
@@ -314,8 +320,10 @@ async function caseCandle() {
     const want = pooled((await session.run(ortBert(x))).last_hidden_state.data);
     const dCandle = expectClose(`candle batch ${n} vs ort`, (await emb.embedTokens(tokens, { batchSize: n })).data, want, 1e-4);
     const dTract = expectClose(`tract batch ${n} vs ort`, pooled((await model.run(oxBert(x))).last_hidden_state.data), want, 1e-4);
-    // Unit vectors: 0.02 per component bounds a cosine of ~0.99 at worst; ~1e-3 measured.
-    const dBf16 = embBf16 ? expectClose(`candle bfloat16 batch ${n} vs ort`, (await embBf16.embedTokens(tokens, { batchSize: n })).data, want, 0.02) : 0;
+    const dReduced = {};
+    for (const { dtype, emb: e } of reduced) {
+      dReduced[dtype] = expectClose(`candle ${dtype} batch ${n} vs ort`, (await e.embedTokens(tokens, { batchSize: n })).data, want, tol[dtype]);
+    }
     const runs = n === 1 ? P.encB1Runs : 1;
     const rate = (ms) => (n * runs) / (ms / 1000);
     const timed = (key, once) => ({
@@ -326,7 +334,7 @@ async function caseCandle() {
     const r = await interleave(
       [
         timed('candle', () => emb.embedTokens(tokens, { batchSize: n })),
-        ...(embBf16 ? [timed('bf16', () => embBf16.embedTokens(tokens, { batchSize: n }))] : []),
+        ...reduced.map(({ dtype, emb: e }) => timed(dtype, () => e.embedTokens(tokens, { batchSize: n }))),
         timed('tract', async () => pooled((await model.run(oxBert(x))).last_hidden_state.data)),
         timed('ort', async () => pooled((await session.run(ortBert(x))).last_hidden_state.data)),
       ],
@@ -340,16 +348,16 @@ async function caseCandle() {
       }),
       row(`all-MiniLM-L6-v2 batch ${n}, S=128: tract run vs ort`, 'sentences/s', 'higher', r.tract, r.ort, { extra }),
     );
-    if (embBf16) {
+    for (const { dtype } of reduced) {
       rows.push(
-        row(`all-MiniLM-L6-v2 batch ${n}, S=128: candle embedder dtype bfloat16 vs ort (f32)`, 'sentences/s', 'higher', r.bf16, r.ort, {
-          extra: `opt-in reduced precision, not the same numbers as ort: pooled vectors max |Δ| vs ort ${dBf16.toExponential(1)}`,
+        row(`all-MiniLM-L6-v2 batch ${n}, S=128: candle embedder dtype ${dtype} vs ort (f32)`, 'sentences/s', 'higher', r[dtype], r.ort, {
+          extra: `opt-in reduced precision, not the same numbers as ort: pooled vectors max |Δ| vs ort ${dReduced[dtype].toExponential(1)}`,
         }),
       );
     }
   }
   await emb.dispose();
-  await embBf16?.dispose();
+  for (const { emb: e } of reduced) await e.dispose();
   await session.release();
   return rows;
 }

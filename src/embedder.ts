@@ -15,13 +15,18 @@ import { DeviceUnavailableError, DisposedError, InputDtypeError, InputShapeError
 import { type NativeBinding, cudaNative, native } from './native';
 
 export type EmbedderDevice = 'cpu' | 'cuda' | `cuda:${number}` | 'metal' | 'auto';
-export type EmbedderDType = 'float32' | 'float16' | 'bfloat16';
+export type EmbedderDType = 'float32' | 'float16' | 'bfloat16' | 'int8';
 export type Pooling = 'mean' | 'cls';
 
 export interface EmbedderLoadOptions {
   /** Where the encoder runs (default 'cpu'). 'auto' picks a GPU when this build has one. */
   device?: EmbedderDevice;
-  /** Compute precision of the encoder (default 'float32'); pooling is always float32. */
+  /**
+   * Compute precision of the encoder (default 'float32'); pooling is always float32. On the CPU,
+   * 'bfloat16' and 'int8' keep float32 weights and run the linear layers' products in bfloat16
+   * (AVX512-BF16; elsewhere candle's own, slower, bfloat16) or in int8 (AVX512-VNNI; elsewhere
+   * float32, and `dtype` says so), as `TractModel`'s `precision` does. 'int8' is CPU-only.
+   */
   dtype?: EmbedderDType;
   /**
    * Tokens per text, [CLS]/[SEP] included; longer texts are truncated, never an error.

@@ -13,7 +13,7 @@ the cosine similarity of every pair.
 Options:
   --model DIR         the model folder (required)
   --device NAME       cpu (default), cuda, cuda:N, metal or auto
-  --dtype NAME        float32 (default), float16 or bfloat16
+  --dtype NAME        float32 (default), float16, bfloat16 or int8 (CPU)
   --max-length N      tokens per text; longer texts are truncated
   --pooling NAME      mean or cls (default: the folder's pooling config, else mean)
   --no-normalize      keep raw pooled vectors (default: L2-normalized)

@@ -6,14 +6,13 @@
 //! The whole batch goes through as one tensor: one upload of the ids and mask, one matmul per
 //! projection over all B*S tokens, no per-row host round trips.
 
-use std::sync::Arc;
-
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
-use crate::bf16::PackedBf16;
+use crate::precision::Precision;
 
 use super::attention::{MaskBias, attention};
+use super::linear::Packed;
 use super::config::{Activation, BertConfig};
 
 /// y = x W^T + b over the last dim, as one 2-D matmul for any leading dims.
@@ -26,8 +25,8 @@ struct Linear {
 enum Weights {
     /// In the model's dtype, on its device.
     Plain(Tensor),
-    /// Rounded to bf16 and packed for bf16 products (crate::bf16; f32 CPU models, see `Bert::load`).
-    Bf16(Arc<PackedBf16>),
+    /// Packed for bf16 or int8 products (crate::bf16, crate::int8; f32 CPU models, see `Bert::load`).
+    Packed(Packed),
 }
 
 impl Linear {
@@ -41,7 +40,7 @@ impl Linear {
     fn plain(&self) -> Result<&Tensor> {
         match &self.weight_t {
             Weights::Plain(w) => Ok(w),
-            Weights::Bf16(_) => candle_core::bail!("linear layer: weights already packed for bf16"),
+            Weights::Packed(_) => candle_core::bail!("linear layer: weights already packed"),
         }
     }
 
@@ -57,16 +56,18 @@ impl Linear {
         Ok(Linear { weight_t: Weights::Plain(Tensor::cat(&weights, 1)?), bias: Tensor::cat(&biases, 0)? })
     }
 
-    /// With `bf16`, the weights packed for bf16 products (crate::bf16) in place of the f32
-    /// ones: f32 CPU weights only.
-    fn products_in(self, bf16: bool) -> Result<Self> {
-        if !bf16 {
+    /// With a reduced `precision`, the weights packed for its products (crate::bf16,
+    /// crate::int8) in place of the f32 ones: f32 CPU weights only.
+    fn products_in(self, precision: Precision) -> Result<Self> {
+        if precision == Precision::Float32 {
             return Ok(self);
         }
         let w = self.plain()?;
         let (k, n) = w.dims2()?;
-        let packed = PackedBf16::pack(&w.flatten_all()?.to_vec1::<f32>()?, k, n);
-        Ok(Linear { weight_t: Weights::Bf16(Arc::new(packed)), bias: self.bias })
+        match Packed::of(&w.flatten_all()?.to_vec1::<f32>()?, k, n, precision) {
+            Some(packed) => Ok(Linear { weight_t: Weights::Packed(packed), bias: self.bias }),
+            None => Ok(self),
+        }
     }
 
     /// `threads`: how many threads the matmul may use (see linear.rs).
@@ -76,7 +77,7 @@ impl Linear {
         let rows = x.elem_count() / inp.max(1);
         let x = x.reshape((rows, inp))?;
         let y = match &self.weight_t {
-            Weights::Bf16(w) => super::linear::linear_bf16(&x, w, &self.bias, threads)?,
+            Weights::Packed(w) => super::linear::linear_packed(&x, w, &self.bias, threads)?,
             Weights::Plain(w) => super::linear::linear(&x, w, &self.bias, threads)?,
         };
         let mut out_dims = dims;
@@ -136,7 +137,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, c: &BertConfig, bf16: bool) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &BertConfig, products: Precision) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let att = vb.pp("attention");
         let head_dim = h / c.num_attention_heads;
@@ -148,11 +149,11 @@ impl Layer {
                 Linear::load(att.pp("self").pp("key"), h, h)?,
                 Linear::load(att.pp("self").pp("value"), h, h)?,
             ])?
-            .products_in(bf16)?,
-            attn_out: Linear::load(att.pp("output").pp("dense"), h, h)?.products_in(bf16)?,
+            .products_in(products)?,
+            attn_out: Linear::load(att.pp("output").pp("dense"), h, h)?.products_in(products)?,
             attn_norm: layer_norm(att.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
-            up: Linear::load(vb.pp("intermediate").pp("dense"), h, i)?.products_in(bf16)?,
-            down: Linear::load(vb.pp("output").pp("dense"), i, h)?.products_in(bf16)?,
+            up: Linear::load(vb.pp("intermediate").pp("dense"), h, i)?.products_in(products)?,
+            down: Linear::load(vb.pp("output").pp("dense"), i, h)?.products_in(products)?,
             out_norm: layer_norm(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
             heads: c.num_attention_heads,
             act: c.hidden_act,
@@ -186,13 +187,14 @@ pub struct Bert {
 }
 
 impl Bert {
-    /// `bf16_products`: the linear layers' products in bf16 (crate::bf16; f32 CPU weights and a
-    /// CPU with AVX512-BF16, which the caller checks), everything else in `vb`'s dtype.
-    pub fn load(vb: VarBuilder, c: &BertConfig, bf16_products: bool) -> Result<Self> {
+    /// `products`: the precision of the linear layers' products (bf16 or int8 need f32 CPU
+    /// weights and a CPU with the instructions, which the caller checks), everything else in
+    /// `vb`'s dtype.
+    pub fn load(vb: VarBuilder, c: &BertConfig, products: Precision) -> Result<Self> {
         let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
         let embeddings = Embeddings::load(vb.pp("embeddings"), c)?;
         let layers = (0..c.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), c, bf16_products))
+            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), c, products))
             .collect::<Result<Vec<_>>>()?;
         Ok(Bert {
             embeddings,

@@ -23,6 +23,9 @@ pub enum Precision {
     F32,
     F16,
     BF16,
+    /// f32 weights and activations, the linear layers' products in int8 (crate::int8): CPUs with
+    /// AVX512-VNNI only.
+    Int8,
 }
 
 impl std::str::FromStr for Precision {
@@ -32,8 +35,9 @@ impl std::str::FromStr for Precision {
             "float32" => Ok(Precision::F32),
             "float16" => Ok(Precision::F16),
             "bfloat16" => Ok(Precision::BF16),
+            "int8" => Ok(Precision::Int8),
             other => Err(Error::input_dtype(format!(
-                "embedder dtype '{other}' is not supported: expected float32, float16 or bfloat16"
+                "embedder dtype '{other}' is not supported: expected float32, float16, bfloat16 or int8"
             ))),
         }
     }
@@ -45,11 +49,12 @@ impl Precision {
             Precision::F32 => "float32",
             Precision::F16 => "float16",
             Precision::BF16 => "bfloat16",
+            Precision::Int8 => "int8",
         }
     }
     fn candle(self) -> CDType {
         match self {
-            Precision::F32 => CDType::F32,
+            Precision::F32 | Precision::Int8 => CDType::F32,
             Precision::F16 => CDType::F16,
             Precision::BF16 => CDType::BF16,
         }
@@ -164,11 +169,24 @@ impl Embedder {
             |e: candle_core::Error| Error::model_load(format!("{}: {e}", files.weights.display()));
         // bfloat16 on a CPU with AVX512-BF16: f32 weights and activations, the linear layers'
         // products in bf16 (crate::bf16), 1.6x faster than f32 there; candle's own bf16 CPU
-        // matmul ran 2.1x slower than f32 (32 sentences: 750 vs 354 ms).
-        let bf16_products = precision == Precision::BF16 && matches!(device_kind, DeviceKind::Cpu) && crate::bf16::available();
-        let weights_dtype = if bf16_products { CDType::F32 } else { precision.candle() };
+        // matmul ran 2.1x slower than f32 (32 sentences: 750 vs 354 ms), but is what other
+        // CPUs get. int8: the products in int8 (crate::int8) where the CPU has AVX512-VNNI,
+        // float32 elsewhere (and `precision` says so); no GPU kernel.
+        use crate::precision::Precision as Products;
+        let products = match (precision, device_kind) {
+            (Precision::BF16, DeviceKind::Cpu) => Products::Bfloat16.effective(),
+            (Precision::Int8, DeviceKind::Cpu) => Products::Int8.effective(),
+            (Precision::Int8, _) => {
+                return Err(Error::model_load(
+                    "embedder dtype 'int8' runs on the CPU only (AVX512-VNNI); on a GPU use float16 or bfloat16",
+                ));
+            }
+            _ => Products::Float32,
+        };
+        let precision = if precision == Precision::Int8 && products != Products::Int8 { Precision::F32 } else { precision };
+        let weights_dtype = if products != Products::Float32 { CDType::F32 } else { precision.candle() };
         let vb = var_builder(bytes, weights_dtype, &device).map_err(bad_weights)?;
-        let bert = Bert::load(vb, &config, bf16_products).map_err(bad_weights)?;
+        let bert = Bert::load(vb, &config, products).map_err(bad_weights)?;
         let threads = o.threads.unwrap_or_else(crate::threads::available_cpus).max(1);
         let pool = match device_kind {
             DeviceKind::Cpu => Some(crate::threads::CpuPool::new(threads)?),

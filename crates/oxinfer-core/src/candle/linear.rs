@@ -12,7 +12,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 
 use crate::bf16::{PackedBf16, gemm_bf16};
-use crate::precision::Share;
+use crate::int8::{PackedI8, gemm_i8};
+use crate::precision::{Precision, Share};
 
 /// `x [rows, k] @ w_t [k, n] + bias [n]`, with the matmul on up to `threads` threads.
 pub fn linear(x: &Tensor, w_t: &Tensor, bias: &Tensor, threads: usize) -> Result<Tensor> {
@@ -78,22 +79,51 @@ impl CustomOp3 for Linear {
     }
 }
 
-/// `x [rows, k] @ w + bias [n]` with `w` packed in bf16 (crate::bf16): f32 `x` on the CPU,
-/// rounded to bf16 per call, sums in f32. The product's panels are shared over up to `threads`
-/// threads of the pool the caller runs on.
-pub fn linear_bf16(x: &Tensor, w: &Arc<PackedBf16>, bias: &Tensor, threads: usize) -> Result<Tensor> {
-    let x = x.contiguous()?;
-    x.apply_op2_no_bwd(&bias.contiguous()?, &LinearBf16 { w: Arc::clone(w), threads })
+/// A linear layer's weights packed for a reduced-precision product on the CPU.
+#[derive(Clone)]
+pub enum Packed {
+    /// Rounded to bf16 (crate::bf16).
+    Bf16(Arc<PackedBf16>),
+    /// Quantized to i8 per column (crate::int8).
+    Int8(Arc<PackedI8>),
 }
 
-struct LinearBf16 {
-    w: Arc<PackedBf16>,
+impl Packed {
+    /// `w [k, n]` row-major, packed for `precision` (`Float32`: `None`).
+    pub fn of(w: &[f32], k: usize, n: usize, precision: Precision) -> Option<Packed> {
+        match precision {
+            Precision::Float32 => None,
+            Precision::Bfloat16 => Some(Packed::Bf16(Arc::new(PackedBf16::pack(w, k, n)))),
+            Precision::Int8 => Some(Packed::Int8(Arc::new(PackedI8::pack(w, k, n)))),
+        }
+    }
+
+    fn k_n(&self) -> (usize, usize) {
+        match self {
+            Packed::Bf16(w) => (w.k(), w.n()),
+            Packed::Int8(w) => (w.k(), w.n()),
+        }
+    }
+}
+
+/// `x [rows, k] @ w + bias [n]` with `w` packed (bf16 or int8): f32 `x` on the CPU, rounded or
+/// quantized per call, f32 out. The product's panels are shared over up to `threads` threads of
+/// the pool the caller runs on.
+pub fn linear_packed(x: &Tensor, w: &Packed, bias: &Tensor, threads: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op2_no_bwd(&bias.contiguous()?, &LinearPacked { w: w.clone(), threads })
+}
+
+struct LinearPacked {
+    w: Packed,
     threads: usize,
 }
 
-impl CustomOp2 for LinearBf16 {
+impl CustomOp2 for LinearPacked {
     fn name(&self) -> &'static str {
-        "oxinfer-linear-bf16"
+        match self.w {
+            Packed::Bf16(_) => "oxinfer-linear-bf16",
+            Packed::Int8(_) => "oxinfer-linear-int8",
+        }
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -104,16 +134,20 @@ impl CustomOp2 for LinearBf16 {
             candle_core::bail!("{}: contiguous inputs expected", self.name())
         };
         let (rows, k) = l1.shape().dims2()?;
-        let n = self.w.n();
-        if k != self.w.k() || l2.dims() != [n] {
-            candle_core::bail!("{}: shapes {:?} @ {}x{} + {:?} do not fit", self.name(), l1.dims(), self.w.k(), n, l2.dims())
+        let (wk, n) = self.w.k_n();
+        if k != wk || l2.dims() != [n] {
+            candle_core::bail!("{}: shapes {:?} @ {}x{} + {:?} do not fit", self.name(), l1.dims(), wk, n, l2.dims())
         }
         let (x, bias) = (&x[x0..x1], &bias[b0..b1]);
         let mut out = bias_rows(bias, rows);
         // Helpers from the pool the caller runs on (the embedder's), when it is one of its threads.
         let helpers = if rayon::current_thread_index().is_some() { self.threads.saturating_sub(1) } else { 0 };
-        gemm_bf16(Share { pool: None, helpers }, (x, &self.w, &mut out), rows, true)
-            .map_err(|()| candle_core::Error::Msg(format!("{}: a panel of the product panicked", self.name())))?;
+        let share = Share { pool: None, helpers };
+        match &self.w {
+            Packed::Bf16(w) => gemm_bf16(share, (x, w, &mut out), rows, true),
+            Packed::Int8(w) => gemm_i8(share, (x, w, &mut out), rows, true),
+        }
+        .map_err(|()| candle_core::Error::Msg(format!("{}: a panel of the product panicked", self.name())))?;
         Ok((CpuStorage::F32(out), Shape::from((rows, n))))
     }
 }
@@ -154,10 +188,10 @@ mod tests {
         let w = Tensor::arange(0f32, (k * n) as f32, &dev)?.affine(0.01, 0.5)?.cos()?.reshape((k, n))?;
         let b = Tensor::arange(0f32, n as f32, &dev)?.affine(0.1, -2.0)?;
         let (xv, wv, bv) = (x.flatten_all()?.to_vec1::<f32>()?, w.flatten_all()?.to_vec1::<f32>()?, b.to_vec1::<f32>()?);
-        let packed = Arc::new(PackedBf16::pack(&wv, k, n));
+        let packed = Packed::Bf16(Arc::new(PackedBf16::pack(&wv, k, n)));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
         for threads in [1, 2] {
-            let got = pool.install(|| linear_bf16(&x, &packed, &b, threads))?.flatten_all()?.to_vec1::<f32>()?;
+            let got = pool.install(|| linear_packed(&x, &packed, &b, threads))?.flatten_all()?.to_vec1::<f32>()?;
             for r in 0..rows {
                 for c in 0..n {
                     let round = |v: f32| f64::from(from_bf16(to_bf16(v)));
