@@ -1,5 +1,10 @@
 //! How products by constant weights are computed, and who computes their parts.
 
+use std::sync::Arc;
+
+use crate::bf16::{PackedBf16, gemm_bf16};
+use crate::int8::{PackedI8, gemm_i8};
+
 /// The arithmetic of products by constant weights (a model's projections); everything else
 /// stays f32.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -36,6 +41,59 @@ impl Precision {
     /// The precision named `name` (as [`Precision::name`] gives it).
     pub fn parse(name: &str) -> Option<Precision> {
         [Precision::Float32, Precision::Bfloat16, Precision::Int8].into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// A weight matrix packed for a reduced-precision product: what tract's FastMatMul and the
+/// candle embedder's linear layers both run on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Packed {
+    /// Rounded to bf16 (crate::bf16).
+    Bf16(Arc<PackedBf16>),
+    /// Quantized to i8 per column (crate::int8).
+    Int8(Arc<PackedI8>),
+}
+
+impl Packed {
+    /// Row-major `w[k][n]` packed for `precision`, which the caller has made effective on this
+    /// CPU ([`Precision::effective`]); `None` for `Float32`.
+    pub fn of(w: &[f32], k: usize, n: usize, precision: Precision) -> Option<Packed> {
+        match precision {
+            Precision::Float32 => None,
+            Precision::Bfloat16 => Some(Packed::Bf16(Arc::new(PackedBf16::pack(w, k, n)))),
+            Precision::Int8 => Some(Packed::Int8(Arc::new(PackedI8::pack(w, k, n)))),
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        match self {
+            Packed::Bf16(w) => w.k(),
+            Packed::Int8(w) => w.k(),
+        }
+    }
+
+    pub fn n(&self) -> usize {
+        match self {
+            Packed::Bf16(w) => w.n(),
+            Packed::Int8(w) => w.n(),
+        }
+    }
+
+    /// "bf16" or "int8", for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Packed::Bf16(_) => "bf16",
+            Packed::Int8(_) => "int8",
+        }
+    }
+
+    /// `y[rows, n] (+)= x[rows, k] @ w` in this precision (crate::bf16::gemm_bf16,
+    /// crate::int8::gemm_i8). `Err` when a part panicked.
+    pub fn gemm(&self, share: Share<'_>, (x, y): (&[f32], &mut [f32]), rows: usize, accumulate: bool) -> Result<(), ()> {
+        match self {
+            Packed::Bf16(w) => gemm_bf16(share, (x, w, y), rows, accumulate),
+            Packed::Int8(w) => gemm_i8(share, (x, w, y), rows, accumulate),
+        }
     }
 }
 

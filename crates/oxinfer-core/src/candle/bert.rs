@@ -9,10 +9,9 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
-use crate::precision::Precision;
+use crate::precision::{Packed, Precision};
 
 use super::attention::{MaskBias, attention};
-use super::linear::Packed;
 use super::config::{Activation, BertConfig};
 
 /// y = x W^T + b over the last dim, as one 2-D matmul for any leading dims.

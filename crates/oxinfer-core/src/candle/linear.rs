@@ -7,13 +7,9 @@
 //! matmul may use (the embedder gives them to the matmul when a batch is too small to split
 //! across threads by rows). Other dtypes and devices use candle's matmul and add.
 
-use std::sync::Arc;
-
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 
-use crate::bf16::{PackedBf16, gemm_bf16};
-use crate::int8::{PackedI8, gemm_i8};
-use crate::precision::{Precision, Share};
+use crate::precision::{Packed, Share};
 
 /// `x [rows, k] @ w_t [k, n] + bias [n]`, with the matmul on up to `threads` threads.
 pub fn linear(x: &Tensor, w_t: &Tensor, bias: &Tensor, threads: usize) -> Result<Tensor> {
@@ -79,33 +75,6 @@ impl CustomOp3 for Linear {
     }
 }
 
-/// A linear layer's weights packed for a reduced-precision product on the CPU.
-#[derive(Clone)]
-pub enum Packed {
-    /// Rounded to bf16 (crate::bf16).
-    Bf16(Arc<PackedBf16>),
-    /// Quantized to i8 per column (crate::int8).
-    Int8(Arc<PackedI8>),
-}
-
-impl Packed {
-    /// `w [k, n]` row-major, packed for `precision` (`Float32`: `None`).
-    pub fn of(w: &[f32], k: usize, n: usize, precision: Precision) -> Option<Packed> {
-        match precision {
-            Precision::Float32 => None,
-            Precision::Bfloat16 => Some(Packed::Bf16(Arc::new(PackedBf16::pack(w, k, n)))),
-            Precision::Int8 => Some(Packed::Int8(Arc::new(PackedI8::pack(w, k, n)))),
-        }
-    }
-
-    fn k_n(&self) -> (usize, usize) {
-        match self {
-            Packed::Bf16(w) => (w.k(), w.n()),
-            Packed::Int8(w) => (w.k(), w.n()),
-        }
-    }
-}
-
 /// `x [rows, k] @ w + bias [n]` with `w` packed (bf16 or int8): f32 `x` on the CPU, rounded or
 /// quantized per call, f32 out. The product's panels are shared over up to `threads` threads of
 /// the pool the caller runs on.
@@ -134,7 +103,7 @@ impl CustomOp2 for LinearPacked {
             candle_core::bail!("{}: contiguous inputs expected", self.name())
         };
         let (rows, k) = l1.shape().dims2()?;
-        let (wk, n) = self.w.k_n();
+        let (wk, n) = (self.w.k(), self.w.n());
         if k != wk || l2.dims() != [n] {
             candle_core::bail!("{}: shapes {:?} @ {}x{} + {:?} do not fit", self.name(), l1.dims(), wk, n, l2.dims())
         }
@@ -143,11 +112,7 @@ impl CustomOp2 for LinearPacked {
         // Helpers from the pool the caller runs on (the embedder's), when it is one of its threads.
         let helpers = if rayon::current_thread_index().is_some() { self.threads.saturating_sub(1) } else { 0 };
         let share = Share { pool: None, helpers };
-        match &self.w {
-            Packed::Bf16(w) => gemm_bf16(share, (x, w, &mut out), rows, true),
-            Packed::Int8(w) => gemm_i8(share, (x, w, &mut out), rows, true),
-        }
-        .map_err(|()| candle_core::Error::Msg(format!("{}: a panel of the product panicked", self.name())))?;
+        self.w.gemm(share, (x, &mut out), rows, true).map_err(|()| candle_core::Error::Msg(format!("{}: a panel of the product panicked", self.name())))?;
         Ok((CpuStorage::F32(out), Shape::from((rows, n))))
     }
 }
@@ -177,7 +142,8 @@ mod tests {
     /// AVX512-BF16; elsewhere the embedder never packs weights, and this checks that).
     #[test]
     fn bf16_equals_rounded_product_plus_bias() -> Result<()> {
-        use crate::bf16::{available, from_bf16, to_bf16};
+        use crate::bf16::{PackedBf16, available, from_bf16, to_bf16};
+        use std::sync::Arc;
         if !available() {
             assert_eq!(crate::precision::Precision::Bfloat16.effective(), crate::precision::Precision::Float32);
             return Ok(());

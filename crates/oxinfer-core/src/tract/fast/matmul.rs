@@ -19,9 +19,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
 use super::{F32EinSum, PARALLEL_MACS, sharing_pool, sole_binary_reader, threads_for, yield_core};
-use crate::bf16::{PackedBf16, gemm_bf16};
-use crate::int8::{PackedI8, gemm_i8};
-use crate::precision::{Precision, Share};
+use crate::precision::{Packed, Precision, Share};
 use crate::sgemm::{sgemm, sgemm_by_columns};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,10 +44,8 @@ pub struct FastMatMul {
 enum Weights {
     /// `[k.., n..]` f32, row-major: read in place by the f32 product.
     F32(Arc<Tensor>),
-    /// Rounded to bf16 (crate::bf16).
-    Bf16(Arc<PackedBf16>),
-    /// Quantized to i8 per column (crate::int8).
-    Int8(Arc<PackedI8>),
+    /// Packed for bf16 or int8 products.
+    Packed(Packed),
 }
 
 /// One output dim: the input's at an axis (a row axis), or a fixed size (a column axis of the
@@ -101,10 +97,9 @@ impl FastMatMul {
         let bias = bias_after(model, node, &columns)?;
         let view = weights.try_as_plain_ram()?;
         let values = view.as_slice::<f32>()?;
-        let weights = match precision.effective() {
-            Precision::Float32 => Weights::F32(Arc::clone(weights)),
-            Precision::Bfloat16 => Weights::Bf16(Arc::new(PackedBf16::pack(values, k, n))),
-            Precision::Int8 => Weights::Int8(Arc::new(PackedI8::pack(values, k, n))),
+        let weights = match Packed::of(values, k, n, precision.effective()) {
+            Some(packed) => Weights::Packed(packed),
+            None => Weights::F32(Arc::clone(weights)),
         };
         let fast = FastMatMul { input_rank: x.rank(), row_axes, weights, k, n, output, bias: bias.as_ref().map(|(_, b)| Arc::clone(b)) };
         let mut patch = TypedModelPatch::default();
@@ -171,10 +166,9 @@ impl Op for FastMatMul {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let bias = if self.bias.is_some() { ", then bias" } else { "" };
-        let packed = match self.weights {
-            Weights::F32(_) => "",
-            Weights::Bf16(_) => ", in bf16",
-            Weights::Int8(_) => ", in int8",
+        let packed = match &self.weights {
+            Weights::F32(_) => String::new(),
+            Weights::Packed(p) => format!(", in {}", p.name()),
         };
         Ok(vec![format!("rows x {} @ {}x{}{bias}{packed}", self.k, self.k, self.n)])
     }
@@ -220,14 +214,11 @@ impl EvalOp for FastMatMul {
             Spread::Lingering(pool) | Spread::Pool(pool) => Share { pool: Some(pool), helpers: pool.current_num_threads() - 1 },
             Spread::Alone => Share { pool: None, helpers: 0 },
         };
-        let panicked = |what: &str| format_err!("FastMatMul: a panel of the {what} product panicked");
         let weights = match &self.weights {
-            Weights::Bf16(packed) => {
-                gemm_bf16(share, (x, packed, y), rows, accumulate).map_err(|()| panicked("bf16"))?;
-                return Ok(tvec!(output.into_tvalue()));
-            }
-            Weights::Int8(packed) => {
-                gemm_i8(share, (x, packed, y), rows, accumulate).map_err(|()| panicked("int8"))?;
+            Weights::Packed(packed) => {
+                packed
+                    .gemm(share, (x, y), rows, accumulate)
+                    .map_err(|()| format_err!("FastMatMul: a panel of the {} product panicked", packed.name()))?;
                 return Ok(tvec!(output.into_tvalue()));
             }
             Weights::F32(weights) => weights.try_as_plain_ram()?,
