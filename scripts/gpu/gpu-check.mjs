@@ -1,8 +1,10 @@
 // The GPU check, run on the GPU machine from the folder scripts/gpu/assemble.sh makes (node and
 // the CUDA addon inside; no npm, no Rust there). 1) CUDA embeddings vs sentence-transformers'
 // vectors (the committed CPU fp32 reference, and torch on this GPU when torch-refs.json is
-// there): cosine >= 0.9999 in fp32. 2) Embeddings per second at batch 1, 32, 256, S=128, fp32
-// and fp16, medians of repetitions. Writes gpu-check.json into $OUT (or the cwd).
+// there): cosine >= 0.9999 in fp32 (fp16 and bf16 reported). 2) dtype 'int8' (a CPU-only
+// kernel) is refused on the GPU with ERR_MODEL_LOAD, and the addon keeps loading models after.
+// 3) Embeddings per second at batch 1, 32, 256, S=128, fp32, fp16 and bf16, medians of
+// repetitions. Writes gpu-check.json into $OUT (or the cwd).
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -55,14 +57,21 @@ async function bench(emb, n, reps) {
 out.checks = [];
 out.bench = [];
 try {
-  for (const dtype of ['float32', 'float16']) {
+  try {
+    await CandleEmbedder.load(MODEL, { device: 'cuda', dtype: 'int8', cache: false });
+    out.int8OnGpu = { refused: false };
+  } catch (e) {
+    out.int8OnGpu = { refused: true, code: e?.code, message: e?.message };
+  }
+  for (const dtype of ['float32', 'float16', 'bfloat16']) {
     const { emb, r } = await check(dtype);
     out.checks.push(r);
     for (const n of [1, 32, 256]) out.bench.push({ engine: 'oxinfer-cuda', dtype, ...(await bench(emb, n, n === 256 ? 10 : 20)) });
     await emb.dispose();
   }
   const fp32 = out.checks.find((c) => c.dtype === 'float32');
-  out.pass = fp32.device === 'cuda' && fp32.minCosineVsCpuReference >= 0.9999 && (fp32.minCosineVsTorchGpu ?? 1) >= 0.9999;
+  out.pass = fp32.device === 'cuda' && fp32.minCosineVsCpuReference >= 0.9999 && (fp32.minCosineVsTorchGpu ?? 1) >= 0.9999
+    && out.int8OnGpu.refused && out.int8OnGpu.code === 'ERR_MODEL_LOAD';
 } catch (e) {
   out.pass = false;
   out.error = `${e?.code ?? ''} ${e?.message ?? e}`.trim();

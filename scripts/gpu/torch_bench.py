@@ -1,5 +1,5 @@
 """The PyTorch side of the GPU check, on the same GPU and weights: sentence-transformers'
-vectors of the reference sentences (fp32 and fp16), and embeddings per second for token batches
+vectors of the reference sentences (fp32, fp16 and bf16), and embeddings per second for token batches
 of 1, 32 and 256 at S=128 through the same model (the transformer forward, mean pooling and
 normalization sentence-transformers runs), medians of repetitions. Writes torch-refs.json next
 to this file and torch-bench.json into $OUT."""
@@ -22,12 +22,13 @@ def lcg_ids(n, s, seed):
         a.append(1000 + x % 28000)
     return torch.tensor(a, dtype=torch.long).reshape(n, s)
 
-for dtype, tdt in [("float32", torch.float32), ("float16", torch.float16)]:
+for dtype, tdt in [("float32", torch.float32), ("float16", torch.float16), ("bfloat16", torch.bfloat16)]:
     model = SentenceTransformer(str(here / "all-MiniLM-L6-v2"), device="cuda")
     model = model.to(tdt)
     model.eval()
-    vecs = model.encode(ref["sentences"], batch_size=32, convert_to_numpy=True)
-    out["embeddings"][dtype] = vecs.astype("float32").tolist()
+    # via a tensor: numpy has no bfloat16
+    vecs = model.encode(ref["sentences"], batch_size=32, convert_to_tensor=True).float().cpu().numpy()
+    out["embeddings"][dtype] = vecs.tolist()
     for n in [1, 32, 256]:
         ids = lcg_ids(n, 128, n).cuda()
         feats = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}

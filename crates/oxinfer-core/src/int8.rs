@@ -221,27 +221,37 @@ struct Panel {
 }
 
 /// Rows of `x` quantized to u8, `quads` words a row (`k` padded with zeros), and each row's
-/// scale and zero point.
+/// scale and zero point. The buffer is not zeroed first: each row writes its own padding.
 pub(crate) fn quantize_rows(x: &[f32], rows: usize, k: usize, quads: usize) -> (Vec<u32>, Vec<RowScale>) {
-    let mut out = vec![0u32; rows * quads];
+    assert!(x.len() == rows * k && 4 * quads >= k, "quantize_rows: {} values for {rows} rows of {k} in {quads} quads", x.len());
+    let len = rows * quads;
+    let mut out: Vec<u32> = Vec::with_capacity(len);
+    let base = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
     let mut scales = Vec::with_capacity(rows);
-    for (src, dst) in x.chunks_exact(k.max(1)).take(rows).zip(out.chunks_exact_mut(quads.max(1))) {
-        // SAFETY: available() was checked by the caller (gemm_i8); dst holds quads * 4 bytes >= k.
-        scales.push(unsafe { quantize_row(src, dst) });
+    for r in 0..rows {
+        let src = &x[r * k..(r + 1) * k];
+        // SAFETY: available() was checked by the caller (gemm_i8); row r's 4 * quads bytes lie
+        // inside the capacity (len words), and k <= 4 * quads.
+        unsafe {
+            let dst = base.add(4 * r * quads);
+            scales.push(quantize_row(src, dst));
+            std::ptr::write_bytes(dst.add(k), 0, 4 * quads - k);
+        }
     }
-    scales.resize(rows, RowScale { scale: 0.0, zero: 0 });
+    // SAFETY: every row wrote its k values and its padding: all len words.
+    unsafe { out.set_len(len) };
     (out, scales)
 }
 
 /// # Safety
-/// The CPU has AVX512F and AVX512BW; `dst` holds at least `src.len()` bytes.
+/// The CPU has AVX512F and AVX512BW; `bytes` is valid for writes of `src.len()` bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quantize_row(src: &[f32], dst: &mut [u32]) -> RowScale {
+unsafe fn quantize_row(src: &[f32], bytes: *mut u8) -> RowScale {
     use std::arch::x86_64::*;
     let blocks = src.len() / 16;
     // SAFETY (whole body): loads of 16 values at 16b < blocks * 16 <= src.len(); stores of 16
-    // bytes at 16b, inside dst's 4 * dst.len() >= src.len() bytes.
+    // bytes at 16b, inside the src.len() bytes at `bytes`.
     unsafe {
         let (mut lo, mut hi, mut nan) = (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
         for b in 0..blocks {
@@ -256,7 +266,6 @@ unsafe fn quantize_row(src: &[f32], dst: &mut [u32]) -> RowScale {
         let hi = tail.iter().fold(_mm512_reduce_max_ps(hi), |m, &v| m.max(v));
         let finite = _mm512_reduce_add_ps(nan) == 0.0 && tail.iter().all(|v| v.is_finite());
         let s = row_scale(lo, hi, finite);
-        let bytes = dst.as_mut_ptr().cast::<u8>();
         if s.scale == 0.0 || s.scale.is_nan() {
             std::ptr::write_bytes(bytes, s.zero as u8, src.len());
             return s;
@@ -278,7 +287,7 @@ unsafe fn quantize_row(src: &[f32], dst: &mut [u32]) -> RowScale {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn quantize_row(_: &[f32], _: &mut [u32]) -> RowScale {
+unsafe fn quantize_row(_: &[f32], _: *mut u8) -> RowScale {
     unreachable!("gemm_i8 runs on x86-64 only (available)")
 }
 
@@ -424,6 +433,8 @@ mod tests {
                     for j in 0..k {
                         assert_eq!(bytes[j], quantize(x[r * k + j], s), "{rows}x{k}: x[{r}][{j}] = {}", x[r * k + j]);
                     }
+                    // The padding (the product reads it) is zero, though the buffer is not zeroed first.
+                    assert!(bytes[k..].iter().all(|&b| b == 0), "{rows}x{k}: row {r}'s padding {:?}", &bytes[k..]);
                     for c in 0..n {
                         let terms = (0..k).map(|j| f64::from(s.scale) * f64::from(i32::from(bytes[j]) - s.zero) * f64::from(w.get(j, c)));
                         let (sum, size) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
