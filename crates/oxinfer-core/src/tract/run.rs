@@ -15,8 +15,8 @@ use tract_linalg::multithread::Executor;
 
 /// Slices a split batch is cut into, per thread: more than one, so that a helper that wakes
 /// late still takes a share (see split::run_parts), and few, because each slice is a plan run
-/// of its own (encoder batch 32 on 2 threads, profile example: 1, 2 and 4 slices per thread
-/// took ~0.40-0.44, ~0.44 and ~0.45-0.52 s).
+/// of its own (encoder batch 32 on 2 threads, node, slices counted as runs: 1, 2 and 4 slices
+/// per thread took 482, 473 and 472 ms; at batch 16, 237, 234 and 235 ms).
 const SLICES_PER_THREAD: usize = 2;
 
 impl TractModel {
@@ -52,7 +52,12 @@ impl TractModel {
         if self.threads > 1 && parts > 1 {
             if let Executor::MultiThread(pool) = tract_executor(self.threads) {
                 let plan = Arc::clone(&self.plan);
-                let run: split::RunSlice = Arc::new(move |part| plan.run(part));
+                // Each slice counts as a run in flight, so that while slices run side by side
+                // their ops keep to their own thread (linger::alone); the last slice left shares
+                // again. Uncounted, the slices' ops also handed work to the pool, which the other
+                // slices were using: encoder batch 16 / 32 on 2 threads took 258 / 564 ms
+                // against 234 / 473 counted (int8: 99 / 214 against 84 / 189).
+                let run: split::RunSlice = Arc::new(move |part| crate::linger::counted_run(|| plan.run(part)));
                 return split::run_parts(&pool, self.threads - 1, split::cut(&values, items, parts)?, run);
             }
         }

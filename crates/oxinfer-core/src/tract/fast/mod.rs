@@ -224,9 +224,9 @@ const SHARE_WORK: usize = 1 << 20;
 /// The pool with which an op shares its work through [`linger::share`] (helpers lingering from
 /// the products before take it with no wake-up): when the executor has several threads, the
 /// work is over [`SHARE_WORK`], and this is the only run in flight ([`linger::alone`]), on its own
-/// thread, not a pool thread's slice of a split run. (The caller's own slices do share: the
-/// helper that finishes its slices first then takes part of the caller's last one. Keeping
-/// them to themselves measured 1.00x-1.09x instead of 1.10x-1.15x at batch 32.)
+/// thread, not a pool thread's slice of a split run. (A split run's slices count as runs: while
+/// several are in flight each keeps to its thread; the caller's last one, once the others are
+/// done, shares with the helpers they free.)
 fn sharing_pool(work: usize) -> Option<Arc<rayon::ThreadPool>> {
     if work < SHARE_WORK || rayon::current_thread_index().is_some() || !linger::alone() {
         return None;
