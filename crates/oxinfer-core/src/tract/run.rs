@@ -52,12 +52,7 @@ impl TractModel {
         if self.threads > 1 && parts > 1 {
             if let Executor::MultiThread(pool) = tract_executor(self.threads) {
                 let plan = Arc::clone(&self.plan);
-                // Each slice counts as a run in flight, so that while slices run side by side
-                // their ops keep to their own thread (linger::alone); the last slice left shares
-                // again. Uncounted, the slices' ops also handed work to the pool, which the other
-                // slices were using: encoder batch 16 / 32 on 2 threads took 258 / 564 ms
-                // against 234 / 473 counted (int8: 99 / 214 against 84 / 189).
-                let run: split::RunSlice = Arc::new(move |part| crate::linger::counted_run(|| plan.run(part)));
+                let run: split::RunSlice = Arc::new(move |part| plan.run(part));
                 return split::run_parts(&pool, self.threads - 1, split::cut(&values, items, parts)?, run);
             }
         }
