@@ -151,8 +151,19 @@ export class Batcher {
     return Object.keys(a.feeds).length === Object.keys(b.feeds).length;
   }
 
+  /**
+   * Runs a batch as one engine call, or, when padding would stretch short requests to a long
+   * one's size, as several calls of requests of similar sizes, side by side (see bySize).
+   */
   async #dispatch(batch: Request[]): Promise<void> {
     const live = batch.filter((r) => !r.signal?.aborted);
+    if (live.length === 0) return;
+    // Side by side, as plain concurrent runs would be: one after the other, a group of short
+    // requests left a core idle (16 requests of 16 to 128 tokens: 318 ms one by one).
+    await Promise.all(bySize(live, Object.keys(this.#pad)).map((group) => this.#runGroup(group)));
+  }
+
+  async #runGroup(live: Request[]): Promise<void> {
     if (live.length === 0) return;
     const padded = this.#padTo(live);
     let outs: Outputs[];
@@ -207,6 +218,56 @@ export class Batcher {
       return { feeds, sizes: symbolSizes(this.#model, r.feeds) };
     });
   }
+}
+
+/**
+ * Cuts a batch into groups of requests of similar sizes, each its own engine call, so that
+ * padding does not stretch short requests to the longest one's size. On a CPU, stacking
+ * sequences saves little (16 MiniLM-shaped encoder requests of 128 tokens: 234 ms stacked,
+ * 243 ms as plain concurrent runs), while padding costs in proportion: 16 requests of 16 to 128
+ * tokens took 256 ms padded into one call, against 154-171 ms as plain concurrent runs and
+ * 162-174 ms in onnxruntime.
+ *
+ * A request's size is its elements per row in the padded inputs. Over the requests sorted by
+ * size, the groups minimize the padded elements computed plus, for each engine call, 1/16 of a
+ * row of the batch's largest size (about what stacking saved per request above): requests
+ * whose sizes differ by less than that share a call, and requests of one size always do.
+ * Dynamic programming over the sorted sizes: O(n^2) for n requests.
+ */
+function bySize(batch: Request[], padded: string[]): Request[][] {
+  if (padded.length === 0 || batch.length < 2) return [batch];
+  const sized = batch.map((r) => {
+    let size = 0;
+    for (const name of padded) {
+      const shape = r.feeds[name]?.shape;
+      if (shape) size += shape.slice(1).reduce((a, b) => a * b, 1);
+    }
+    return { r, size };
+  });
+  sized.sort((a, b) => a.size - b.size);
+  const n = sized.length;
+  const largest = sized[n - 1]!.size;
+  if (sized[0]!.size === largest) return [batch];
+  const perCall = largest / 16;
+  // cost[j]: the cheapest cut of the first j requests; from[j]: where its last group starts.
+  const cost = new Array<number>(n + 1).fill(Infinity);
+  const from = new Array<number>(n + 1).fill(0);
+  cost[0] = 0;
+  const upTo = [0];
+  for (const s of sized) upTo.push(upTo[upTo.length - 1]! + s.r.rows);
+  for (let j = 1; j <= n; j++) {
+    // Larger groups first, so that a tie keeps fewer calls.
+    for (let i = 0; i < j; i++) {
+      const c = cost[i]! + (upTo[j]! - upTo[i]!) * sized[j - 1]!.size + perCall;
+      if (c < cost[j]!) {
+        cost[j] = c;
+        from[j] = i;
+      }
+    }
+  }
+  const groups: Request[][] = [];
+  for (let j = n; j > 0; j = from[j]!) groups.unshift(sized.slice(from[j]!, j).map((s) => s.r));
+  return groups;
 }
 
 function positive(name: string, n: number): number {

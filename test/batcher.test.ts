@@ -52,15 +52,24 @@ describe('Batcher', () => {
         token_type_ids: { data: new BigInt64Array(s), shape: [1, s] },
       };
     };
-    const requests = [5, 9, 3, 12].map(request);
-    const results = await Promise.all(requests.map((q) => batcher.run(q)));
+    const served = async (lengths: number[]) => {
+      const requests = lengths.map(request);
+      const results = await Promise.all(requests.map((q) => batcher.run(q)));
+      for (let i = 0; i < requests.length; i++) {
+        const alone = await model.run(requests[i]!);
+        const got = results[i]!.last_hidden_state!;
+        expect(got.shape).toEqual(alone.last_hidden_state!.shape);
+        expect(maxAbsDiff(got.data as Float32Array, alone.last_hidden_state!.data as Float32Array)).toBeLessThan(1e-4);
+      }
+    };
+    // Lengths within 1/16 of the longest share one padded call.
+    await served([64, 62, 64, 63]);
     expect(seen.calls).toEqual([4]);
-    for (let i = 0; i < requests.length; i++) {
-      const alone = await model.run(requests[i]!);
-      const got = results[i]!.last_hidden_state!;
-      expect(got.shape).toEqual(alone.last_hidden_state!.shape);
-      expect(maxAbsDiff(got.data as Float32Array, alone.last_hidden_state!.data as Float32Array)).toBeLessThan(1e-4);
-    }
+    // Short and long requests go to separate calls (side by side), each padded only to its
+    // group's longest: 3 and 5 tokens are not stretched to 64.
+    seen.calls.length = 0;
+    await served([3, 64, 5, 60]);
+    expect(seen.calls).toEqual([2, 2]);
   });
 
   it('drops a request aborted while queued, and never delivers to an aborted caller', async () => {
