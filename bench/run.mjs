@@ -4,7 +4,7 @@
  * intra-op thread count. Each case warms up, then runs N repetitions (interleaved between the
  * engines) and reports the median with min/max. See bench/README.md.
  *
- *   node bench/run.mjs [--quick] [--only call,silero,encoder,candle,cnn,stall,concurrency]
+ *   node bench/run.mjs [--quick] [--only call,silero,encoder,candle,cnn,stall,concurrency,mixed]
  *                      [--threads N] [--reps N] [--no-write]
  */
 import { existsSync } from 'node:fs';
@@ -25,7 +25,7 @@ const SILERO = join(ROOT, 'models', 'silero_vad_v5.onnx');
 const SPEECH = join(ROOT, 'assets', 'speech.wav');
 
 // ---- command line ---------------------------------------------------------------------------
-const CASES = ['call', 'silero', 'encoder', 'candle', 'cnn', 'stall', 'concurrency'];
+const CASES = ['call', 'silero', 'encoder', 'candle', 'cnn', 'stall', 'concurrency', 'mixed'];
 const args = process.argv.slice(2);
 function option(name) {
   const i = args.indexOf(name);
@@ -516,7 +516,45 @@ async function caseConcurrency() {
   ];
 }
 
-const RUNNERS = { call: caseCall, silero: caseSilero, encoder: caseEncoder, candle: caseCandle, cnn: caseCnn, stall: caseStall, concurrency: caseConcurrency };
+/**
+ * 16 concurrent batch-1 encoder requests of 16 to 128 tokens (a spread of sentence lengths):
+ * plain run, a Batcher padding within groups of similar lengths, ort (each at its own length).
+ * No target; it shows what padding costs a Batcher and what grouping by size wins back.
+ */
+async function caseMixed() {
+  const { model, session } = await encoders();
+  const lengths = Array.from({ length: CONCURRENT }, (_, i) => 16 + Math.round((i * 112) / (CONCURRENT - 1)));
+  const xs = lengths.map((s, i) => bertInputs(1, s, 2000 + i));
+  const batcher = new ox.Batcher(model, { maxBatch: CONCURRENT, maxDelayMs: 2, pad: { input_ids: 0n, attention_mask: 0n, token_type_ids: 0n } });
+  const oxServe = async (x) => (await model.run(oxBert(x))).last_hidden_state.data;
+  const served = async (x) => (await batcher.run(oxBert(x))).last_hidden_state.data;
+  const ortServe = async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
+  const refs = await Promise.all(xs.map(ortServe));
+  const diffs = { run: 0, batcher: 0 };
+  const one = (key, serve) => async () => {
+    const m = await serveAll(xs, serve);
+    if (key in diffs) diffs[key] = Math.max(diffs[key], checkServed(`mixed ${key}`, m.result, refs));
+    return m.totalMs;
+  };
+  const r = await interleave(
+    [
+      { key: 'run', warmup: () => serveAll(xs, oxServe), rep: one('run', oxServe) },
+      { key: 'batcher', warmup: () => serveAll(xs, served), rep: one('batcher', served) },
+      { key: 'ort', warmup: () => serveAll(xs, ortServe), rep: one('ort', ortServe) },
+    ],
+    P.reps,
+  );
+  await batcher.close();
+  const label = `${CONCURRENT} concurrent batch-1 encoder requests of 16-128 tokens`;
+  return [
+    row(`${label}: run vs ort run`, 'ms', 'lower', r.run, r.ort, { extra: `max |Δ| vs ort ${diffs.run.toExponential(1)}` }),
+    row(`${label}: Batcher(maxBatch 16, 2 ms, pad) vs ort run`, 'ms', 'lower', r.batcher, r.ort, {
+      extra: `padded within groups of similar lengths; max |Δ| vs ort ${diffs.batcher.toExponential(1)}`,
+    }),
+  ];
+}
+
+const RUNNERS = { call: caseCall, silero: caseSilero, encoder: caseEncoder, candle: caseCandle, cnn: caseCnn, stall: caseStall, concurrency: caseConcurrency, mixed: caseMixed };
 
 // ---- main -------------------------------------------------------------------------------------
 const started = new Date();
