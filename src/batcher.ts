@@ -4,10 +4,10 @@
  * (`runBatch`), and each caller gets its own rows back.
  *
  * Requests stack when every input has the same dims after the first. With `pad`, inputs whose
- * sizes differ along other dims (sequence length) are padded to the longest in the batch with
- * the given value, and outputs are cut back to each request's length. Padding is correct only
- * for models that ignore padded positions (a BERT encoder fed its attention mask): opt in per
- * input.
+ * sizes differ along other dims (sequence length) are padded with the given value to the
+ * longest in their group (requests of similar sizes: see bySize), and outputs are cut back to
+ * each request's length. Padding is correct only for models that ignore padded positions (a
+ * BERT encoder fed its attention mask): opt in per input.
  */
 import { AbortedError, DisposedError, InputNameError, InputShapeError, OxinferError, QueueFullError } from './errors';
 import { throwIfAborted } from './signal';
