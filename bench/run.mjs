@@ -423,12 +423,32 @@ function checkServed(what, outs, refs, tol = 1e-3) {
   return d;
 }
 
+/** One encoder request through an oxinfer model or Batcher (`run`), or an ort session: its hidden states. */
+const oxHidden = (engine) => async (x) => (await engine.run(oxBert(x))).last_hidden_state.data;
+const ortHidden = (session) => async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
+
+/**
+ * An `interleave` entry serving the requests `xs` at once through `serve`, each repetition's
+ * total time; every output is checked against `refs` (within `tol`), the largest deviation kept
+ * in `seen.diffs[key]` and each repetition's longest stall in `seen.stalls[key]`.
+ */
+function servedAtOnce(seen, key, xs, serve, refs, tol) {
+  seen.diffs[key] = 0;
+  seen.stalls[key] = [];
+  const rep = async () => {
+    const m = await serveAll(xs, serve);
+    seen.diffs[key] = Math.max(seen.diffs[key], checkServed(`${seen.what} ${key}`, m.result, refs, tol));
+    seen.stalls[key].push(m.stallMs);
+    return m.totalMs;
+  };
+  return { key, warmup: () => serveAll(xs, serve), rep };
+}
+
 /** Longest event-loop stall while 16 concurrent batch-1 encoder requests are served. */
 async function caseStall() {
   const { model, session } = await encoders();
   const xs = requests();
-  const oxServe = async (x) => (await model.run(oxBert(x))).last_hidden_state.data;
-  const ortServe = async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
+  const [oxServe, ortServe] = [oxHidden(model), ortHidden(session)];
   const refs = await Promise.all(xs.map(ortServe));
   const totals = { ox: [], ort: [], oxStallInterval: [], ortStallInterval: [] };
   let d = 0;
@@ -467,27 +487,18 @@ async function caseConcurrency() {
   const batcher = new ox.Batcher(model, { maxBatch: CONCURRENT, maxDelayMs: 2 });
   const others = reduced.map((m) => ({ ...m, batcher: new ox.Batcher(m.model, { maxBatch: CONCURRENT, maxDelayMs: 2 }) }));
   const xs = requests();
-  const oxServe = async (x) => (await model.run(oxBert(x))).last_hidden_state.data;
-  const served = (b) => async (x) => (await b.run(oxBert(x))).last_hidden_state.data;
-  const ortServe = async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
+  const ortServe = ortHidden(session);
   const refs = await Promise.all(xs.map(ortServe));
-  const peers = others.filter((o) => o.peer).map((o) => ({ key: `ort ${o.precision}`, serve: async (x) => (await o.peer.run(ortBert(x))).last_hidden_state.data }));
-  const keys = ['run', 'batcher', ...others.map((o) => o.precision), ...peers.map((p) => p.key), 'ort'];
-  const stalls = Object.fromEntries(keys.map((k) => [k, []]));
-  const diffs = Object.fromEntries(keys.map((k) => [k, 0]));
-  const one = (key, serve, tol) => async () => {
-    const m = await serveAll(xs, serve);
-    diffs[key] = Math.max(diffs[key], checkServed(`concurrency ${key}`, m.result, refs, tol));
-    stalls[key].push(m.stallMs);
-    return m.totalMs;
-  };
+  const peers = others.filter((o) => o.peer).map((o) => ({ key: `ort ${o.precision}`, serve: ortHidden(o.peer) }));
+  const seen = { what: 'concurrency', diffs: {}, stalls: {} };
+  const { diffs, stalls } = seen;
   const r = await interleave(
     [
-      { key: 'run', warmup: () => serveAll(xs, oxServe), rep: one('run', oxServe) },
-      { key: 'batcher', warmup: () => serveAll(xs, served(batcher)), rep: one('batcher', served(batcher)) },
-      ...others.map((o) => ({ key: o.precision, warmup: () => serveAll(xs, served(o.batcher)), rep: one(o.precision, served(o.batcher), o.tol) })),
-      ...peers.map((p) => ({ key: p.key, warmup: () => serveAll(xs, p.serve), rep: one(p.key, p.serve, PEER_INT8_TOL) })),
-      { key: 'ort', warmup: () => serveAll(xs, ortServe), rep: one('ort', ortServe) },
+      servedAtOnce(seen, 'run', xs, oxHidden(model), refs),
+      servedAtOnce(seen, 'batcher', xs, oxHidden(batcher), refs),
+      ...others.map((o) => servedAtOnce(seen, o.precision, xs, oxHidden(o.batcher), refs, o.tol)),
+      ...peers.map((p) => servedAtOnce(seen, p.key, xs, p.serve, refs, PEER_INT8_TOL)),
+      servedAtOnce(seen, 'ort', xs, ortServe, refs),
     ],
     P.reps,
   );
@@ -526,21 +537,15 @@ async function caseMixed() {
   const lengths = Array.from({ length: CONCURRENT }, (_, i) => 16 + Math.round((i * 112) / (CONCURRENT - 1)));
   const xs = lengths.map((s, i) => bertInputs(1, s, 2000 + i));
   const batcher = new ox.Batcher(model, { maxBatch: CONCURRENT, maxDelayMs: 2, pad: { input_ids: 0n, attention_mask: 0n, token_type_ids: 0n } });
-  const oxServe = async (x) => (await model.run(oxBert(x))).last_hidden_state.data;
-  const served = async (x) => (await batcher.run(oxBert(x))).last_hidden_state.data;
-  const ortServe = async (x) => (await session.run(ortBert(x))).last_hidden_state.data;
+  const ortServe = ortHidden(session);
   const refs = await Promise.all(xs.map(ortServe));
-  const diffs = { run: 0, batcher: 0 };
-  const one = (key, serve) => async () => {
-    const m = await serveAll(xs, serve);
-    if (key in diffs) diffs[key] = Math.max(diffs[key], checkServed(`mixed ${key}`, m.result, refs));
-    return m.totalMs;
-  };
+  const seen = { what: 'mixed', diffs: {}, stalls: {} };
+  const { diffs } = seen;
   const r = await interleave(
     [
-      { key: 'run', warmup: () => serveAll(xs, oxServe), rep: one('run', oxServe) },
-      { key: 'batcher', warmup: () => serveAll(xs, served), rep: one('batcher', served) },
-      { key: 'ort', warmup: () => serveAll(xs, ortServe), rep: one('ort', ortServe) },
+      servedAtOnce(seen, 'run', xs, oxHidden(model), refs),
+      servedAtOnce(seen, 'batcher', xs, oxHidden(batcher), refs),
+      servedAtOnce(seen, 'ort', xs, ortServe, refs),
     ],
     P.reps,
   );

@@ -163,8 +163,8 @@ export class Batcher {
     await Promise.all(bySize(live, Object.keys(this.#pad)).map((group) => this.#runGroup(group)));
   }
 
+  /** One engine call for `live` (none aborted, at least one), padded to its longest. */
   async #runGroup(live: Request[]): Promise<void> {
-    if (live.length === 0) return;
     const padded = this.#padTo(live);
     let outs: Outputs[];
     try {
