@@ -107,6 +107,11 @@ pub fn alone() -> bool {
     RUNS.load(Ordering::Acquire) <= 1
 }
 
+/// Engine runs in flight now, the caller's own not yet counted when it asks before it starts.
+pub fn in_flight() -> usize {
+    RUNS.load(Ordering::Acquire)
+}
+
 /// Tasks `0..n`, claimed one at a time by whichever thread is free.
 struct Tasks<F> {
     n: usize,
