@@ -362,9 +362,9 @@ impl Embedder {
         self.run(ids, types, mask, [rows.len(), seq])
     }
 
-    /// Runs a [b, s] batch. On the CPU the rows are split into one part per thread, each run as
-    /// its own engine call in parallel: most of candle's CPU ops are single-threaded, and
-    /// matmuls split poorly at these sizes (measured: 2 threads gave gemm 1.05-1.3x), while
+    /// Runs a [b, s] batch. On the CPU the rows are split into one part per thread (of about
+    /// equal cost: parts.rs), each run as its own engine call in parallel: most of candle's CPU
+    /// ops are single-threaded, and matmuls split poorly at these sizes (measured: 2 threads gave gemm 1.05-1.3x), while
     /// independent rows scale with the threads. A batch with fewer rows than threads gives the
     /// spare threads to its matmuls. A GPU gets the batch whole.
     fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
@@ -373,23 +373,44 @@ impl Embedder {
     }
 
     fn run_counted(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
-        let parts = if self.pool.is_some() { self.threads.min(b).max(1) } else { 1 };
-        let per = b.div_ceil(parts).max(1);
-        let starts: Vec<usize> = (0..b).step_by(per).collect();
-        // Threads left over by the row split (a batch smaller than the thread count) go to the
-        // matmuls of each part.
-        let matmul_threads = if self.pool.is_some() { (self.threads / starts.len().max(1)).max(1) } else { 1 };
-        let part = |&start: &usize| {
-            let rows = start * s..(start + per.min(b - start)) * s;
+        // Each row's length without its trailing padding: parts group rows of similar lengths.
+        let lens: Vec<usize> =
+            (0..b).map(|r| mask[r * s..(r + 1) * s].iter().rposition(|&m| m != 0).map_or(0, |c| c + 1)).collect();
+        let parts = if self.pool.is_some() { super::parts::tasks(&lens, self.threads) } else { vec![0..b] };
+        // Threads left over (fewer parts than threads) go to the matmuls of each part.
+        let matmul_threads = if self.pool.is_some() { (self.threads / parts.len().max(1)).max(1) } else { 1 };
+        let part = |r: &std::ops::Range<usize>| {
+            let rows = r.start * s..r.end * s;
             self.run_part(&ids[rows.clone()], &types[rows.clone()], &mask[rows], s, matmul_threads)
         };
-        let outs: Vec<Vec<f32>> = if starts.len() > 1 {
-            use rayon::prelude::*;
-            starts.par_iter().map(part).collect::<Result<_>>()?
-        } else {
-            starts.iter().map(part).collect::<Result<_>>()?
-        };
-        Ok(outs.concat())
+        if parts.len() < 2 {
+            return Ok(parts.iter().map(part).collect::<Result<Vec<_>>>()?.concat());
+        }
+        // Costliest first, each thread claiming the next part when it is free, so that uneven
+        // parts even out across the threads.
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(parts[i].len() * lens[parts[i].clone()].iter().max().copied().unwrap_or(0)));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let outs: Vec<std::sync::Mutex<Option<Result<Vec<f32>>>>> = parts.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let workers = self.threads.min(parts.len());
+        rayon::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|_| {
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else { break };
+                        let out = part(&parts[i]);
+                        *outs[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
+                    }
+                });
+            }
+        });
+        let mut all = Vec::with_capacity(b * self.dims());
+        for out in outs {
+            let out = out.into_inner().unwrap_or_else(|p| p.into_inner());
+            all.extend(out.unwrap_or_else(|| Err(Error::engine("a part of the batch did not run")))?);
+        }
+        Ok(all)
     }
 
     /// One engine call: upload, encode, pool, normalize, download once. Trailing columns that

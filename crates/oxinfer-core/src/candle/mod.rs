@@ -13,6 +13,7 @@ pub mod embedder;
 mod attention;
 mod gelu;
 mod linear;
+mod parts;
 pub mod tokenize;
 
 pub use config::Pooling;
