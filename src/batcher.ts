@@ -9,8 +9,8 @@
  * each request's length. Padding is correct only for models that ignore padded positions (a
  * BERT encoder fed its attention mask): opt in per input.
  */
-import { AbortedError, DisposedError, InputNameError, InputShapeError, OxinferError, QueueFullError } from './errors';
-import { throwIfAborted } from './signal';
+import { Coalescer, type CoalesceOptions, type Queued, runOrEachAlone } from './coalesce';
+import { InputNameError, InputShapeError } from './errors';
 import {
   ARRAY_FOR_DTYPE,
   type Feeds,
@@ -21,85 +21,30 @@ import {
 } from './tensor';
 import type { RunOptions, TractModel } from './tract-model';
 
-export interface BatcherOptions {
-  /** Most rows in one engine call. Default 32. */
-  maxBatch?: number;
-  /** Longest wait for more requests after the first one arrives. Default 2 ms. */
-  maxDelayMs?: number;
-  /** Most requests waiting; beyond it `run` rejects with QueueFullError. Default 1024. */
-  maxQueue?: number;
+export interface BatcherOptions extends CoalesceOptions {
   /** Inputs that may be padded along dims after the first, and their padding value. */
   pad?: Record<string, number | bigint>;
 }
 
-interface Request {
-  feeds: Record<string, TensorInput>;
-  rows: number;
-  resolve: (o: Outputs) => void;
-  reject: (e: unknown) => void;
-  signal?: AbortSignal;
-  onAbort?: () => void;
-}
+/** A request's named inputs, each with its shape. */
+type Request = Queued<Record<string, TensorInput>, Outputs>;
 
-export class Batcher {
-  readonly maxBatch: number;
-  readonly maxDelayMs: number;
-  readonly maxQueue: number;
+export class Batcher extends Coalescer<Record<string, TensorInput>, Outputs> {
   #model: TractModel;
   #pad: Record<string, number | bigint>;
-  #queue: Request[] = [];
-  #timer: NodeJS.Timeout | undefined;
-  #closed = false;
-  #inFlight = new Set<Promise<void>>();
 
   constructor(model: TractModel, options: BatcherOptions = {}) {
+    super('Batcher', options);
     this.#model = model;
-    this.maxBatch = positive('maxBatch', options.maxBatch ?? 32);
-    this.maxDelayMs = nonNegativeMs('maxDelayMs', options.maxDelayMs ?? 2);
-    this.maxQueue = positive('maxQueue', options.maxQueue ?? 1024);
     this.#pad = options.pad ?? {};
-  }
-
-  /** Requests waiting for a batch. */
-  get pending(): number {
-    return this.#queue.length;
   }
 
   /** Queues one request; resolves with its own outputs once its batch has run. */
   run(feeds: Feeds, options: RunOptions = {}): Promise<Outputs> {
-    return new Promise<Outputs>((resolve, reject) => {
-      throwIfAborted(options.signal);
-      if (this.#closed) throw new DisposedError('the Batcher was closed');
-      if (this.#queue.length >= this.maxQueue) {
-        throw new QueueFullError(`the Batcher queue is full (${this.maxQueue} requests waiting)`);
-      }
-      const normalized = this.#normalize(feeds);
-      const request: Request = { ...normalized, resolve, reject, signal: options.signal };
-      if (options.signal) {
-        // Aborted while queued: leave the queue now. Aborted once dispatched: reject now and
-        // drop the rows when the batch returns.
-        request.onAbort = () => {
-          const at = this.#queue.indexOf(request);
-          if (at >= 0) this.#queue.splice(at, 1);
-          reject(new AbortedError());
-        };
-        options.signal.addEventListener('abort', request.onAbort, { once: true });
-      }
-      this.#queue.push(request);
-      const rows = this.#queue.reduce((n, r) => n + r.rows, 0);
-      if (rows >= this.maxBatch) this.#flush();
-      else this.#timer ??= setTimeout(() => this.#flush(), this.maxDelayMs);
-    });
+    return this.enqueue(() => this.#normalize(feeds), options.signal);
   }
 
-  /** Runs what is queued, then refuses new requests; resolves when every batch has returned. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    while (this.#queue.length > 0) this.#flush();
-    await Promise.all(this.#inFlight);
-  }
-
-  #normalize(feeds: Feeds): { feeds: Record<string, TensorInput>; rows: number } {
+  #normalize(feeds: Feeds): { input: Record<string, TensorInput>; rows: number } {
     if (feeds === null || typeof feeds !== 'object' || isTypedArray(feeds)) {
       throw new InputNameError('Batcher.run takes an object of named inputs { name: { data, shape } }');
     }
@@ -116,48 +61,23 @@ export class Batcher {
       rows ??= first;
       out[name] = input;
     }
-    return { feeds: out, rows: rows ?? 0 };
+    return { input: out, rows: rows ?? 0 };
   }
 
-  /** Takes up to maxBatch rows of compatible requests off the queue and runs them. */
-  #flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#queue.length === 0) return;
-    const head = this.#queue[0]!;
-    const batch: Request[] = [];
-    let rows = 0;
-    for (let i = 0; i < this.#queue.length && rows < this.maxBatch; ) {
-      const r = this.#queue[i]!;
-      if (batch.length > 0 && (rows + r.rows > this.maxBatch || !this.#compatible(head, r))) {
-        i++;
-        continue;
-      }
-      batch.push(r);
-      rows += r.rows;
-      this.#queue.splice(i, 1);
-    }
-    const done = this.#dispatch(batch).finally(() => this.#inFlight.delete(done));
-    this.#inFlight.add(done);
-    if (this.#queue.length > 0) this.#timer = setTimeout(() => this.#flush(), this.maxDelayMs);
-  }
-
-  #compatible(a: Request, b: Request): boolean {
-    for (const [name, x] of Object.entries(a.feeds)) {
-      const y = b.feeds[name];
+  protected compatible(a: Request, b: Request): boolean {
+    for (const [name, x] of Object.entries(a.input)) {
+      const y = b.input[name];
       if (!y || y.data.constructor !== x.data.constructor || y.shape.length !== x.shape.length) return false;
       if (!(name in this.#pad) && x.shape.slice(1).some((d, i) => d !== y.shape[i + 1])) return false;
     }
-    return Object.keys(a.feeds).length === Object.keys(b.feeds).length;
+    return Object.keys(a.input).length === Object.keys(b.input).length;
   }
 
   /**
    * Runs a batch as one engine call, or, when padding would stretch short requests to a long
    * one's size, as several calls of requests of similar sizes, side by side (see bySize).
    */
-  async #dispatch(batch: Request[]): Promise<void> {
-    const live = batch.filter((r) => !r.signal?.aborted);
-    if (live.length === 0) return;
+  protected async dispatch(live: Request[]): Promise<void> {
     // Side by side, as plain concurrent runs would be: one after the other, a group of short
     // requests left a core idle (16 requests of 16 to 128 tokens: 318 ms one by one).
     await Promise.all(bySize(live, Object.keys(this.#pad)).map((group) => this.#runGroup(group)));
@@ -166,31 +86,15 @@ export class Batcher {
   /** One engine call for `live` (none aborted, at least one), padded to its longest. */
   async #runGroup(live: Request[]): Promise<void> {
     const padded = this.#padTo(live);
-    let outs: Outputs[];
-    try {
-      outs = await this.#model.runBatch(padded.map((p) => p.feeds));
-    } catch (e) {
-      if (live.length === 1 || (e instanceof OxinferError && e.code === 'ERR_DISPOSED')) {
-        for (const r of live) settle(r, () => { throw e; });
-      } else {
-        // One bad request (data that does not fit its shape, a sequence too long for the
-        // model) must not fail the callers stacked with it: each runs alone, so every caller
-        // gets its own result or its own error. Costs a second pass only when a batch fails.
-        await Promise.all(live.filter((r) => !r.signal?.aborted).map((r) => this.#alone(r)));
-      }
-      return;
-    }
-    outs.forEach((out, i) => settle(live[i]!, () => unpad(out, this.#model, padded[i]!.sizes)));
-  }
-
-  /** Runs one request as its own batch (unpadded) and settles it. */
-  async #alone(r: Request): Promise<void> {
-    try {
-      const [out] = await this.#model.runBatch([r.feeds]);
-      settle(r, () => out!);
-    } catch (e) {
-      settle(r, () => { throw e; });
-    }
+    await runOrEachAlone(
+      live,
+      async () => {
+        const outs = await this.#model.runBatch(padded.map((p) => p.feeds));
+        return outs.map((out, i) => () => unpad(out, this.#model, padded[i]!.sizes));
+      },
+      // Alone, unpadded.
+      async (r) => (await this.#model.runBatch([r.input]))[0]!,
+    );
   }
 
   /** Pads the opted-in inputs of each request to the batch's longest dims. */
@@ -198,7 +102,7 @@ export class Batcher {
     const longest = new Map<string, number[]>();
     for (const name of Object.keys(this.#pad)) {
       for (const r of batch) {
-        const shape = r.feeds[name]?.shape;
+        const shape = r.input[name]?.shape;
         if (!shape) continue;
         const cur = longest.get(name) ?? shape.map(() => 0);
         longest.set(name, cur.map((d, i) => Math.max(d, shape[i] ?? 0)));
@@ -206,7 +110,7 @@ export class Batcher {
     }
     return batch.map((r) => {
       const feeds: Feeds = {};
-      for (const [name, input] of Object.entries(r.feeds)) {
+      for (const [name, input] of Object.entries(r.input)) {
         const target = longest.get(name);
         if (!target || target.every((d, i) => i === 0 || d === input.shape[i])) {
           feeds[name] = input;
@@ -215,7 +119,7 @@ export class Batcher {
         const shape = [input.shape[0]!, ...target.slice(1)];
         feeds[name] = { data: padData(input, shape, this.#pad[name]!), shape, dtype: input.dtype };
       }
-      return { feeds, sizes: symbolSizes(this.#model, r.feeds) };
+      return { feeds, sizes: symbolSizes(this.#model, r.input) };
     });
   }
 }
@@ -239,7 +143,7 @@ function bySize(batch: Request[], padded: string[]): Request[][] {
   const sized = batch.map((r) => {
     let size = 0;
     for (const name of padded) {
-      const shape = r.feeds[name]?.shape;
+      const shape = r.input[name]?.shape;
       if (shape) size += shape.slice(1).reduce((a, b) => a * b, 1);
     }
     return { r, size };
@@ -270,30 +174,10 @@ function bySize(batch: Request[], padded: string[]): Request[][] {
   return groups;
 }
 
-function positive(name: string, n: number): number {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`Batcher option ${name} must be a positive integer, got ${n}`);
-  return n;
-}
-
-function nonNegativeMs(name: string, n: number): number {
-  if (!Number.isFinite(n) || n < 0) throw new RangeError(`Batcher option ${name} must be a non-negative number of milliseconds, got ${n}`);
-  return n;
-}
-
 function fixedShape(model: TractModel, name: string): number[] {
   const info = model.inputs.find((i) => i.name === name);
   if (info && info.shape.every((d): d is number => typeof d === 'number')) return info.shape;
   throw new InputShapeError(`input '${name}': pass { data, shape } to the Batcher`);
-}
-
-function settle(r: Request, result: () => Outputs): void {
-  if (r.onAbort) r.signal?.removeEventListener('abort', r.onAbort);
-  if (r.signal?.aborted) return; // already rejected; an aborted request never gets a result
-  try {
-    r.resolve(result());
-  } catch (e) {
-    r.reject(e);
-  }
 }
 
 /** Copies `input` into a tensor of `shape` (each dim >= the input's), filled with `value`. */
