@@ -7,7 +7,7 @@
  *   node bench/run.mjs [--quick] [--only call,silero,encoder,candle,cnn,stall,concurrency,mixed]
  *                      [--threads N] [--reps N] [--no-write]
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -25,7 +25,7 @@ const SILERO = join(ROOT, 'models', 'silero_vad_v5.onnx');
 const SPEECH = join(ROOT, 'assets', 'speech.wav');
 
 // ---- command line ---------------------------------------------------------------------------
-const CASES = ['call', 'silero', 'encoder', 'candle', 'cnn', 'stall', 'concurrency', 'mixed'];
+const CASES = ['call', 'silero', 'encoder', 'candle', 'cnn', 'stall', 'concurrency', 'mixed', 'serving'];
 const args = process.argv.slice(2);
 function option(name) {
   const i = args.indexOf(name);
@@ -559,7 +559,50 @@ async function caseMixed() {
   ];
 }
 
-const RUNNERS = { call: caseCall, silero: caseSilero, encoder: caseEncoder, candle: caseCandle, cnn: caseCnn, stall: caseStall, concurrency: caseConcurrency, mixed: caseMixed };
+/**
+ * An embedding service: 64 concurrent one-text requests (the reference sentences of
+ * test/data/minilm-reference.json of up to 35 tokens, in turn) to all-MiniLM-L6-v2: oxinfer's
+ * embed per request, an EmbedBatcher joining them, and ort per request on the reference's own
+ * token ids (Hugging Face's tokenizer; oxinfer tokenizes inside its time). No target.
+ */
+async function caseServing() {
+  const dir = join(ROOT, '.cache', 'models', 'all-MiniLM-L6-v2');
+  if (!existsSync(join(dir, 'model.safetensors'))) throw new Error(`missing ${dir}: run \`node scripts/fixtures.mjs\``);
+  const reference = JSON.parse(readFileSync(join(ROOT, 'test', 'data', 'minilm-reference.json'), 'utf8'));
+  const short = reference.sentences.map((text, i) => ({ text, ids: reference.token_ids[i] })).filter((q) => q.ids.length <= 64);
+  const xs = Array.from({ length: SERVED }, (_, i) => short[i % short.length]);
+  const emb = await ox.CandleEmbedder.load(dir, { threads, cache: false });
+  const batcher = new ox.EmbedBatcher(emb, { maxBatch: SERVED, maxDelayMs: 2 });
+  const session = await ortLoad(fixture('minilm.onnx'));
+  const ortServe = async (q) => {
+    const n = q.ids.length;
+    const x = { n: 1, s: n, ids: BigInt64Array.from(q.ids, BigInt), mask: new BigInt64Array(n).fill(1n), types: new BigInt64Array(n) };
+    return meanPoolNormalize((await session.run(ortBert(x))).last_hidden_state.data, 1, n, 384);
+  };
+  const oxServe = (engine) => async (q) => (await engine.embed([q.text])).data;
+  const refs = await Promise.all(xs.map(ortServe));
+  const seen = { what: 'serving', diffs: {}, stalls: {} };
+  const r = await interleave(
+    [
+      servedAtOnce(seen, 'embed', xs, oxServe(emb), refs, 1e-4),
+      servedAtOnce(seen, 'batcher', xs, oxServe(batcher), refs, 1e-4),
+      servedAtOnce(seen, 'ort', xs, ortServe, refs),
+    ],
+    P.reps,
+  );
+  await batcher.close();
+  await emb.dispose();
+  await session.release();
+  const label = `${SERVED} concurrent one-text embedding requests (2-35 tokens), all-MiniLM-L6-v2`;
+  const note = (k) => `pooled vectors max |Δ| vs ort ${seen.diffs[k].toExponential(1)}; event-loop stall ${summarize(seen.stalls[k]).median.toFixed(1)} ms (ort ${summarize(seen.stalls.ort).median.toFixed(1)} ms)`;
+  return [
+    row(`${label}: embed vs ort run`, 'ms', 'lower', r.embed, r.ort, { extra: note('embed') }),
+    row(`${label}: EmbedBatcher(maxBatch ${SERVED}, 2 ms) vs ort run`, 'ms', 'lower', r.batcher, r.ort, { extra: note('batcher') }),
+  ];
+}
+const SERVED = 64;
+
+const RUNNERS = { call: caseCall, silero: caseSilero, encoder: caseEncoder, candle: caseCandle, cnn: caseCnn, stall: caseStall, concurrency: caseConcurrency, mixed: caseMixed, serving: caseServing };
 
 // ---- main -------------------------------------------------------------------------------------
 const started = new Date();

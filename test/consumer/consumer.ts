@@ -38,6 +38,8 @@ import {
   type TensorInput,
   type TractLoadOptions,
   CandleEmbedder,
+  EmbedBatcher,
+  type EmbedBatcherOptions,
   Embeddings,
   cosineSimilarity,
   cache,
@@ -211,6 +213,14 @@ export async function embeddings(): Promise<void> {
   cache.setBudget(null);
   cache.clear();
   console.log(m.data, m.rows, m.dims, fromTokens, used, entries, emb.dims, emb.maxLength);
+  const ebOptions: EmbedBatcherOptions = { maxBatch: 64, maxDelayMs: 2, maxQueue: 100 };
+  const eb = new EmbedBatcher(emb, ebOptions);
+  const joined: Embeddings = await eb.embed(['a'], { signal: AbortSignal.timeout(1000) });
+  const waiting: number = eb.pending;
+  await eb.close();
+  console.log(joined, waiting, eb.maxBatch);
+  // @ts-expect-error: EmbedBatcher.embed takes an array of strings
+  await eb.embed('a');
   await emb.dispose();
   // @ts-expect-error: texts are strings
   await emb.embed([1, 2]);
