@@ -13,6 +13,7 @@ import type { NativeCandleEmbedder, NativeEmbeddings } from '../index';
 import { call, callAsync } from './call';
 import { DeviceUnavailableError, DisposedError, InputDtypeError, InputShapeError, ModelLoadError } from './errors';
 import { type NativeBinding, cudaNative, native } from './native';
+import { inStream, pipelined } from './pipeline';
 
 export type EmbedderDevice = 'cpu' | 'cuda' | `cuda:${number}` | 'metal' | 'auto';
 export type EmbedderDType = 'float32' | 'float16' | 'bfloat16' | 'int8';
@@ -196,6 +197,27 @@ export class CandleEmbedder {
         if (typeof t !== 'string') throw new InputDtypeError(`texts[${i}] is ${t === null ? 'null' : typeof t}, expected a string`);
       });
       return this.#native.embed(texts as string[], batch, token);
+    });
+  }
+
+  /**
+   * Embeds every text of `source` (an array, a generator, lines of a file, a database cursor)
+   * and yields one vector per text, in order. Texts are taken `batchSize` at a time (default
+   * the embedder's), each batch one `embed` call; the next batch is gathered and started while
+   * the current one runs (at most two in flight), so memory stays bounded by two batches.
+   * Each vector is a view of its batch's result buffer.
+   */
+  stream(
+    source: AsyncIterable<string> | Iterable<string>,
+    options: EmbedOptions = {},
+  ): AsyncGenerator<Float32Array, void, undefined> {
+    const batchSize = options.batchSize ?? this.batchSize;
+    return pipelined(source, batchSize, async (texts, first) => {
+      try {
+        return [...(await this.embed(texts, { signal: options.signal, batchSize }))];
+      } catch (e) {
+        throw inStream(e, first, texts.length, /^texts\[(\d+)\]/);
+      }
     });
   }
 

@@ -9,7 +9,8 @@
  */
 import type { NativeTractModel, NativeTractSession } from '../index';
 import { call, callAsync } from './call';
-import { DisposedError, InputNameError, InputShapeError, ModelLoadError, OxinferError, errorClass } from './errors';
+import { DisposedError, InputNameError, ModelLoadError } from './errors';
+import { inStream, pipelined } from './pipeline';
 import { DEFAULT_INLINE_UNDER_US, InlinePolicy, shapeKey, turn } from './inline';
 import { packFeeds, unpackOutputs } from './packed';
 import { throwIfAborted } from './signal';
@@ -288,37 +289,15 @@ export class TractModel {
    * `runBatch` calls of `batchSize`; the next batch is gathered and started while the current
    * one runs (at most two in flight).
    */
-  async *stream(
+  stream(
     source: AsyncIterable<Feeds> | Iterable<Feeds>,
     options: RunOptions & { batchSize?: number } = {},
   ): AsyncGenerator<Outputs, void, undefined> {
-    const batchSize = options.batchSize ?? 1;
-    if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new InputShapeError(`stream option batchSize must be a positive integer, got ${String(batchSize)}`);
-    }
-    let running: Promise<Outputs[]> | undefined;
-    let seen = 0; // items taken from the source
-    const start = (items: Feeds[]) => {
-      const first = seen - items.length;
-      const p = this.runBatch(items, { signal: options.signal }).catch((e: unknown) => {
-        throw inStream(e, first, items.length);
-      });
-      p.catch(() => undefined); // surfaced when awaited below, in order
-      return p;
-    };
-    let batch: Feeds[] = [];
-    for await (const item of source) {
-      batch.push(item);
-      seen++;
-      if (batch.length < batchSize) continue;
-      const next = start(batch);
-      batch = [];
-      if (running) yield* await running;
-      running = next;
-    }
-    const last = batch.length > 0 ? start(batch) : undefined;
-    if (running) yield* await running;
-    if (last) yield* await last;
+    return pipelined(source, options.batchSize ?? 1, (items, first) =>
+      this.runBatch(items, { signal: options.signal }).catch((e: unknown) => {
+        throw inStream(e, first, items.length, /^request (\d+): /);
+      }),
+    );
   }
 
   /** A stateful stream over this model: recurrent outputs are fed back as inputs. */
@@ -421,15 +400,3 @@ export class TractSession {
   }
 }
 
-/**
- * A stream batch's error, naming the stream's item: runBatch names a request by its place in
- * the batch (`request 1: ...`), which says little to a caller of `stream`.
- */
-function inStream(e: unknown, first: number, count: number): unknown {
-  if (!(e instanceof OxinferError) || e.code === 'ERR_ABORTED' || e.code === 'ERR_DISPOSED') return e;
-  const request = /^request (\d+): /.exec(e.message);
-  const message = request
-    ? `stream item ${first + Number(request[1])}: ${e.message.slice(request[0].length)}`
-    : `stream items ${first}..${first + count - 1}: ${e.message}`;
-  return new (errorClass(e.code))(message, { cause: e });
-}

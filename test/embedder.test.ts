@@ -37,6 +37,13 @@ afterAll(async () => {
   await emb.dispose();
 });
 
+/** Every item of an async iterable (Array.fromAsync is Node >= 22). */
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of items) out.push(x);
+  return out;
+}
+
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
   let m = 0;
@@ -105,6 +112,30 @@ describe('CandleEmbedder vs sentence-transformers (all-MiniLM-L6-v2, fp32 CPU)',
     const one = await emb.embed(ref.sentences.slice(0, 6));
     const many = await Promise.all([0, 1, 2, 3].map(() => emb.embed(ref.sentences.slice(0, 6), { batchSize: 2 })));
     for (const m of many) expect(maxAbsDiff(m.data, one.data)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('stream: one vector per text of an async source, in order, equal to embed; errors name the item', async () => {
+    async function* texts() {
+      for (const t of ref.sentences) {
+        await new Promise((r) => setTimeout(r, 1));
+        yield t;
+      }
+    }
+    const want = await emb.embed(ref.sentences);
+    const got: Float32Array[] = [];
+    for await (const v of emb.stream(texts(), { batchSize: 4 })) got.push(v);
+    expect(got.length).toBe(ref.sentences.length);
+    got.forEach((v, i) => expect(maxAbsDiff(v, want.row(i)), ref.sentences[i]!.slice(0, 40)).toBeLessThanOrEqual(1e-5));
+    // A plain array, the embedder's batchSize; nothing for an empty source.
+    expect((await collect(emb.stream(ref.sentences.slice(0, 3)))).length).toBe(3);
+    expect(await collect(emb.stream([]))).toEqual([]);
+    // Item 5 is the second of the batch [4, 5]: named by its place in the stream.
+    const bad = ['a', 'b', 'c', 'd', 'e', 42 as unknown as string, 'g'];
+    const failed = collect(emb.stream(bad, { batchSize: 4 }));
+    await expect(failed).rejects.toBeInstanceOf(InputDtypeError);
+    await expect(failed).rejects.toThrow(/^stream item 5 is number, expected a string/);
+    await expect(collect(emb.stream(['a'], { batchSize: 0 }))).rejects.toThrow(/batchSize/);
+    await expect(collect(emb.stream(['a', 'b'], { signal: AbortSignal.abort() }))).rejects.toThrow(AbortedError);
   });
 
   it('returns an empty matrix for an empty list', async () => {

@@ -213,6 +213,10 @@ export async function embeddings(): Promise<void> {
   cache.setBudget(null);
   cache.clear();
   console.log(m.data, m.rows, m.dims, fromTokens, used, entries, emb.dims, emb.maxLength);
+  for await (const v of emb.stream(['a', 'b'], { batchSize: 2, signal: AbortSignal.timeout(1000) })) {
+    const vector: Float32Array = v;
+    console.log(vector);
+  }
   const ebOptions: EmbedBatcherOptions = { maxBatch: 64, maxDelayMs: 2, maxQueue: 100 };
   const eb = new EmbedBatcher(emb, ebOptions);
   const joined: Embeddings = await eb.embed(['a'], { signal: AbortSignal.timeout(1000) });
