@@ -88,8 +88,8 @@ export class Batcher extends Coalescer<Record<string, TensorInput>, Outputs> {
     const padded = this.#padTo(live);
     await runOrEachAlone(
       live,
-      async () => {
-        const outs = await this.#model.runBatch(padded.map((p) => p.feeds));
+      async (signal) => {
+        const outs = await this.#model.runBatch(padded.map((p) => p.feeds), { signal });
         return outs.map((out, i) => () => unpad(out, this.#model, padded[i]!.sizes));
       },
       // Alone, unpadded.

@@ -121,17 +121,22 @@ export abstract class Coalescer<In, Out> {
  * fails for a batch of several, each request runs alone through `alone`, so one bad request
  * (data that does not fit its shape, a sequence too long for the model) fails only its own
  * caller. Costs a second pass only when a batch fails. A disposed model fails them all.
+ *
+ * `call` gets a signal that aborts once every request of the batch has aborted (their callers
+ * were rejected at once): work not yet started is then dropped instead of run for no one.
  */
 export async function runOrEachAlone<In, Out>(
   batch: Array<Queued<In, Out>>,
-  call: () => Promise<Array<() => Out>>,
+  call: (signal: AbortSignal) => Promise<Array<() => Out>>,
   alone: (r: Queued<In, Out>) => Promise<Out>,
 ): Promise<void> {
+  const all = abortedWithAll(batch);
   let results: Array<() => Out>;
   try {
-    results = await call();
+    results = await call(all.signal);
   } catch (e) {
-    if (batch.length === 1 || (e instanceof OxinferError && e.code === 'ERR_DISPOSED')) {
+    const dropped = e instanceof OxinferError && e.code === 'ERR_ABORTED' && all.signal.aborted;
+    if (dropped || batch.length === 1 || (e instanceof OxinferError && e.code === 'ERR_DISPOSED')) {
       for (const r of batch) settle(r, () => { throw e; });
     } else {
       await Promise.all(
@@ -148,8 +153,23 @@ export async function runOrEachAlone<In, Out>(
       );
     }
     return;
+  } finally {
+    all.release();
   }
   results.forEach((result, i) => settle(batch[i]!, result));
+}
+
+/** A signal that aborts when every request of `batch` has aborted; `release` stops listening. */
+function abortedWithAll<In, Out>(batch: Array<Queued<In, Out>>): { signal: AbortSignal; release: () => void } {
+  const controller = new AbortController();
+  const signals = batch.map((r) => r.signal);
+  if (signals.some((s) => s === undefined)) return { signal: controller.signal, release: () => undefined };
+  let left = batch.length;
+  const one = () => {
+    if (--left === 0) controller.abort();
+  };
+  for (const s of signals) s!.addEventListener('abort', one, { once: true });
+  return { signal: controller.signal, release: () => signals.forEach((s) => s!.removeEventListener('abort', one)) };
 }
 
 /** Settles `r` with `result()` (or what it throws); an aborted request was already rejected. */

@@ -44,8 +44,8 @@ export class EmbedBatcher extends Coalescer<string[], Embeddings> {
   protected async dispatch(live: Request[]): Promise<void> {
     await runOrEachAlone(
       live,
-      async () => {
-        const all = await this.#embedder.embed(live.flatMap((r) => r.input), { batchSize: this.maxBatch });
+      async (signal) => {
+        const all = await this.#embedder.embed(live.flatMap((r) => r.input), { batchSize: this.maxBatch, signal });
         let at = 0;
         return live.map((r) => {
           const [from, rows] = [at, r.rows];

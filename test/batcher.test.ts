@@ -88,6 +88,27 @@ describe('Batcher', () => {
     await expect(batcher.run(image(3), { signal: pre.signal })).rejects.toMatchObject({ code: 'ERR_ABORTED' });
   });
 
+  it('passes the engine call a signal that aborts once all of its callers have', async () => {
+    const model = await TractModel.load(fixture('cnn.onnx'));
+    const signals: Array<AbortSignal | undefined> = [];
+    const runBatch = model.runBatch.bind(model);
+    model.runBatch = (requests, options) => {
+      signals.push(options?.signal);
+      return runBatch(requests, options);
+    };
+    const batcher = new Batcher(model, { maxBatch: 2, maxDelayMs: 30 });
+    const [a, b] = [new AbortController(), new AbortController()];
+    const calls = [batcher.run(image(1), { signal: a.signal }), batcher.run(image(2), { signal: b.signal })];
+    expect(signals.length).toBe(1);
+    a.abort();
+    expect(signals[0]!.aborted).toBe(false);
+    b.abort();
+    expect(signals[0]!.aborted).toBe(true);
+    for (const c of calls) await expect(c).rejects.toBeInstanceOf(AbortedError);
+    expect((await batcher.run(image(3))).probs!.shape).toEqual([1, 10]);
+    await batcher.close();
+  });
+
   it('rejects with ERR_QUEUE_FULL beyond maxQueue, and refuses work after close()', async () => {
     const model = await TractModel.load(fixture('cnn.onnx'));
     const batcher = new Batcher(model, { maxBatch: 64, maxDelayMs: 50, maxQueue: 2 });

@@ -83,6 +83,34 @@ describe('EmbedBatcher', () => {
     await batcher.close();
   });
 
+  it('drops a joined call once every caller in it has aborted, not before', async () => {
+    const e = await CandleEmbedder.load(MODEL, { threads: 1, cache: false });
+    const signals: Array<AbortSignal | undefined> = [];
+    const embed = e.embed.bind(e);
+    e.embed = (texts, options) => {
+      signals.push(options?.signal);
+      return embed(texts, options);
+    };
+    const batcher = new EmbedBatcher(e, { maxBatch: 2, maxDelayMs: 50 });
+    const [a, b] = [new AbortController(), new AbortController()];
+    const calls = [batcher.embed([text(1)], { signal: a.signal }), batcher.embed([text(2)], { signal: b.signal })];
+    expect(signals.length).toBe(1); // two texts fill maxBatch: dispatched at once
+    a.abort();
+    expect(signals[0]!.aborted).toBe(false); // one caller still waits
+    b.abort();
+    expect(signals[0]!.aborted).toBe(true);
+    for (const c of calls) await expect(c).rejects.toBeInstanceOf(AbortedError);
+    // A caller without a signal keeps its call's signal unaborted; the batcher still works.
+    const c = new AbortController();
+    const mixed = [batcher.embed([text(3)], { signal: c.signal }), batcher.embed([text(4)])];
+    c.abort();
+    expect(signals[1]!.aborted).toBe(false);
+    await expect(mixed[0]).rejects.toBeInstanceOf(AbortedError);
+    expect((await mixed[1]!).rows).toBe(1);
+    await batcher.close();
+    await e.dispose();
+  });
+
   it('rejects with ERR_QUEUE_FULL beyond maxQueue, and refuses work after close()', async () => {
     const batcher = new EmbedBatcher(emb, { maxBatch: 64, maxDelayMs: 50, maxQueue: 2 });
     const a = batcher.embed([text(1)]);
