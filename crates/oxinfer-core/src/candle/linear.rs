@@ -61,6 +61,7 @@ impl CustomOp3 for Linear {
             candle_core::bail!("{}: shapes {:?} @ {:?} + {:?} do not fit", self.name(), l1.dims(), l2.dims(), l3.dims())
         }
         let (x, w, bias) = (&x[x0..x1], &w[w0..w1], &bias[b0..b1]);
+        crate::linger::yield_core(rows * k * n);
         let mut out = bias_rows(bias, rows);
         // out = bias + x @ w. A lone call on a pool thread (a batch of one row, say) shares the
         // columns with helpers that linger between products; otherwise gemm splits the product
@@ -108,6 +109,7 @@ impl CustomOp2 for LinearPacked {
             candle_core::bail!("{}: shapes {:?} @ {}x{} + {:?} do not fit", self.name(), l1.dims(), wk, n, l2.dims())
         }
         let (x, bias) = (&x[x0..x1], &bias[b0..b1]);
+        crate::linger::yield_core(rows * k * n);
         let mut out = bias_rows(bias, rows);
         // Helpers from the pool the caller runs on (the embedder's), when it is one of its threads.
         let helpers = if rayon::current_thread_index().is_some() { self.threads.saturating_sub(1) } else { 0 };

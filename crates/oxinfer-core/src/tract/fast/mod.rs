@@ -184,18 +184,7 @@ fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
     }
 }
 
-/// Before a product of `macs` multiply-adds large enough to split (smaller ones take
-/// microseconds, as long as the yield itself), gives the core to a thread that waits for one.
-/// Whenever a run fills every core (runs side by side, or one batch split across the threads,
-/// as a Batcher's is), the event loop's thread otherwise waited for a scheduler slice: the
-/// longest stall while 16 concurrent requests ran rose from ~3 to 7.8 ms without the yield in
-/// runs side by side, and read 5.0-8.5 ms through a Batcher (one split batch of 16) before
-/// split runs yielded too.
-fn yield_core(macs: usize) {
-    if macs >= PARALLEL_MACS {
-        std::thread::yield_now();
-    }
-}
+pub(super) use crate::linger::yield_core;
 
 /// How many axes `axes` are when they are the last ones of a rank-`rank` input, in any order
 /// (a reduction's or a softmax's rows); `None` when empty or not trailing.
