@@ -369,6 +369,10 @@ impl Embedder {
     /// spare threads to its matmuls. A GPU gets the batch whole.
     fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
         // Counted with tract's runs: a lone call's matmuls share work with lingering helpers.
+        // Each call starts by yielding the core (see linger::yield_core): calls of short texts
+        // have no product large enough to yield before, and back to back on the pool's
+        // threads they kept the event loop's thread waiting for a scheduler slice.
+        std::thread::yield_now();
         crate::linger::counted_run(|| self.run_counted(ids, types, mask, [b, s]))
     }
 
