@@ -362,11 +362,12 @@ impl Embedder {
         self.run(ids, types, mask, [rows.len(), seq])
     }
 
-    /// Runs a [b, s] batch. On the CPU the rows are split into one part per thread (of about
-    /// equal cost: parts.rs), each run as its own engine call in parallel: most of candle's CPU
-    /// ops are single-threaded, and matmuls split poorly at these sizes (measured: 2 threads gave gemm 1.05-1.3x), while
-    /// independent rows scale with the threads. A batch with fewer rows than threads gives the
-    /// spare threads to its matmuls. A GPU gets the batch whole.
+    /// Runs a [b, s] batch. On the CPU the rows are cut into parts of similar lengths, at least
+    /// one per thread (parts.rs), each run as its own engine call, in parallel: most of
+    /// candle's CPU ops are single-threaded, and matmuls split poorly at these sizes (measured:
+    /// 2 threads gave gemm 1.05-1.3x), while independent rows scale with the threads. A batch
+    /// with fewer rows than threads gives the spare threads to its matmuls. A GPU gets the
+    /// batch whole.
     fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
         // Counted with tract's runs: a lone call's matmuls share work with lingering helpers.
         // Each call starts by yielding the core (see linger::yield_core): calls of short texts
@@ -393,7 +394,7 @@ impl Embedder {
         // Costliest first, each thread claiming the next part when it is free, so that uneven
         // parts even out across the threads.
         let mut order: Vec<usize> = (0..parts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(parts[i].len() * lens[parts[i].clone()].iter().max().copied().unwrap_or(0)));
+        order.sort_by_key(|&i| std::cmp::Reverse(super::parts::cost(&lens, &parts[i])));
         let next = std::sync::atomic::AtomicUsize::new(0);
         let outs: Vec<std::sync::Mutex<Option<Result<Vec<f32>>>>> = parts.iter().map(|_| std::sync::Mutex::new(None)).collect();
         let workers = self.threads.min(parts.len());

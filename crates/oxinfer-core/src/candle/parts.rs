@@ -17,7 +17,7 @@ use std::ops::Range;
 pub const CALL_COST: usize = 12;
 
 /// What a part costs: its rows x its longest row (at least 1), plus [`CALL_COST`].
-fn cost(lens: &[usize], r: &Range<usize>) -> usize {
+pub fn cost(lens: &[usize], r: &Range<usize>) -> usize {
     r.len() * lens[r.clone()].iter().copied().max().unwrap_or(0).max(1) + CALL_COST
 }
 
