@@ -104,7 +104,7 @@ pub fn counted_run<T>(f: impl FnOnce() -> T) -> T {
 /// spun beside it starved the event loop's thread: the longest stall while 16 concurrent
 /// batch-1 encoder requests ran rose from 2.5-4.3 to 9.5 ms.
 pub fn alone() -> bool {
-    RUNS.load(Ordering::Acquire) <= 1
+    in_flight() <= 1
 }
 
 /// Multiply-adds of a product above which [`yield_core`] yields (about 150 µs of one core's
@@ -195,6 +195,21 @@ pub fn share<F: Fn(usize) + Send + Sync + 'static>(pool: Option<&rayon::ThreadPo
     if tasks.panicked.load(Ordering::Relaxed) { Err(()) } else { Ok(()) }
 }
 
+/// Runs `task(i)` for every `i` in `0..n` on the calling thread and up to `workers - 1` more
+/// threads of the pool the caller runs on, each claiming the next task when it is free (so
+/// tasks of uneven cost even out); returns when all have run, `Err` when one panicked. Unlike
+/// [`share`], `task` may borrow from the caller: the helpers are scoped, and do not linger.
+pub fn claim_in_scope<F: Fn(usize) + Send + Sync>(workers: usize, n: usize, task: F) -> Result<(), ()> {
+    let tasks = Tasks { n, next: AtomicUsize::new(0), done: AtomicUsize::new(0), panicked: AtomicBool::new(false), task };
+    rayon::scope(|scope| {
+        for _ in 1..workers.min(n) {
+            scope.spawn(|_| tasks.work());
+        }
+        tasks.work();
+    });
+    if tasks.panicked.load(Ordering::Relaxed) { Err(()) } else { Ok(()) }
+}
+
 /// Stops lingering unless every lingering helper has been claimed (then an offer is coming).
 fn leave() -> bool {
     let mut idle = IDLE.load(Ordering::Acquire);
@@ -217,6 +232,19 @@ mod tests {
     /// Every task runs exactly once, over back-to-back calls (the later ones find helpers
     /// lingering from the earlier), and a panicking task makes the call an error while the others
     /// still run.
+    #[test]
+    fn claim_in_scope_runs_each_task_once_with_borrowed_data_and_reports_a_panic() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
+        let counts: Vec<AtomicUsize> = (0..9).map(|_| AtomicUsize::new(0)).collect();
+        let ok = pool.install(|| super::claim_in_scope(2, counts.len(), |i| {
+            counts[i].fetch_add(1, Ordering::Relaxed);
+        }));
+        assert_eq!(ok, Ok(()));
+        assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+        let failed = pool.install(|| super::claim_in_scope(2, 4, |i| assert!(i != 2, "task 2 fails")));
+        assert_eq!(failed, Err(()));
+    }
+
     #[test]
     fn share_runs_each_task_once_and_reports_a_panic() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");

@@ -378,10 +378,18 @@ impl Embedder {
     }
 
     fn run_counted(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
-        // Each row's length without its trailing padding: parts group rows of similar lengths.
-        let lens: Vec<usize> =
-            (0..b).map(|r| mask[r * s..(r + 1) * s].iter().rposition(|&m| m != 0).map_or(0, |c| c + 1)).collect();
-        let parts = if self.pool.is_some() { super::parts::tasks(&lens, self.threads) } else { vec![0..b] };
+        let parts = match self.pool {
+            Some(_) => {
+                // Each row's length without its trailing padding: parts of similar lengths.
+                let lens: Vec<usize> =
+                    (0..b).map(|r| mask[r * s..(r + 1) * s].iter().rposition(|&m| m != 0).map_or(0, |c| c + 1)).collect();
+                let mut parts = super::parts::tasks(&lens, self.threads);
+                // Costliest first, so that the threads claiming them even out uneven parts.
+                parts.sort_by_key(|r| std::cmp::Reverse(super::parts::cost(&lens, r)));
+                parts
+            }
+            None => vec![0..b],
+        };
         // Threads left over (fewer parts than threads) go to the matmuls of each part.
         let matmul_threads = if self.pool.is_some() { (self.threads / parts.len().max(1)).max(1) } else { 1 };
         let part = |r: &std::ops::Range<usize>| {
@@ -391,29 +399,16 @@ impl Embedder {
         if parts.len() < 2 {
             return Ok(parts.iter().map(part).collect::<Result<Vec<_>>>()?.concat());
         }
-        // Costliest first, each thread claiming the next part when it is free, so that uneven
-        // parts even out across the threads.
-        let mut order: Vec<usize> = (0..parts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(super::parts::cost(&lens, &parts[i])));
-        let next = std::sync::atomic::AtomicUsize::new(0);
         let outs: Vec<std::sync::Mutex<Option<Result<Vec<f32>>>>> = parts.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        let workers = self.threads.min(parts.len());
-        rayon::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|_| {
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&i) = order.get(k) else { break };
-                        let out = part(&parts[i]);
-                        *outs[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
-                    }
-                });
-            }
-        });
+        let lock = |i: usize| outs[i].lock().unwrap_or_else(|p| p.into_inner());
+        // A panicking part leaves its result empty: it reads as an error below.
+        let _ = crate::linger::claim_in_scope(self.threads, parts.len(), |i| *lock(i) = Some(part(&parts[i])));
+        // Back in row order.
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by_key(|&i| parts[i].start);
         let mut all = Vec::with_capacity(b * self.dims());
-        for out in outs {
-            let out = out.into_inner().unwrap_or_else(|p| p.into_inner());
-            all.extend(out.unwrap_or_else(|| Err(Error::engine("a part of the batch did not run")))?);
+        for i in order {
+            all.extend(lock(i).take().unwrap_or_else(|| Err(Error::engine("a part of the batch panicked")))?);
         }
         Ok(all)
     }

@@ -22,7 +22,8 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Mul;
 
 use crate::linger;
-use super::{F32EinSum, sole_binary_reader, sharing_pool, threads_for, yield_core};
+use super::{F32EinSum, sole_binary_reader, sharing_pool, threads_for};
+use crate::linger::yield_core;
 use crate::sgemm::{Operands, Strided, sgemm_strided};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -18,7 +18,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Add;
 
-use super::{F32EinSum, PARALLEL_MACS, sharing_pool, sole_binary_reader, threads_for, yield_core};
+use super::{F32EinSum, PARALLEL_MACS, sharing_pool, sole_binary_reader, threads_for};
+use crate::linger::yield_core;
 use crate::precision::{Packed, Precision, Share};
 use crate::sgemm::{sgemm, sgemm_by_columns};
 

@@ -167,14 +167,14 @@ const PARALLEL_MACS: usize = 16 << 20;
 
 /// The executor's pool, when it has several threads, a call of `macs` multiply-adds is worth
 /// splitting over them, and no other run is in flight ([`linger::alone`]). Yields the core
-/// first for such a call ([`yield_core`]).
+/// first for such a call ([`linger::yield_core`]).
 ///
 /// Runs side by side (a server's concurrent requests, each on its own libuv thread) fill the
 /// cores already, so each keeps its products on its own thread: 16 concurrent batch-1 encoder
 /// requests took 0.93x-0.98x of onnxruntime's time against 1.04x-1.14x with their products
 /// split.
 fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
-    yield_core(macs);
+    linger::yield_core(macs);
     if !linger::alone() {
         return None;
     }
@@ -183,8 +183,6 @@ fn threads_for(macs: usize) -> Option<Arc<rayon::ThreadPool>> {
         _ => None,
     }
 }
-
-pub(super) use crate::linger::yield_core;
 
 /// How many axes `axes` are when they are the last ones of a rank-`rank` input, in any order
 /// (a reduction's or a softmax's rows); `None` when empty or not trailing.
