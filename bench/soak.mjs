@@ -2,7 +2,7 @@
 // model, watching resident memory and checking every result against the sequential one.
 //
 //   node --expose-gc bench/soak.mjs [--runs 100000] [--cycles 1000] [--callers 64]
-//                                   [--requests 10000] [--report FILE]
+//                                   [--requests 10000] [--signal-runs 1000000] [--report FILE]
 //
 // RSS growth is measured after a warm-up (--warmup runs before the measured runs; 10% of the
 // cycles), from 12 samples across the measured part (the lowest of the first 4 against the
@@ -38,7 +38,7 @@ if (process.env.MIMALLOC_PURGE_DELAY === undefined) {
 
 const root = join(import.meta.dirname, '..');
 const require = createRequire(import.meta.url);
-const { TractModel } = require(join(root, 'dist', 'cjs', 'index.js'));
+const { Batcher, TractModel } = require(join(root, 'dist', 'cjs', 'index.js'));
 
 const args = process.argv.slice(2);
 const opt = (name, fallback) => {
@@ -50,6 +50,7 @@ const warmup = Number(opt('warmup', 900_000));
 const cycles = Number(opt('cycles', 1_000));
 const callers = Number(opt('callers', 64));
 const requests = Number(opt('requests', 10_000));
+const signalRuns = Number(opt('signal-runs', 1_000_000));
 const reportAt = opt('report', undefined);
 const fixture = (name) => join(root, '.cache', 'fixtures', name);
 
@@ -97,6 +98,32 @@ async function soakRuns() {
     if (out.c.data[0] !== Math.fround(i) + 1) throw new Error(`run ${i}: wrong result ${out.c.data[0]}`);
   });
   return { warmup, runs, seconds: (performance.now() - t0) / 1000, rssWarmMB: mb(warm), rssEndMB: mb(end), growth: growth(warm, end), samplesMB };
+}
+
+/**
+ * Runs and Batcher requests that all pass one long-lived AbortSignal, as a service passes its
+ * shutdown signal to every request: nothing may pile up per call on the signal (napi-rs's
+ * AbortSignal argument kept ~200 bytes per call on it until the signal died: +51 MB over 250k
+ * runs).
+ */
+async function soakSignal() {
+  // Always on the pool, as any model slower than a few tens of µs runs: the signal goes with
+  // the run to the native layer (an inline run never takes it there).
+  const model = await TractModel.load(fixture('add.onnx'), { inlineUnderUs: 0, cache: false });
+  const batcher = new Batcher(model, { maxBatch: 16, maxDelayMs: 0 });
+  const { signal } = new AbortController();
+  const t0 = performance.now();
+  const { warm, end, samplesMB } = await sustained(Math.ceil(signalRuns / 10), signalRuns, 16, async (i) => {
+    const a = new Float32Array([i]);
+    const b = new Float32Array([1]);
+    const out =
+      i % 2 === 0
+        ? await model.run({ a, b }, { signal })
+        : await batcher.run({ a: { data: a, shape: [1] }, b: { data: b, shape: [1] } }, { signal });
+    if (out.c.data[0] !== Math.fround(i) + 1) throw new Error(`signal run ${i}: wrong result ${out.c.data[0]}`);
+  });
+  await batcher.close();
+  return { runs: signalRuns, seconds: (performance.now() - t0) / 1000, rssWarmMB: mb(warm), rssEndMB: mb(end), growth: growth(warm, end), samplesMB };
 }
 
 async function soakCycles() {
@@ -148,6 +175,7 @@ const report = {
   node: process.version,
   gc: typeof globalThis.gc === 'function',
   runs: await soakRuns(),
+  signal: await soakSignal(),
   cycles: await soakCycles(),
   load: await load(),
 };

@@ -93,7 +93,7 @@ export class Batcher extends Coalescer<Record<string, TensorInput>, Outputs> {
         return outs.map((out, i) => () => unpad(out, this.#model, padded[i]!.sizes));
       },
       // Alone, unpadded.
-      async (r) => (await this.#model.runBatch([r.input]))[0]!,
+      async (r) => (await this.#model.runBatch([r.input], { signal: r.signal }))[0]!,
     );
   }
 

@@ -4,8 +4,8 @@
  * `dispatch` as one batch; a bounded queue (QueueFullError beyond `maxQueue`), per-request
  * AbortSignal, and `close()` that runs what is queued and waits for every batch.
  */
-import { AbortedError, DisposedError, OxinferError, QueueFullError } from './errors';
-import { throwIfAborted } from './signal';
+import { DisposedError, OxinferError, QueueFullError } from './errors';
+import { abortedError, throwIfAborted, watch } from './signal';
 
 export interface CoalesceOptions {
   /** Most rows in one engine call. Default 32. */
@@ -23,7 +23,8 @@ export interface Queued<In, Out> {
   resolve: (out: Out) => void;
   reject: (e: unknown) => void;
   signal?: AbortSignal;
-  onAbort?: () => void;
+  /** Stops watching `signal` (once the request is settled). */
+  unwatch?: () => void;
 }
 
 export abstract class Coalescer<In, Out> {
@@ -77,12 +78,11 @@ export abstract class Coalescer<In, Out> {
       if (signal) {
         // Aborted while queued: leave the queue now. Aborted once dispatched: reject now and
         // drop the rows when the batch returns.
-        request.onAbort = () => {
+        request.unwatch = watch(signal, () => {
           const at = this.#queue.indexOf(request);
           if (at >= 0) this.#queue.splice(at, 1);
-          reject(new AbortedError());
-        };
-        signal.addEventListener('abort', request.onAbort, { once: true });
+          reject(abortedError(signal));
+        });
       }
       this.#queue.push(request);
       const rows = this.#queue.reduce((n, r) => n + r.rows, 0);
@@ -168,13 +168,13 @@ function abortedWithAll<In, Out>(batch: Array<Queued<In, Out>>): { signal: Abort
   const one = () => {
     if (--left === 0) controller.abort();
   };
-  for (const s of signals) s!.addEventListener('abort', one, { once: true });
-  return { signal: controller.signal, release: () => signals.forEach((s) => s!.removeEventListener('abort', one)) };
+  const unwatch = signals.map((s) => watch(s!, one));
+  return { signal: controller.signal, release: () => unwatch.forEach((f) => f()) };
 }
 
 /** Settles `r` with `result()` (or what it throws); an aborted request was already rejected. */
 export function settle<In, Out>(r: Queued<In, Out>, result: () => Out): void {
-  if (r.onAbort) r.signal?.removeEventListener('abort', r.onAbort);
+  r.unwatch?.();
   if (r.signal?.aborted) return; // already rejected; an aborted request never gets a result
   try {
     r.resolve(result());

@@ -54,7 +54,7 @@ export class EmbedBatcher extends Coalescer<string[], Embeddings> {
           return () => new Embeddings(all.data.subarray(from * all.dims, (from + rows) * all.dims), rows, all.dims);
         });
       },
-      (r) => this.#embedder.embed(r.input),
+      (r) => this.#embedder.embed(r.input, { signal: r.signal }),
     );
   }
 }

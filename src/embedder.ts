@@ -14,6 +14,7 @@ import { call, callAsync } from './call';
 import { DeviceUnavailableError, DisposedError, InputDtypeError, InputShapeError, ModelLoadError } from './errors';
 import { type NativeBinding, cudaNative, native } from './native';
 import { inStream, pipelined } from './pipeline';
+import { tokenFor } from './signal';
 
 export type EmbedderDevice = 'cpu' | 'cuda' | `cuda:${number}` | 'metal' | 'auto';
 export type EmbedderDType = 'float32' | 'float16' | 'bfloat16' | 'int8';
@@ -174,7 +175,7 @@ export class CandleEmbedder {
             threads: options.threads,
             cache: options.cache,
           },
-          options.signal,
+          tokenFor(options.signal, binding.NativeCancelToken),
         ),
       options.signal,
     );
@@ -236,18 +237,12 @@ export class CandleEmbedder {
     });
   }
 
-  #start(options: EmbedOptions, f: (token: InstanceType<NativeBinding['NativeCancelToken']>, batch: number) => Promise<NativeEmbeddings>): Promise<Embeddings> {
+  #start(options: EmbedOptions, f: (token: InstanceType<NativeBinding['NativeCancelToken']> | undefined, batch: number) => Promise<NativeEmbeddings>): Promise<Embeddings> {
     const { signal } = options;
     return callAsync(() => {
       if (this.#disposed) throw new DisposedError('the embedder was disposed; load it again to use it');
       const batch = batchSizeOf(options.batchSize, this.batchSize);
-      const token = new this.#binding.NativeCancelToken();
-      const cancel = () => token.cancel();
-      signal?.addEventListener('abort', cancel, { once: true });
-      const done = () => signal?.removeEventListener('abort', cancel);
-      const work = f(token, batch);
-      work.then(done, done);
-      return work.then(toEmbeddings);
+      return f(tokenFor(signal, this.#binding.NativeCancelToken), batch).then(toEmbeddings);
     }, signal);
   }
 

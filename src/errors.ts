@@ -110,8 +110,8 @@ const NATIVE_PREFIX = /^\[(ERR_[A-Z_]+)\] ([\s\S]*)$/;
 
 /**
  * Converts whatever the native layer threw into an OxinferError. The native layer prefixes
- * its messages with `[ERR_…]`; napi's own AbortError becomes AbortedError; anything else is
- * an engine error that keeps the original as `cause`.
+ * its messages with `[ERR_…]`; an AbortError (a DOMException's name) becomes AbortedError;
+ * anything else is an engine error that keeps the original as `cause`.
  */
 export function fromNative(e: unknown): OxinferError {
   if (e instanceof OxinferError) return e;

@@ -13,7 +13,7 @@ import { DisposedError, InputNameError, ModelLoadError } from './errors';
 import { inStream, pipelined } from './pipeline';
 import { DEFAULT_INLINE_UNDER_US, InlinePolicy, shapeKey, turn } from './inline';
 import { packFeeds, unpackOutputs } from './packed';
-import { throwIfAborted } from './signal';
+import { throwIfAborted, tokenFor } from './signal';
 import { native } from './native';
 import {
   type DType,
@@ -169,7 +169,7 @@ export class TractModel {
       return native().loadTractModel(
         source,
         { inputs, threads: options.threads, constants, cache: options.cache, precision: options.precision },
-        signal,
+        tokenFor(signal, native().NativeCancelToken),
       );
     }, signal);
     return new TractModel(n, options.copyInputs === true, inlineUnderUs);
@@ -265,7 +265,7 @@ export class TractModel {
   /** @internal Runs resolved feeds on `target` on the libuv pool. */
   runPooled(target: NativeTractModel | NativeTractSession, args: NativeFeedArg[], signal: AbortSignal | undefined): Promise<Outputs> {
     const [data, meta] = packFeeds(args, this.inputs);
-    return target.run(data, meta, signal).then((raw) => unpackOutputs(raw, this.outputs));
+    return target.run(data, meta, tokenFor(signal, native().NativeCancelToken)).then((raw) => unpackOutputs(raw, this.outputs));
   }
 
   /**
@@ -279,7 +279,7 @@ export class TractModel {
         throw new InputNameError('runBatch takes an array of feeds objects');
       }
       const args = requests.map((r, i) => this.#feeds(r, `request ${i}`));
-      const outs = await this.#native.runBatch(args, options.signal);
+      const outs = await this.#native.runBatch(args, tokenFor(options.signal, native().NativeCancelToken));
       return outs.map(toOutputs);
     }, options.signal);
   }

@@ -10,6 +10,7 @@ use oxinfer_core::cache::Held;
 use oxinfer_core::candle::{DeviceKind, Embedder, EmbedderOptions, Embeddings, Pooling, Precision, TokenData};
 use oxinfer_core::Error;
 
+use crate::cancel::{Cancellable, NativeCancelToken};
 use crate::error::{IntoJs, to_js};
 
 #[napi(object)]
@@ -33,25 +34,6 @@ fn core_options(o: &NativeEmbedderOptions) -> napi::Result<EmbedderOptions> {
         normalize: o.normalize,
         threads: o.threads.map(|n| n as usize),
     })
-}
-
-/// A flag JS sets (from an AbortSignal) and a running task reads between batches.
-#[napi]
-#[derive(Default)]
-pub struct NativeCancelToken {
-    flag: Arc<AtomicBool>,
-}
-
-#[napi]
-impl NativeCancelToken {
-    #[napi(constructor)]
-    pub fn new() -> Self {
-        Self::default()
-    }
-    #[napi]
-    pub fn cancel(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-    }
 }
 
 pub struct EmbedderLoadTask {
@@ -94,10 +76,10 @@ impl Task for EmbedderLoadTask {
 pub fn load_candle_embedder(
     dir: String,
     options: NativeEmbedderOptions,
-    signal: Option<AbortSignal>,
-) -> napi::Result<AsyncTask<EmbedderLoadTask>> {
+    cancel: Option<&NativeCancelToken>,
+) -> napi::Result<AsyncTask<Cancellable<EmbedderLoadTask>>> {
     let task = EmbedderLoadTask { dir, cache: options.cache.unwrap_or(true), options: core_options(&options)? };
-    Ok(AsyncTask::with_optional_signal(task, signal))
+    Ok(Cancellable::new(task, cancel))
 }
 
 #[napi]
@@ -133,7 +115,7 @@ pub struct EmbedTask {
     model: Arc<Embedder>,
     input: EmbedInput,
     batch_size: usize,
-    cancel: Arc<AtomicBool>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 fn token_data(a: &Either<Int32Array, BigInt64Array>) -> TokenData<'_> {
@@ -148,8 +130,8 @@ impl Task for EmbedTask {
     type JsValue = NativeEmbeddings;
 
     fn compute(&mut self) -> napi::Result<Embeddings> {
-        let cancel = Arc::clone(&self.cancel);
-        let cancelled = move || cancel.load(Ordering::SeqCst);
+        let cancel = self.cancel.clone();
+        let cancelled = move || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
         match &self.input {
             EmbedInput::Texts(texts) => self.model.embed(texts, self.batch_size, &cancelled),
             EmbedInput::Tokens { ids, mask, shape } => self.model.embed_tokens(
@@ -174,12 +156,12 @@ impl NativeCandleEmbedder {
         slot.as_ref().map(|h| Arc::clone(h.model())).ok_or_else(|| to_js(Error::disposed("the embedder")))
     }
 
-    fn task(&self, input: EmbedInput, batch_size: u32, cancel: &NativeCancelToken) -> napi::Result<EmbedTask> {
+    fn task(&self, input: EmbedInput, batch_size: u32, cancel: Option<&NativeCancelToken>) -> napi::Result<EmbedTask> {
         Ok(EmbedTask {
             model: self.get()?,
             input,
             batch_size: batch_size.max(1) as usize,
-            cancel: Arc::clone(&cancel.flag),
+            cancel: cancel.map(NativeCancelToken::flag),
         })
     }
 }
@@ -221,7 +203,7 @@ impl NativeCandleEmbedder {
         &self,
         texts: Vec<String>,
         batch_size: u32,
-        cancel: &NativeCancelToken,
+        cancel: Option<&NativeCancelToken>,
     ) -> napi::Result<AsyncTask<EmbedTask>> {
         Ok(AsyncTask::new(self.task(EmbedInput::Texts(texts), batch_size, cancel)?))
     }
@@ -235,7 +217,7 @@ impl NativeCandleEmbedder {
         rows: u32,
         seq: u32,
         batch_size: u32,
-        cancel: &NativeCancelToken,
+        cancel: Option<&NativeCancelToken>,
     ) -> napi::Result<AsyncTask<EmbedTask>> {
         let input = EmbedInput::Tokens { ids, mask, shape: [rows as usize, seq as usize] };
         Ok(AsyncTask::new(self.task(input, batch_size, cancel)?))

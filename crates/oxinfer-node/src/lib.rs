@@ -3,13 +3,15 @@
 
 mod alloc;
 mod cache;
+mod cancel;
 mod embedder;
 mod error;
 mod packed;
 mod tensor;
 mod tract_model;
 
-pub use embedder::{NativeCancelToken, NativeCandleEmbedder};
+pub use cancel::NativeCancelToken;
+pub use embedder::NativeCandleEmbedder;
 
 /// Every Rust allocation of the addon: mimalloc, with a cap (see alloc.rs).
 #[global_allocator]

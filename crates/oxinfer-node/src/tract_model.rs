@@ -10,6 +10,7 @@ use oxinfer_core::cache::Held;
 use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession};
 use oxinfer_core::{DType, Dim, Error, ErrorCode, TensorInfo};
 
+use crate::cancel::{Cancellable, NativeCancelToken};
 use crate::error::{IntoJs, to_js};
 use crate::packed::{PackedFeeds, PackedOutputs};
 use crate::tensor::{Converted, NativeFeed, NativeOutput, TensorData, to_native_outputs};
@@ -139,8 +140,8 @@ impl Task for LoadTask {
 pub fn load_tract_model(
     #[napi(ts_arg_type = "string | Uint8Array")] source: Either<String, Uint8Array>,
     options: NativeLoadOptions,
-    signal: Option<AbortSignal>,
-) -> napi::Result<AsyncTask<LoadTask>> {
+    cancel: Option<&NativeCancelToken>,
+) -> napi::Result<AsyncTask<Cancellable<LoadTask>>> {
     let task = LoadTask {
         source,
         inputs: input_specs(&options)?,
@@ -149,7 +150,7 @@ pub fn load_tract_model(
         constants: options.constants.unwrap_or_default(),
         cache: options.cache.unwrap_or(true),
     };
-    Ok(AsyncTask::with_optional_signal(task, signal))
+    Ok(Cancellable::new(task, cancel))
 }
 
 #[napi]
@@ -299,10 +300,10 @@ impl NativeTractModel {
         &self,
         #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
         meta: Int32Array,
-        signal: Option<AbortSignal>,
-    ) -> napi::Result<AsyncTask<RunTask<TractModel>>> {
+        cancel: Option<&NativeCancelToken>,
+    ) -> napi::Result<AsyncTask<Cancellable<RunTask<TractModel>>>> {
         let task = RunTask::new(self.get()?, &self.inputs, data, &meta)?;
-        Ok(AsyncTask::with_optional_signal(task, signal))
+        Ok(Cancellable::new(task, cancel))
     }
 
     /// Runs on the calling thread. Feeds and outputs in the wire format of packed.rs.
@@ -319,9 +320,9 @@ impl NativeTractModel {
     pub fn run_batch(
         &self,
         requests: Vec<Vec<NativeFeed>>,
-        signal: Option<AbortSignal>,
-    ) -> napi::Result<AsyncTask<BatchTask>> {
-        Ok(AsyncTask::with_optional_signal(BatchTask { model: self.get()?, requests }, signal))
+        cancel: Option<&NativeCancelToken>,
+    ) -> napi::Result<AsyncTask<Cancellable<BatchTask>>> {
+        Ok(Cancellable::new(BatchTask { model: self.get()?, requests }, cancel))
     }
 
     #[napi]
@@ -378,10 +379,10 @@ impl NativeTractSession {
         &self,
         #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
         meta: Int32Array,
-        signal: Option<AbortSignal>,
-    ) -> napi::Result<AsyncTask<RunTask<TractSession>>> {
+        cancel: Option<&NativeCancelToken>,
+    ) -> napi::Result<AsyncTask<Cancellable<RunTask<TractSession>>>> {
         let task = RunTask::new(Arc::clone(&self.session), &self.inputs, data, &meta)?;
-        Ok(AsyncTask::with_optional_signal(task, signal))
+        Ok(Cancellable::new(task, cancel))
     }
 
     /// One step on the calling thread. Feeds and outputs in the wire format of packed.rs.
