@@ -90,7 +90,8 @@ export function tokenFor<T extends CancelToken>(signal: AbortSignal | undefined,
 
 /**
  * Settles with `work`, or rejects with AbortedError as soon as `signal` aborts: aborted work
- * never delivers a result (work already running finishes in the background and is dropped).
+ * never delivers a result (native work running meanwhile stops at its next step through the
+ * signal's token, see tokenFor, and whatever it returns is dropped).
  */
 export function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return work;

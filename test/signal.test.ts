@@ -1,7 +1,8 @@
 // One AbortSignal shared by many calls (a service's shutdown signal, a deadline shared by a
 // request's sub-calls): no leak warning, no per-call growth, the user's own `onabort` kept, and
 // aborting it rejects every call in flight while the model stays usable. Plus the native cancel
-// token: a task whose token is set before a pool thread takes it does no work.
+// token: a task whose token is set before a pool thread takes it does no work, and a tract run
+// whose token is set while it runs stops at its next op.
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fromNative } from '../src/errors';
@@ -9,6 +10,7 @@ import { Batcher, CandleEmbedder, EmbedBatcher, TractModel } from '../src/index'
 import { native } from '../src/native';
 import { packFeeds } from '../src/packed';
 import { tokenFor, watch } from '../src/signal';
+import { toNativeFeed } from '../src/tensor';
 import { fixture } from './helpers';
 
 const MODEL = join(__dirname, '..', '.cache', 'models', 'all-MiniLM-L6-v2');
@@ -101,12 +103,37 @@ describe('one signal shared by many calls', () => {
     const token = new binding.NativeCancelToken();
     token.cancel();
     await expect(n.run(data, meta, token).catch((e: unknown) => Promise.reject(fromNative(e)))).rejects.toMatchObject({ code: 'ERR_ABORTED' });
-    await expect(n.runBatch([], token).catch((e: unknown) => Promise.reject(fromNative(e)))).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    const request = [toNativeFeed('a', { data: new Float32Array([1]), shape: [1] }, undefined), toNativeFeed('b', { data: new Float32Array([2]), shape: [1] }, undefined)];
+    await expect(n.runBatch([request], token).catch((e: unknown) => Promise.reject(fromNative(e)))).rejects.toMatchObject({ code: 'ERR_ABORTED' });
     const loaded = binding.loadTractModel(fixture('add.onnx'), {}, token);
     await expect(loaded.catch((e: unknown) => Promise.reject(fromNative(e)))).rejects.toMatchObject({ code: 'ERR_ABORTED' });
     const fresh = new binding.NativeCancelToken();
     const [out] = await n.run(data, meta, fresh);
     expect(out).toEqual(new Float32Array([3]));
+    const [[batched]] = await n.runBatch([request], fresh);
+    expect(batched!.data).toEqual(new Float32Array([3]));
+  });
+
+  it('a native run whose token is set while it runs stops at its next op with ERR_ABORTED', async () => {
+    const binding = native();
+    // 4 sentences of 128 tokens on one thread: ~100 ms of ops; the token is set ~10 ms in.
+    const n = await binding.loadTractModel(fixture('encoder-minilm.onnx'), { threads: 1 }, undefined);
+    const inputs = n.inputs.map((i) => ({ name: i.name, dtype: i.dtype as 'int64', shape: i.shape }));
+    const ids = BigInt64Array.from({ length: 4 * 128 }, (_, i) => BigInt(1 + ((i * 7919) % 30000)));
+    const [data, meta] = packFeeds(
+      [
+        { name: 'input_ids', dtype: 'int64', shape: [4, 128], data: ids },
+        { name: 'attention_mask', dtype: 'int64', shape: [4, 128], data: new BigInt64Array(4 * 128).fill(1n) },
+        { name: 'token_type_ids', dtype: 'int64', shape: [4, 128], data: new BigInt64Array(4 * 128) },
+      ],
+      inputs,
+    );
+    const token = new binding.NativeCancelToken();
+    const run = n.run(data, meta, token).catch((e: unknown) => Promise.reject(fromNative(e)));
+    setTimeout(() => token.cancel(), 10);
+    await expect(run).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    // The model runs on.
+    await expect(n.run(data, meta, undefined)).resolves.toHaveLength(2);
   });
 });
 

@@ -9,6 +9,7 @@
 //! Nothing here knows about Node; the napi crate converts and schedules.
 
 pub mod cache;
+pub mod cancel;
 pub mod candle;
 pub mod dtype;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod tensor;
 pub mod threads;
 pub mod tract;
 
+pub use cancel::Cancel;
 pub use dtype::DType;
 pub use error::{Error, ErrorCode, Result};
 pub use tensor::{Dim, Feed, OutputTensor, TensorInfo, TensorRef};

@@ -1,6 +1,7 @@
 //! Cancellation of work on the libuv pool: a `NativeCancelToken` that JS sets when an
-//! AbortSignal aborts, and `Cancellable`, a task that gives up before it starts once its token is
-//! set (a long embed also reads the token between its batches).
+//! AbortSignal aborts. Runs read it as a core [`Cancel`] (tract before each op, the embedder
+//! between batches); `Cancellable` makes a task that cannot stop midway (a load) give up at
+//! least before it starts.
 //!
 //! Why not napi-rs's `AbortSignal` argument: it wraps a list onto the JS signal that grows by one
 //! entry per call and is freed only with the signal (a long-lived signal shared by every request
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use oxinfer_core::Error;
+use oxinfer_core::{Cancel, Error};
 
 use crate::error::to_js;
 
@@ -36,23 +37,21 @@ impl NativeCancelToken {
     }
 }
 
-impl NativeCancelToken {
-    /// The flag, for a task that reads it while it runs.
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.flag)
-    }
+/// What a task reads: set once `token` is (never, without a token).
+pub fn cancel_of(token: Option<&NativeCancelToken>) -> Cancel {
+    token.map_or_else(Cancel::never, |t| Cancel::on(Arc::clone(&t.flag)))
 }
 
 /// `T`, unless its token was set before a pool thread took it: then ERR_ABORTED, without the
-/// work (a queued run whose caller has gone is dropped, not run for no one).
+/// work (a queued load whose caller has gone is dropped, not done for no one).
 pub struct Cancellable<T: Task> {
     task: T,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Cancel,
 }
 
 impl<T: Task> Cancellable<T> {
     pub fn new(task: T, token: Option<&NativeCancelToken>) -> AsyncTask<Self> {
-        AsyncTask::new(Cancellable { task, cancel: token.map(NativeCancelToken::flag) })
+        AsyncTask::new(Cancellable { task, cancel: cancel_of(token) })
     }
 }
 
@@ -61,7 +60,7 @@ impl<T: Task> Task for Cancellable<T> {
     type JsValue = T::JsValue;
 
     fn compute(&mut self) -> napi::Result<T::Output> {
-        if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+        if self.cancel.is_set() {
             return Err(to_js(Error::aborted()));
         }
         self.task.compute()

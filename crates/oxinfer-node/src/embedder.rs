@@ -1,16 +1,15 @@
 //! `NativeCandleEmbedder`: the candle sentence embedder as a JS class. Load and embed run as
 //! AsyncTasks on the libuv pool; a `NativeCancelToken` stops a long embed between batches.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use oxinfer_core::cache::Held;
 use oxinfer_core::candle::{DeviceKind, Embedder, EmbedderOptions, Embeddings, Pooling, Precision, TokenData};
-use oxinfer_core::Error;
+use oxinfer_core::{Cancel, Error};
 
-use crate::cancel::{Cancellable, NativeCancelToken};
+use crate::cancel::{Cancellable, NativeCancelToken, cancel_of};
 use crate::error::{IntoJs, to_js};
 
 #[napi(object)]
@@ -115,7 +114,7 @@ pub struct EmbedTask {
     model: Arc<Embedder>,
     input: EmbedInput,
     batch_size: usize,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Cancel,
 }
 
 fn token_data(a: &Either<Int32Array, BigInt64Array>) -> TokenData<'_> {
@@ -131,7 +130,7 @@ impl Task for EmbedTask {
 
     fn compute(&mut self) -> napi::Result<Embeddings> {
         let cancel = self.cancel.clone();
-        let cancelled = move || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+        let cancelled = move || cancel.is_set();
         match &self.input {
             EmbedInput::Texts(texts) => self.model.embed(texts, self.batch_size, &cancelled),
             EmbedInput::Tokens { ids, mask, shape } => self.model.embed_tokens(
@@ -161,7 +160,7 @@ impl NativeCandleEmbedder {
             model: self.get()?,
             input,
             batch_size: batch_size.max(1) as usize,
-            cancel: cancel.map(NativeCancelToken::flag),
+            cancel: cancel_of(cancel),
         })
     }
 }

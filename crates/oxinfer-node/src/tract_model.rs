@@ -8,9 +8,9 @@ use napi_derive::napi;
 use oxinfer_core::precision::Precision;
 use oxinfer_core::cache::Held;
 use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession};
-use oxinfer_core::{DType, Dim, Error, ErrorCode, TensorInfo};
+use oxinfer_core::{Cancel, DType, Dim, Error, ErrorCode, TensorInfo};
 
-use crate::cancel::{Cancellable, NativeCancelToken};
+use crate::cancel::{Cancellable, NativeCancelToken, cancel_of};
 use crate::error::{IntoJs, to_js};
 use crate::packed::{PackedFeeds, PackedOutputs};
 use crate::tensor::{Converted, NativeFeed, NativeOutput, TensorData, to_native_outputs};
@@ -186,18 +186,18 @@ impl NativeTractModel {
 
 /// Something that runs one set of feeds: a model, or a session of one.
 pub trait Runs: Send + Sync + 'static {
-    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>]) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>>;
+    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>], cancel: &Cancel) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>>;
 }
 
 impl Runs for TractModel {
-    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>]) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
-        self.run(feeds)
+    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>], cancel: &Cancel) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
+        self.run_cancellable(feeds, cancel)
     }
 }
 
 impl Runs for TractSession {
-    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>]) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
-        self.run(feeds)
+    fn run_feeds(&self, feeds: &[oxinfer_core::Feed<'_>], cancel: &Cancel) -> oxinfer_core::Result<Vec<oxinfer_core::OutputTensor>> {
+        self.run_cancellable(feeds, cancel)
     }
 }
 
@@ -206,16 +206,17 @@ pub struct RunTask<R: Runs> {
     target: Arc<R>,
     inputs: Arc<[TensorInfo]>,
     feeds: PackedFeeds,
+    cancel: Cancel,
 }
 
 impl<R: Runs> RunTask<R> {
-    fn new(target: Arc<R>, inputs: &Arc<[TensorInfo]>, data: Vec<TensorData>, meta: &[i32]) -> napi::Result<Self> {
+    fn new(target: Arc<R>, inputs: &Arc<[TensorInfo]>, data: Vec<TensorData>, meta: &[i32], cancel: Cancel) -> napi::Result<Self> {
         let feeds = PackedFeeds::new(data, meta, inputs.len())?;
-        Ok(RunTask { target, inputs: Arc::clone(inputs), feeds })
+        Ok(RunTask { target, inputs: Arc::clone(inputs), feeds, cancel })
     }
 
     fn run(&self) -> napi::Result<PackedOutputs> {
-        self.target.run_feeds(&self.feeds.feeds(&self.inputs)).js().map(PackedOutputs)
+        self.target.run_feeds(&self.feeds.feeds(&self.inputs), &self.cancel).js().map(PackedOutputs)
     }
 }
 
@@ -235,6 +236,7 @@ impl<R: Runs> Task for RunTask<R> {
 pub struct BatchTask {
     model: Arc<TractModel>,
     requests: Vec<Vec<NativeFeed>>,
+    cancel: Cancel,
 }
 
 impl Task for BatchTask {
@@ -246,7 +248,7 @@ impl Task for BatchTask {
             self.requests.iter().map(|r| Converted::new(r)).collect::<napi::Result<Vec<_>>>()?;
         let feeds: Vec<_> =
             converted.iter().zip(&self.requests).map(|(c, r)| c.feeds(r)).collect();
-        self.model.run_batch(&feeds).js()
+        self.model.run_batch_cancellable(&feeds, &self.cancel).js()
     }
 
     fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Self::JsValue> {
@@ -301,9 +303,8 @@ impl NativeTractModel {
         #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
         meta: Int32Array,
         cancel: Option<&NativeCancelToken>,
-    ) -> napi::Result<AsyncTask<Cancellable<RunTask<TractModel>>>> {
-        let task = RunTask::new(self.get()?, &self.inputs, data, &meta)?;
-        Ok(Cancellable::new(task, cancel))
+    ) -> napi::Result<AsyncTask<RunTask<TractModel>>> {
+        Ok(AsyncTask::new(RunTask::new(self.get()?, &self.inputs, data, &meta, cancel_of(cancel))?))
     }
 
     /// Runs on the calling thread. Feeds and outputs in the wire format of packed.rs.
@@ -313,7 +314,7 @@ impl NativeTractModel {
         #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
         meta: Int32Array,
     ) -> napi::Result<PackedOutputs> {
-        RunTask::new(self.get()?, &self.inputs, data, &meta)?.run()
+        RunTask::new(self.get()?, &self.inputs, data, &meta, Cancel::never())?.run()
     }
 
     #[napi(ts_return_type = "Promise<NativeOutput[][]>")]
@@ -321,8 +322,8 @@ impl NativeTractModel {
         &self,
         requests: Vec<Vec<NativeFeed>>,
         cancel: Option<&NativeCancelToken>,
-    ) -> napi::Result<AsyncTask<Cancellable<BatchTask>>> {
-        Ok(Cancellable::new(BatchTask { model: self.get()?, requests }, cancel))
+    ) -> napi::Result<AsyncTask<BatchTask>> {
+        Ok(AsyncTask::new(BatchTask { model: self.get()?, requests, cancel: cancel_of(cancel) }))
     }
 
     #[napi]
@@ -380,9 +381,9 @@ impl NativeTractSession {
         #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
         meta: Int32Array,
         cancel: Option<&NativeCancelToken>,
-    ) -> napi::Result<AsyncTask<Cancellable<RunTask<TractSession>>>> {
-        let task = RunTask::new(Arc::clone(&self.session), &self.inputs, data, &meta)?;
-        Ok(Cancellable::new(task, cancel))
+    ) -> napi::Result<AsyncTask<RunTask<TractSession>>> {
+        let task = RunTask::new(Arc::clone(&self.session), &self.inputs, data, &meta, cancel_of(cancel))?;
+        Ok(AsyncTask::new(task))
     }
 
     /// One step on the calling thread. Feeds and outputs in the wire format of packed.rs.
@@ -392,7 +393,7 @@ impl NativeTractSession {
         #[napi(ts_arg_type = "ArrayBufferView[]")] data: Vec<TensorData>,
         meta: Int32Array,
     ) -> napi::Result<PackedOutputs> {
-        RunTask::new(Arc::clone(&self.session), &self.inputs, data, &meta)?.run()
+        RunTask::new(Arc::clone(&self.session), &self.inputs, data, &meta, Cancel::never())?.run()
     }
 
     #[napi]

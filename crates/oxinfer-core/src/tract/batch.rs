@@ -4,6 +4,7 @@
 use tract_onnx::prelude::*;
 
 use crate::dtype::DType;
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::tensor::{Feed, OutputTensor, element_count, shape_string};
 
@@ -13,6 +14,12 @@ use super::indices::check_indices;
 
 impl TractModel {
     pub fn run_batch(&self, requests: &[Vec<Feed<'_>>]) -> Result<Vec<Vec<OutputTensor>>> {
+        self.run_batch_cancellable(requests, &Cancel::never())
+    }
+
+    /// [`run_batch`](Self::run_batch), stopping with ERR_ABORTED before its next op once
+    /// `cancel` is set.
+    pub fn run_batch_cancellable(&self, requests: &[Vec<Feed<'_>>], cancel: &Cancel) -> Result<Vec<Vec<OutputTensor>>> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
@@ -28,7 +35,7 @@ impl TractModel {
             check_tensor(info, first.dtype, &shape, byte_len, &mut bindings)?;
             values.push(self.stack(ix, first.dtype, &shape, requests)?.into_tvalue());
         }
-        let outputs = self.execute(values)?;
+        let outputs = self.execute(values, cancel)?;
         for out in &outputs {
             if out.shape.first() != Some(&total) {
                 return Err(Error::engine(format!(

@@ -1,5 +1,6 @@
 //! One run: bind, execute on the shared plan, wrap the outputs.
 
+use crate::cancel::{Cancel, Cancelled};
 use crate::error::{Error, ErrorCode, Result, chain};
 use crate::panic::guard;
 use crate::tensor::{Feed, OutputTensor};
@@ -35,41 +36,64 @@ impl TractModel {
     /// Runs the model once. Safe to call from many threads at once: each call gets its own
     /// execution state over the shared plan.
     pub fn run(&self, feeds: &[Feed<'_>]) -> Result<Vec<OutputTensor>> {
-        self.run_with(feeds, &NoFallback)
+        self.run_cancellable(feeds, &Cancel::never())
+    }
+
+    /// [`run`](Self::run), stopping with ERR_ABORTED before its next op once `cancel` is set.
+    pub fn run_cancellable(&self, feeds: &[Feed<'_>], cancel: &Cancel) -> Result<Vec<OutputTensor>> {
+        self.run_with(feeds, &NoFallback, cancel)
     }
 
     pub(crate) fn run_with(
         &self,
         feeds: &[Feed<'_>],
         fallback: &dyn Fallback,
+        cancel: &Cancel,
     ) -> Result<Vec<OutputTensor>> {
         let values = self.bind(feeds, fallback)?;
-        self.execute(values)
+        self.execute(values, cancel)
     }
 
-    pub(crate) fn execute(&self, values: TVec<TValue>) -> Result<Vec<OutputTensor>> {
+    pub(crate) fn execute(&self, values: TVec<TValue>, cancel: &Cancel) -> Result<Vec<OutputTensor>> {
         let outputs = guard(ErrorCode::Engine, "running the model", || {
-            self.run_plan(values)
-                .map_err(|e| Error::engine(format!("the model failed to run: {}", chain(&e))))
+            self.run_plan(values, cancel).map_err(|e| {
+                if e.chain().any(|c| c.is::<Cancelled>()) {
+                    Error::aborted()
+                } else {
+                    Error::engine(format!("the model failed to run: {}", chain(&e)))
+                }
+            })
         })?;
         self.wrap_outputs(outputs)
     }
 
     /// One pass of the plan, or, for a model whose batch items are independent, one pass per
     /// slice of the batch on the model's threads at once (see split.rs).
-    fn run_plan(&self, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn run_plan(&self, values: TVec<TValue>, cancel: &Cancel) -> TractResult<TVec<TValue>> {
         let items = if self.split { values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0) } else { 0 };
         let parts = slices(self.threads, items, crate::linger::in_flight());
         // The executor (a lookup under a lock) only for a run that splits: most runs do not.
         if parts > 1 {
             if let Executor::MultiThread(pool) = tract_executor(self.threads) {
                 let plan = Arc::clone(&self.plan);
-                let run: split::RunSlice = Arc::new(move |part| plan.run(part));
+                let cancel = cancel.clone();
+                let run: split::RunSlice = Arc::new(move |part| run_until(&plan, part, &cancel));
                 return split::run_parts(&pool, self.threads - 1, split::cut(&values, items, parts)?, run);
             }
         }
-        crate::linger::counted_run(|| self.plan.run(values))
+        crate::linger::counted_run(|| run_until(&self.plan, values, cancel))
     }
+}
+
+/// One pass of `plan`, looking at `cancel` before each op: a run whose caller has gone stops
+/// within one op (the flag is one atomic load per op; `Cancel::never` not even that).
+fn run_until(plan: &Arc<TypedRunnableModel>, values: TVec<TValue>, cancel: &Cancel) -> TractResult<TVec<TValue>> {
+    plan.spawn()?.run_plan_with_eval(values, |ctx, state, node, inputs| {
+        if cancel.is_set() {
+            return Err(TractError::new(Cancelled));
+        }
+        tract_onnx::tract_core::plan::eval(ctx, state, node, inputs)
+    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::tensor::{Dim, Feed, OutputTensor, TensorInfo, shape_string};
 
@@ -58,9 +59,15 @@ impl TractSession {
     /// Runs one step. Runs of one session are serialized; the state advances only when a run
     /// succeeds, so a failed call leaves the session as it was.
     pub fn run(&self, feeds: &[Feed<'_>]) -> Result<Vec<OutputTensor>> {
+        self.run_cancellable(feeds, &Cancel::never())
+    }
+
+    /// [`run`](Self::run), stopping with ERR_ABORTED before its next op once `cancel` is set
+    /// (the carried state is then left as it was).
+    pub fn run_cancellable(&self, feeds: &[Feed<'_>], cancel: &Cancel) -> Result<Vec<OutputTensor>> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let fallback = SessionFallback { session: self, state: &state };
-        let outputs = self.model.run_with(feeds, &fallback)?;
+        let outputs = self.model.run_with(feeds, &fallback, cancel)?;
         for &(o, i) in &self.carry {
             state[i] = Some(TValue::from_const(Arc::clone(outputs[o].storage())));
         }
