@@ -135,6 +135,20 @@ describe('one signal shared by many calls', () => {
     // The model runs on.
     await expect(n.run(data, meta, undefined)).resolves.toHaveLength(2);
   });
+
+  it('a native embed whose token is set while its one batch runs stops before the next layer', async () => {
+    const binding = native();
+    const n = await binding.loadCandleEmbedder(MODEL, { threads: 1, cache: false }, undefined);
+    // One batch of 16 texts of ~120 tokens on one thread: ~0.5 s of layers; the token is set
+    // ~20 ms in. Checked only between batches, this call would run to the end and resolve.
+    const texts = Array.from({ length: 16 }, (_, i) => `text ${i}: ` + 'the quick brown fox jumps over the lazy dog '.repeat(12));
+    const token = new binding.NativeCancelToken();
+    const call = n.embed(texts, 16, token).catch((e: unknown) => Promise.reject(fromNative(e)));
+    setTimeout(() => token.cancel(), 20);
+    await expect(call).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    const ok = await n.embed(texts.slice(0, 2), 16, undefined);
+    expect(ok.rows).toBe(2);
+  }, 30_000);
 });
 
 describe('signal helpers', () => {

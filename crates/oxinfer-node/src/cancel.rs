@@ -1,7 +1,7 @@
 //! Cancellation of work on the libuv pool: a `NativeCancelToken` that JS sets when an
 //! AbortSignal aborts. Runs read it as a core [`Cancel`] (tract before each op, the embedder
-//! between batches); `Cancellable` makes a task that cannot stop midway (a load) give up at
-//! least before it starts.
+//! before each encoder layer); `Cancellable` makes a task that cannot stop midway (a load)
+//! give up at least before it starts.
 //!
 //! Why not napi-rs's `AbortSignal` argument: it wraps a list onto the JS signal that grows by one
 //! entry per call and is freed only with the signal (a long-lived signal shared by every request

@@ -1,5 +1,5 @@
 //! `NativeCandleEmbedder`: the candle sentence embedder as a JS class. Load and embed run as
-//! AsyncTasks on the libuv pool; a `NativeCancelToken` stops a long embed between batches.
+//! AsyncTasks on the libuv pool; a `NativeCancelToken` stops a long embed before its next encoder layer.
 
 use std::sync::{Arc, Mutex};
 

@@ -208,8 +208,17 @@ impl Bert {
 
     /// ids, token types: [B, S] u32; mask: [B, S] (1 token, 0 padding), or `None` when every
     /// position is a token (the attention then skips the mask add over [B, heads, S, S]).
-    /// `threads`: how many threads each matmul may use. Returns the last hidden state [B, S, H].
-    pub fn forward(&self, ids: &Tensor, token_types: &Tensor, mask: Option<&Tensor>, threads: usize) -> Result<Tensor> {
+    /// `threads`: how many threads each matmul may use. `stop` is asked before each layer: once
+    /// it says so the pass ends with an error (the caller has gone; a layer is the unit of work
+    /// it may still wait for). Returns the last hidden state [B, S, H].
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        token_types: &Tensor,
+        mask: Option<&Tensor>,
+        threads: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         // (mask - 1) * 10000: 0 for tokens, -10000 for padding, which softmax turns into exact
         // zeros, so padded rows give the same vectors as unpadded ones.
@@ -221,6 +230,9 @@ impl Bert {
         };
         let mut x = self.embeddings.forward(ids, token_types)?;
         for layer in &self.layers {
+            if stop() {
+                candle_core::bail!("stopped: the caller has gone");
+            }
             x = layer.forward(&x, bias.as_ref(), threads)?;
         }
         Ok(x)

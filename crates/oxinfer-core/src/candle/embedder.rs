@@ -61,6 +61,9 @@ impl Precision {
     }
 }
 
+/// Whether the caller has gone: read before each encoder layer and between batches.
+pub type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EmbedderOptions {
     pub device: Option<DeviceKind>,
@@ -248,12 +251,13 @@ impl Embedder {
         })
     }
 
-    /// Embeds texts, `batch_size` rows per engine call; `cancelled` is checked between batches.
+    /// Embeds texts, `batch_size` rows per engine call; `cancelled` is checked before each
+    /// encoder layer (and between batches): a cancelled call stops with ERR_ABORTED.
     pub fn embed(
         &self,
         texts: &[String],
         batch_size: usize,
-        cancelled: &(dyn Fn() -> bool + Sync),
+        cancelled: Stop<'_>,
     ) -> Result<Embeddings> {
         self.on_pool(|| {
             let tokens = self.tokenizer.encode(texts)?;
@@ -266,7 +270,7 @@ impl Embedder {
                     return Err(Error::aborted());
                 }
                 let rows: Vec<&Tokens> = chunk.iter().map(|&i| &tokens[i]).collect();
-                let vectors = self.run_padded(&rows)?;
+                let vectors = self.run_padded(&rows, cancelled)?;
                 for (r, &i) in chunk.iter().enumerate() {
                     let d = self.dims();
                     out[i * d..(i + 1) * d].copy_from_slice(&vectors[r * d..(r + 1) * d]);
@@ -284,7 +288,7 @@ impl Embedder {
         mask: Option<TokenData<'_>>,
         shape: [usize; 2],
         batch_size: usize,
-        cancelled: &(dyn Fn() -> bool + Sync),
+        cancelled: Stop<'_>,
     ) -> Result<Embeddings> {
         let [rows, seq] = shape;
         let n = rows.checked_mul(seq).ok_or_else(|| Error::input_shape("ids: shape is too large"))?;
@@ -338,6 +342,7 @@ impl Embedder {
                     vec![0; b * seq],
                     all_mask[range].to_vec(),
                     [b, seq],
+                    cancelled,
                 )?);
             }
             Ok(Embeddings { data: out, rows, dims: self.dims() })
@@ -345,7 +350,7 @@ impl Embedder {
     }
 
     /// Pads rows to the longest and runs them as one batch.
-    fn run_padded(&self, rows: &[&Tokens]) -> Result<Vec<f32>> {
+    fn run_padded(&self, rows: &[&Tokens], cancelled: Stop<'_>) -> Result<Vec<f32>> {
         let seq = rows.iter().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![self.tokenizer.pad_id(); rows.len() * seq];
         let mut types = vec![0u32; rows.len() * seq];
@@ -359,7 +364,7 @@ impl Embedder {
             }
             mask[at..at + t.ids.len()].fill(1);
         }
-        self.run(ids, types, mask, [rows.len(), seq])
+        self.run(ids, types, mask, [rows.len(), seq], cancelled)
     }
 
     /// Runs a [b, s] batch. On the CPU the rows are cut into parts of similar lengths, at least
@@ -368,16 +373,16 @@ impl Embedder {
     /// 2 threads gave gemm 1.05-1.3x), while independent rows scale with the threads. A batch
     /// with fewer rows than threads gives the spare threads to its matmuls. A GPU gets the
     /// batch whole.
-    fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
+    fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2], cancelled: Stop<'_>) -> Result<Vec<f32>> {
         // Counted with tract's runs: a lone call's matmuls share work with lingering helpers.
         // Each call starts by yielding the core (see linger::yield_core): calls of short texts
         // have no product large enough to yield before, and back to back on the pool's
         // threads they kept the event loop's thread waiting for a scheduler slice.
         std::thread::yield_now();
-        crate::linger::counted_run(|| self.run_counted(ids, types, mask, [b, s]))
+        crate::linger::counted_run(|| self.run_counted(ids, types, mask, [b, s], cancelled))
     }
 
-    fn run_counted(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2]) -> Result<Vec<f32>> {
+    fn run_counted(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2], cancelled: Stop<'_>) -> Result<Vec<f32>> {
         let parts = match self.pool {
             Some(_) => {
                 // Each row's length without its trailing padding: parts of similar lengths.
@@ -394,7 +399,7 @@ impl Embedder {
         let matmul_threads = if self.pool.is_some() { (self.threads / parts.len().max(1)).max(1) } else { 1 };
         let part = |r: &std::ops::Range<usize>| {
             let rows = r.start * s..r.end * s;
-            self.run_part(&ids[rows.clone()], &types[rows.clone()], &mask[rows], s, matmul_threads)
+            self.run_part(&ids[rows.clone()], &types[rows.clone()], &mask[rows], s, matmul_threads, cancelled)
         };
         if parts.len() < 2 {
             return Ok(parts.iter().map(part).collect::<Result<Vec<_>>>()?.concat());
@@ -417,7 +422,7 @@ impl Embedder {
     /// are padding in every row are dropped first (they change nothing: padded keys get zero
     /// attention and padded queries are not pooled), and a batch without padding skips the
     /// attention mask.
-    fn run_part(&self, ids: &[u32], types: &[u32], mask: &[u32], s: usize, threads: usize) -> Result<Vec<f32>> {
+    fn run_part(&self, ids: &[u32], types: &[u32], mask: &[u32], s: usize, threads: usize, cancelled: Stop<'_>) -> Result<Vec<f32>> {
         let b = ids.len() / s.max(1);
         let used = (0..s).rev().find(|&c| (0..b).any(|r| mask[r * s + c] != 0)).map_or(1, |c| c + 1);
         let take = |v: &[u32]| -> Vec<u32> { v.chunks(s).flat_map(|row| &row[..used]).copied().collect() };
@@ -428,7 +433,7 @@ impl Embedder {
         let types = Tensor::from_vec(types, (b, s), &self.device).map_err(engine)?;
         let mask = Tensor::from_vec(mask, (b, s), &self.device).map_err(engine)?;
         let pooled = (|| {
-            let hidden = self.bert.forward(&ids, &types, padded.then_some(&mask), threads)?.to_dtype(CDType::F32)?;
+            let hidden = self.bert.forward(&ids, &types, padded.then_some(&mask), threads, cancelled)?.to_dtype(CDType::F32)?;
             let pooled = match self.pooling {
                 Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
                 Pooling::Mean => {
@@ -445,7 +450,7 @@ impl Embedder {
                 Ok(pooled)
             }
         })()
-        .map_err(engine)?;
+        .map_err(|e| if cancelled() { Error::aborted() } else { engine(e) })?;
         pooled.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(engine)
     }
 }
