@@ -34,7 +34,8 @@ cp -r "$ROOT/.cache/models/all-MiniLM-L6-v2/1_Pooling" "$STAGE/all-MiniLM-L6-v2/
 cp "$ROOT/test/data/minilm-reference.json" "$ROOT/scripts/gpu/gpu-check.mjs" "$ROOT/scripts/gpu/torch_bench.py" "$STAGE/"
 
 tar -C "$GPU" -cf - oxgpu | xz -T2 -3 > "$GPU/oxgpu.tar.xz"
-(cd "$GPU/parts" && split -b 50M "$GPU/oxgpu.tar.xz" part-)
+# 57 MiB: a part and the working tree (~5 MB) fit one call's 64 MiB, so two calls carry it all.
+(cd "$GPU/parts" && split -b 57M "$GPU/oxgpu.tar.xz" part-)
 rm -rf "$STAGE" "$GPU/oxgpu.tar.xz"
 cat > "$GPU/run.sh" <<'RUN'
 #!/usr/bin/env bash
