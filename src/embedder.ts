@@ -189,7 +189,8 @@ export class CandleEmbedder {
   /**
    * Embeds texts off the JS thread, `batchSize` texts per engine call (similar lengths are
    * batched together). Resolves with one matrix, row i for texts[i]. An empty list gives an
-   * empty matrix. Aborting stops the work before its next encoder layer and rejects with ERR_ABORTED.
+   * empty matrix. Aborting rejects with ERR_ABORTED and stops the work before its next
+   * encoder layer.
    */
   embed(texts: readonly string[], options: EmbedOptions = {}): Promise<Embeddings> {
     return this.#start(options, (token, batch) => {
