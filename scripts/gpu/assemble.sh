@@ -31,7 +31,7 @@ for f in config.json tokenizer.json model.safetensors sentence_bert_config.json 
   cp "$ROOT/.cache/models/all-MiniLM-L6-v2/$f" "$STAGE/all-MiniLM-L6-v2/"
 done
 cp -r "$ROOT/.cache/models/all-MiniLM-L6-v2/1_Pooling" "$STAGE/all-MiniLM-L6-v2/"
-cp "$ROOT/test/data/minilm-reference.json" "$ROOT/scripts/gpu/gpu-check.mjs" "$ROOT/scripts/gpu/torch_bench.py" "$STAGE/"
+cp "$ROOT/test/data/minilm-reference.json" "$ROOT/scripts/gpu/gpu-check.mjs" "$ROOT/scripts/gpu/torch_bench.py" "$ROOT/scripts/gpu/profile.mjs" "$STAGE/"
 
 tar -C "$GPU" -cf - oxgpu | xz -T2 -3 > "$GPU/oxgpu.tar.xz"
 # 57 MiB: a part and the working tree (~5 MB) fit one call's 64 MiB, so two calls carry it all.

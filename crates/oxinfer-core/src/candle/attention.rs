@@ -47,6 +47,10 @@ pub fn attention(qkv: &Tensor, heads: usize, mask_bias: Option<&MaskBias>) -> Re
 /// Attention with candle's ops: q, k and v copied out as [B, heads, S, d], two batched matmuls
 /// and a softmax over materialized scores.
 fn attention_ops(qkv: &Tensor, heads: usize, mask_bias: Option<&Tensor>) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if super::cuda_ops::usable(qkv) {
+        return attention_cuda(qkv, heads, mask_bias);
+    }
     let (b, s, h3) = qkv.dims3()?;
     let h = h3 / 3;
     let d = h / heads;
@@ -61,6 +65,25 @@ fn attention_ops(qkv: &Tensor, heads: usize, mask_bias: Option<&Tensor>) -> Resu
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
+}
+
+/// [`attention_ops`] on CUDA with oxinfer's kernels (cuda_ops.rs) for the moves: q, k and v
+/// split out heads-major in one pass, the mask added without candle's broadcasting index math,
+/// and the context merged back in one pass (candle's strided copies and broadcast add were ~75%
+/// of a float16 pass).
+#[cfg(feature = "cuda")]
+fn attention_cuda(qkv: &Tensor, heads: usize, mask_bias: Option<&Tensor>) -> Result<Tensor> {
+    use super::cuda_ops;
+    let split = cuda_ops::split_heads(qkv, heads)?; // [3, b, heads, s, d]
+    let (q, k, v) = (split.get(0)?, split.get(1)?, split.get(2)?);
+    let scores = q.matmul(&k.t()?)?;
+    let scores = match mask_bias {
+        Some(bias) if cuda_ops::usable(bias) && bias.dtype() == scores.dtype() => cuda_ops::mask_add(&scores, bias)?,
+        Some(bias) => scores.broadcast_add(bias)?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    cuda_ops::merge_heads(&probs.matmul(&v)?)
 }
 
 struct Attention<'a> {

@@ -17,7 +17,12 @@ pub fn linear(x: &Tensor, w_t: &Tensor, bias: &Tensor, threads: usize) -> Result
     if cpu_f32 && x.is_contiguous() && w_t.is_contiguous() && bias.is_contiguous() {
         x.apply_op3_no_bwd(w_t, bias, &Linear { threads })
     } else {
-        x.matmul(w_t)?.broadcast_add(bias)
+        let y = x.matmul(w_t)?;
+        #[cfg(feature = "cuda")]
+        if super::cuda_ops::usable(&y) && super::cuda_ops::usable(bias) && y.dtype() == bias.dtype() {
+            return super::cuda_ops::bias_add(&y, bias);
+        }
+        y.broadcast_add(bias)
     }
 }
 

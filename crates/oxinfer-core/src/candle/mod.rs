@@ -5,12 +5,16 @@
 //! - [`tokenize`]: tokenizer.json, offline.
 //! - [`bert`]: the encoder.
 //! - [`embedder`]: tokenize → encode → pool → normalize, batched.
+//! - `cuda_ops` (the `cuda` feature): oxinfer's own kernels for the moves candle's CUDA ops
+//!   make slowly (bias and mask adds, attention head split and merge).
 
 pub mod bert;
 pub mod config;
 pub mod device;
 pub mod embedder;
 mod attention;
+#[cfg(feature = "cuda")]
+mod cuda_ops;
 mod gelu;
 mod linear;
 mod parts;
