@@ -58,18 +58,21 @@ fn u32_of(n: usize, what: &str) -> Result<u32> {
     u32::try_from(n).map_err(|_| candle_core::Error::Msg(format!("{what}: {n} is too large for the kernel")))
 }
 
-/// Runs kernel `name_<dtype>` (loaded once per device) with arguments `inputs..., out, numel,
-/// extra...`: one thread an output element, grid-stride beyond.
+/// Runs kernel `name_<dtype>` (loaded once per device) with arguments `inputs..., out, count,
+/// extra...` for `numel` outputs: one thread an output element, grid-stride beyond; with
+/// `pairs`, its two-at-a-time twin `name2_<dtype>` and count = numel / 2.
 fn launch<T: DeviceRepr>(
     dev: &CudaDevice,
     name: &str,
     dtype: DType,
     inputs: &[&CudaView<'_, T>],
     numel: usize,
+    pairs: bool,
     extra: &[u32],
 ) -> Result<CudaSlice<T>> {
-    let n = u32_of(numel, name)?;
-    let func = dev.get_or_load_custom_func(&format!("{name}_{}", suffix(name, dtype)?), MODULE, PTX)?;
+    let n = u32_of(if pairs { numel / 2 } else { numel }, name)?;
+    let kernel = format!("{name}{}_{}", if pairs { "2" } else { "" }, suffix(name, dtype)?);
+    let func = dev.get_or_load_custom_func(&kernel, MODULE, PTX)?;
     // SAFETY: the kernel writes every one of the `numel` elements.
     let out = unsafe { dev.alloc::<T>(numel)? };
     let mut builder = func.builder();
@@ -88,31 +91,41 @@ fn launch<T: DeviceRepr>(
 }
 
 /// Kernel `name` over one contiguous input.
-fn unary(s: &CudaStorage, l: &Layout, name: &str, numel: usize, extra: &[u32]) -> Result<CudaStorage> {
+fn unary(s: &CudaStorage, l: &Layout, name: &str, numel: usize, pairs: bool, extra: &[u32]) -> Result<CudaStorage> {
     let dev = s.device();
     let o = l.start_offset();
     let slice = match &s.slice {
-        CudaStorageSlice::F32(x) => CudaStorageSlice::F32(launch(dev, name, DType::F32, &[&x.slice(o..)], numel, extra)?),
-        CudaStorageSlice::F16(x) => CudaStorageSlice::F16(launch(dev, name, DType::F16, &[&x.slice(o..)], numel, extra)?),
-        CudaStorageSlice::BF16(x) => CudaStorageSlice::BF16(launch(dev, name, DType::BF16, &[&x.slice(o..)], numel, extra)?),
+        CudaStorageSlice::F32(x) => CudaStorageSlice::F32(launch(dev, name, DType::F32, &[&x.slice(o..)], numel, pairs, extra)?),
+        CudaStorageSlice::F16(x) => CudaStorageSlice::F16(launch(dev, name, DType::F16, &[&x.slice(o..)], numel, pairs, extra)?),
+        CudaStorageSlice::BF16(x) => CudaStorageSlice::BF16(launch(dev, name, DType::BF16, &[&x.slice(o..)], numel, pairs, extra)?),
         _ => candle_core::bail!("{name}: f32, f16 or bf16 expected"),
     };
     Ok(CudaStorage { slice, device: dev.clone() })
 }
 
 /// Kernel `name` over two contiguous inputs of one dtype.
-fn binary(s1: &CudaStorage, l1: &Layout, s2: &CudaStorage, l2: &Layout, name: &str, numel: usize, extra: &[u32]) -> Result<CudaStorage> {
+#[allow(clippy::too_many_arguments)]
+fn binary(
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+    name: &str,
+    numel: usize,
+    pairs: bool,
+    extra: &[u32],
+) -> Result<CudaStorage> {
     let dev = s1.device();
     let (o1, o2) = (l1.start_offset(), l2.start_offset());
     let slice = match (&s1.slice, &s2.slice) {
         (CudaStorageSlice::F32(a), CudaStorageSlice::F32(b)) => {
-            CudaStorageSlice::F32(launch(dev, name, DType::F32, &[&a.slice(o1..), &b.slice(o2..)], numel, extra)?)
+            CudaStorageSlice::F32(launch(dev, name, DType::F32, &[&a.slice(o1..), &b.slice(o2..)], numel, pairs, extra)?)
         }
         (CudaStorageSlice::F16(a), CudaStorageSlice::F16(b)) => {
-            CudaStorageSlice::F16(launch(dev, name, DType::F16, &[&a.slice(o1..), &b.slice(o2..)], numel, extra)?)
+            CudaStorageSlice::F16(launch(dev, name, DType::F16, &[&a.slice(o1..), &b.slice(o2..)], numel, pairs, extra)?)
         }
         (CudaStorageSlice::BF16(a), CudaStorageSlice::BF16(b)) => {
-            CudaStorageSlice::BF16(launch(dev, name, DType::BF16, &[&a.slice(o1..), &b.slice(o2..)], numel, extra)?)
+            CudaStorageSlice::BF16(launch(dev, name, DType::BF16, &[&a.slice(o1..), &b.slice(o2..)], numel, pairs, extra)?)
         }
         _ => candle_core::bail!("{name}: f32, f16 or bf16 inputs of one dtype expected"),
     };
@@ -148,7 +161,10 @@ impl CustomOp2 for BiasAdd {
         if l1.dims().last() != Some(&n) || l2.dims().len() != 1 || s1.dtype() != s2.dtype() {
             candle_core::bail!("{}: x {:?} and bias {:?} do not match", self.name(), l1.dims(), l2.dims());
         }
-        let out = binary(s1, l1, s2, l2, "bias_add", l1.shape().elem_count(), &[u32_of(n, self.name())?])?;
+        // Pairs when no pair straddles a row and both buffers start on a pair.
+        let pairs = n % 2 == 0 && l1.start_offset() % 2 == 0 && l2.start_offset() % 2 == 0;
+        let n = if pairs { n / 2 } else { n };
+        let out = binary(s1, l1, s2, l2, "bias_add", l1.shape().elem_count(), pairs, &[u32_of(n, self.name())?])?;
         Ok((out, l1.shape().clone()))
     }
 }
@@ -172,7 +188,7 @@ impl CustomOp2 for MaskAdd {
             candle_core::bail!("{}: scores {:?} and mask {:?} do not match", self.name(), l1.dims(), l2.dims());
         }
         let extra = [u32_of(s, self.name())?, u32_of(heads * s * s, self.name())?];
-        let out = binary(s1, l1, s2, l2, "mask_add", l1.shape().elem_count(), &extra)?;
+        let out = binary(s1, l1, s2, l2, "mask_add", l1.shape().elem_count(), false, &extra)?;
         Ok((out, l1.shape().clone()))
     }
 }
@@ -197,8 +213,10 @@ impl CustomOp1 for SplitHeads {
             candle_core::bail!("{}: {h3} columns are not q, k, v of {} heads", self.name(), self.heads);
         }
         let d = h3 / 3 / self.heads;
-        let extra = [b, seq, self.heads, d].map(|v| v as u32);
-        let out = unary(s, l, "split_heads", b * seq * h3, &extra)?;
+        // Pairs when no pair straddles a head and the input starts on a pair.
+        let pairs = d % 2 == 0 && l.start_offset() % 2 == 0;
+        let extra = [b, seq, self.heads, if pairs { d / 2 } else { d }].map(|v| v as u32);
+        let out = unary(s, l, "split_heads", b * seq * h3, pairs, &extra)?;
         Ok((out, Shape::from((3, b, self.heads, seq, d))))
     }
 }
@@ -217,8 +235,9 @@ impl CustomOp1 for MergeHeads {
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         contiguous(self.name(), l)?;
         let (b, heads, seq, d) = l.shape().dims4()?;
-        let extra = [seq, heads, d].map(|v| v as u32);
-        let out = unary(s, l, "merge_heads", b * heads * seq * d, &extra)?;
+        let pairs = d % 2 == 0 && l.start_offset() % 2 == 0;
+        let extra = [seq, heads, if pairs { d / 2 } else { d }].map(|v| v as u32);
+        let out = unary(s, l, "merge_heads", b * heads * seq * d, pairs, &extra)?;
         Ok((out, Shape::from((b, seq, heads * d))))
     }
 }
