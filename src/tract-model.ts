@@ -265,7 +265,9 @@ export class TractModel {
   /** @internal Runs resolved feeds on `target` on the libuv pool. */
   runPooled(target: NativeTractModel | NativeTractSession, args: NativeFeedArg[], signal: AbortSignal | undefined): Promise<Outputs> {
     const [data, meta] = packFeeds(args, this.inputs);
-    return target.run(data, meta, tokenFor(signal, native().NativeCancelToken)).then((raw) => unpackOutputs(raw, this.outputs));
+    // No token (and no binding lookup) for the common run without a signal.
+    const token = signal && tokenFor(signal, native().NativeCancelToken);
+    return target.run(data, meta, token).then((raw) => unpackOutputs(raw, this.outputs));
   }
 
   /**

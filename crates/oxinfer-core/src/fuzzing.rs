@@ -137,7 +137,7 @@ pub fn load_and_embed_folder(seed: &std::path::Path, work: &std::path::Path, fil
         }
     };
     let texts: Vec<String> = FUZZ_TEXTS.iter().map(|s| s.to_string()).collect();
-    match embedder.embed(&texts, 2, &|| false) {
+    match embedder.embed(&texts, 2, &crate::Cancel::never()) {
         Ok(v) => {
             assert_eq!((v.rows, v.dims), (texts.len(), embedder.dims()), "embed: matrix shape");
             assert_eq!(v.data.len(), v.rows * v.dims, "embed: data length");

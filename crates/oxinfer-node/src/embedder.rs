@@ -129,16 +129,15 @@ impl Task for EmbedTask {
     type JsValue = NativeEmbeddings;
 
     fn compute(&mut self) -> napi::Result<Embeddings> {
-        let cancel = self.cancel.clone();
-        let cancelled = move || cancel.is_set();
+        let cancelled = &self.cancel;
         match &self.input {
-            EmbedInput::Texts(texts) => self.model.embed(texts, self.batch_size, &cancelled),
+            EmbedInput::Texts(texts) => self.model.embed(texts, self.batch_size, cancelled),
             EmbedInput::Tokens { ids, mask, shape } => self.model.embed_tokens(
                 token_data(ids),
                 mask.as_ref().map(token_data),
                 *shape,
                 self.batch_size,
-                &cancelled,
+                cancelled,
             ),
         }
         .js()

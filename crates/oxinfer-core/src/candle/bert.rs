@@ -208,8 +208,8 @@ impl Bert {
 
     /// ids, token types: [B, S] u32; mask: [B, S] (1 token, 0 padding), or `None` when every
     /// position is a token (the attention then skips the mask add over [B, heads, S, S]).
-    /// `threads`: how many threads each matmul may use. `stop` is asked before each layer: once
-    /// it says so the pass ends with an error (the caller has gone; a layer is the unit of work
+    /// `threads`: how many threads each matmul may use. `stop` is read before each layer: once it
+    /// is set the pass ends with an error (the caller has gone; a layer is the unit of work
     /// it may still wait for). Returns the last hidden state [B, S, H].
     pub fn forward(
         &self,
@@ -217,7 +217,7 @@ impl Bert {
         token_types: &Tensor,
         mask: Option<&Tensor>,
         threads: usize,
-        stop: &dyn Fn() -> bool,
+        stop: &crate::Cancel,
     ) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         // (mask - 1) * 10000: 0 for tokens, -10000 for padding, which softmax turns into exact
@@ -230,7 +230,7 @@ impl Bert {
         };
         let mut x = self.embeddings.forward(ids, token_types)?;
         for layer in &self.layers {
-            if stop() {
+            if stop.is_set() {
                 candle_core::bail!("stopped: the caller has gone");
             }
             x = layer.forward(&x, bias.as_ref(), threads)?;

@@ -14,6 +14,7 @@ use super::bert::{var_builder, Bert};
 use super::config::{read_bert_config, read_sentence_config, ModelFiles, Pooling};
 use super::device::{device, DeviceKind};
 use super::tokenize::{TextTokenizer, Tokens};
+use crate::cancel::Cancel;
 use crate::error::{Error, ErrorCode, Result};
 use crate::panic::guard;
 
@@ -60,9 +61,6 @@ impl Precision {
         }
     }
 }
-
-/// Whether the caller has gone: read before each encoder layer and between batches.
-pub type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EmbedderOptions {
@@ -257,7 +255,7 @@ impl Embedder {
         &self,
         texts: &[String],
         batch_size: usize,
-        cancelled: Stop<'_>,
+        cancelled: &Cancel,
     ) -> Result<Embeddings> {
         self.on_pool(|| {
             let tokens = self.tokenizer.encode(texts)?;
@@ -266,7 +264,7 @@ impl Embedder {
             order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
             let mut out = vec![0f32; texts.len() * self.dims()];
             for chunk in order.chunks(batch_size.max(1)) {
-                if cancelled() {
+                if cancelled.is_set() {
                     return Err(Error::aborted());
                 }
                 let rows: Vec<&Tokens> = chunk.iter().map(|&i| &tokens[i]).collect();
@@ -288,7 +286,7 @@ impl Embedder {
         mask: Option<TokenData<'_>>,
         shape: [usize; 2],
         batch_size: usize,
-        cancelled: Stop<'_>,
+        cancelled: &Cancel,
     ) -> Result<Embeddings> {
         let [rows, seq] = shape;
         let n = rows.checked_mul(seq).ok_or_else(|| Error::input_shape("ids: shape is too large"))?;
@@ -332,7 +330,7 @@ impl Embedder {
         self.on_pool(|| {
             let mut out = Vec::with_capacity(rows * self.dims());
             for start in (0..rows).step_by(batch_size.max(1)) {
-                if cancelled() {
+                if cancelled.is_set() {
                     return Err(Error::aborted());
                 }
                 let b = batch_size.max(1).min(rows - start);
@@ -350,7 +348,7 @@ impl Embedder {
     }
 
     /// Pads rows to the longest and runs them as one batch.
-    fn run_padded(&self, rows: &[&Tokens], cancelled: Stop<'_>) -> Result<Vec<f32>> {
+    fn run_padded(&self, rows: &[&Tokens], cancelled: &Cancel) -> Result<Vec<f32>> {
         let seq = rows.iter().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![self.tokenizer.pad_id(); rows.len() * seq];
         let mut types = vec![0u32; rows.len() * seq];
@@ -373,7 +371,7 @@ impl Embedder {
     /// 2 threads gave gemm 1.05-1.3x), while independent rows scale with the threads. A batch
     /// with fewer rows than threads gives the spare threads to its matmuls. A GPU gets the
     /// batch whole.
-    fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2], cancelled: Stop<'_>) -> Result<Vec<f32>> {
+    fn run(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2], cancelled: &Cancel) -> Result<Vec<f32>> {
         // Counted with tract's runs: a lone call's matmuls share work with lingering helpers.
         // Each call starts by yielding the core (see linger::yield_core): calls of short texts
         // have no product large enough to yield before, and back to back on the pool's
@@ -382,7 +380,7 @@ impl Embedder {
         crate::linger::counted_run(|| self.run_counted(ids, types, mask, [b, s], cancelled))
     }
 
-    fn run_counted(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2], cancelled: Stop<'_>) -> Result<Vec<f32>> {
+    fn run_counted(&self, ids: Vec<u32>, types: Vec<u32>, mask: Vec<u32>, [b, s]: [usize; 2], cancelled: &Cancel) -> Result<Vec<f32>> {
         let parts = match self.pool {
             Some(_) => {
                 // Each row's length without its trailing padding: parts of similar lengths.
@@ -422,7 +420,7 @@ impl Embedder {
     /// are padding in every row are dropped first (they change nothing: padded keys get zero
     /// attention and padded queries are not pooled), and a batch without padding skips the
     /// attention mask.
-    fn run_part(&self, ids: &[u32], types: &[u32], mask: &[u32], s: usize, threads: usize, cancelled: Stop<'_>) -> Result<Vec<f32>> {
+    fn run_part(&self, ids: &[u32], types: &[u32], mask: &[u32], s: usize, threads: usize, cancelled: &Cancel) -> Result<Vec<f32>> {
         let b = ids.len() / s.max(1);
         let used = (0..s).rev().find(|&c| (0..b).any(|r| mask[r * s + c] != 0)).map_or(1, |c| c + 1);
         let take = |v: &[u32]| -> Vec<u32> { v.chunks(s).flat_map(|row| &row[..used]).copied().collect() };
@@ -450,7 +448,7 @@ impl Embedder {
                 Ok(pooled)
             }
         })()
-        .map_err(|e| if cancelled() { Error::aborted() } else { engine(e) })?;
+        .map_err(|e| if cancelled.is_set() { Error::aborted() } else { engine(e) })?;
         pooled.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(engine)
     }
 }
