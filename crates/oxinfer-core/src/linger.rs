@@ -229,9 +229,6 @@ mod tests {
 
     use super::share;
 
-    /// Every task runs exactly once, over back-to-back calls (the later ones find helpers
-    /// lingering from the earlier), and a panicking task makes the call an error while the others
-    /// still run.
     #[test]
     fn claim_in_scope_runs_each_task_once_with_borrowed_data_and_reports_a_panic() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
@@ -245,6 +242,9 @@ mod tests {
         assert_eq!(failed, Err(()));
     }
 
+    /// Every task runs exactly once, over back-to-back calls (the later ones find helpers
+    /// lingering from the earlier), and a panicking task makes the call an error while the others
+    /// still run.
     #[test]
     fn share_runs_each_task_once_and_reports_a_panic() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool");
