@@ -16,7 +16,7 @@ export { Batcher } from './batcher';
 export type { BatcherOptions } from './batcher';
 export { EmbedBatcher } from './embed-batcher';
 export type { EmbedBatcherOptions } from './embed-batcher';
-export type { TractLoadOptions, InputFact, RunOptions, SessionOptions, OpCount, Precision } from './tract-model';
+export type { TractLoadOptions, ExternalDataFile, InputFact, RunOptions, SessionOptions, OpCount, Precision } from './tract-model';
 export type { DType, Dim, TensorInfo, TensorData, TensorInput, Feeds, Tensor, Outputs } from './tensor';
 export {
   OxinferError,

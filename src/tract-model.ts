@@ -77,7 +77,30 @@ export interface TractLoadOptions {
    * On a CPU without the instructions the model runs in float32: `model.precision` says which.
    */
   precision?: Precision;
+  /**
+   * The external data files of a model given as bytes, as onnxruntime's `externalData`: each
+   * `{ path, data }`, where `path` is the location the model names (`'model.onnx_data'`) and
+   * `data` the file's bytes or a path to read it from; a plain string is a path that is both.
+   * A model loaded by its path finds these files beside it without this option.
+   */
+  externalData?: ExternalDataFile[];
   signal?: AbortSignal;
+}
+
+/** An external data file: where the model says it is, and its bytes or a path to read them. */
+export type ExternalDataFile = string | { path: string; data: Uint8Array | ArrayBuffer | string };
+
+function toNativeExternalData(files: ExternalDataFile[] | undefined): Array<{ path: string; data: string | Uint8Array }> | undefined {
+  if (files === undefined) return undefined;
+  if (!Array.isArray(files)) throw new ModelLoadError('load option externalData must be an array of { path, data }');
+  return files.map((f, i) => {
+    if (typeof f === 'string') return { path: f, data: f };
+    const data = f?.data instanceof ArrayBuffer ? new Uint8Array(f.data) : f?.data;
+    if (typeof f?.path !== 'string' || !(typeof data === 'string' || data instanceof Uint8Array)) {
+      throw new ModelLoadError(`load option externalData[${i}] must be a path or { path: string, data: Uint8Array | ArrayBuffer | string }`);
+    }
+    return { path: f.path, data };
+  });
 }
 
 /** Precision of a model's products by constant weights (see `TractLoadOptions.precision`). */
@@ -166,9 +189,10 @@ export class TractModel {
     }
     const n = await callAsync(() => {
       const constants = Object.entries(options.constants ?? {}).map(([name, value]) => toNativeFeed(name, value, undefined));
+      const externalData = toNativeExternalData(options.externalData);
       return native().loadTractModel(
         source,
-        { inputs, threads: options.threads, constants, cache: options.cache, precision: options.precision },
+        { inputs, threads: options.threads, constants, cache: options.cache, precision: options.precision, externalData },
         tokenFor(signal, native().NativeCancelToken),
       );
     }, signal);

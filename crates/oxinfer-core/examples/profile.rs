@@ -104,7 +104,7 @@ fn run() -> Result<(), String> {
         Vec::new()
     };
     let constants = constants.iter().map(|i: &Input| Feed::new(&i.name, i.dtype, &i.shape, &i.bytes)).collect();
-    let options = LoadOptions { inputs: specs, constants, threads, precision };
+    let options = LoadOptions { inputs: specs, constants, threads, precision, external_data: Vec::new() };
     let model = TractModel::load(ModelSource::Path(path.as_ref()), &options).map_err(|e| e.to_string())?;
     let feeds: Vec<Feed<'_>> = inputs.iter().map(|i| Feed::new(&i.name, i.dtype, &i.shape, &i.bytes)).collect();
     let costs = model.profile(&feeds, runs).map_err(|e| e.to_string())?;

@@ -55,6 +55,16 @@ pub struct NativeLoadOptions {
     pub cache: Option<bool>,
     /// Products by constant weights: 'float32' (default) or 'bfloat16'.
     pub precision: Option<String>,
+    /// External data files of a model given as bytes.
+    pub external_data: Option<Vec<NativeExternalData>>,
+}
+
+/// One external data file: the location the model names, and its bytes or a path to read them from.
+#[napi(object, object_to_js = false)]
+pub struct NativeExternalData {
+    pub path: String,
+    #[napi(ts_type = "string | Uint8Array")]
+    pub data: Either<String, Uint8Array>,
 }
 
 #[napi(object)]
@@ -104,6 +114,7 @@ pub struct LoadTask {
     precision: Precision,
     constants: Vec<NativeFeed>,
     cache: bool,
+    external_data: Vec<NativeExternalData>,
 }
 
 impl Task for LoadTask {
@@ -116,11 +127,33 @@ impl Task for LoadTask {
             Either::B(bytes) => ModelSource::Bytes(bytes),
         };
         let converted = Converted::new(&self.constants)?;
+        // Files named by path are read here, off the JS thread.
+        let read: Vec<Vec<u8>> = self
+            .external_data
+            .iter()
+            .filter_map(|f| match &f.data {
+                Either::A(path) => Some(std::fs::read(path).map_err(|e| {
+                    Error::model_load(format!("load option externalData '{}': cannot read '{path}': {e}", f.path))
+                })),
+                Either::B(_) => None,
+            })
+            .collect::<std::result::Result<_, Error>>()
+            .js()?;
+        let mut read_iter = read.iter();
+        let external_data = self
+            .external_data
+            .iter()
+            .map(|f| match &f.data {
+                Either::A(_) => (f.path.clone(), read_iter.next().map(|v| &v[..]).unwrap_or(&[])),
+                Either::B(bytes) => (f.path.clone(), &bytes[..]),
+            })
+            .collect();
         let options = LoadOptions {
             inputs: self.inputs.clone(),
             constants: converted.feeds(&self.constants),
             threads: self.threads,
             precision: self.precision,
+            external_data,
         };
         Held::load(
             self.cache,
@@ -149,6 +182,7 @@ pub fn load_tract_model(
         precision: precision(&options)?,
         constants: options.constants.unwrap_or_default(),
         cache: options.cache.unwrap_or(true),
+        external_data: options.external_data.unwrap_or_default(),
     };
     Ok(Cancellable::new(task, cancel))
 }

@@ -46,6 +46,9 @@ pub struct LoadOptions<'a> {
     pub threads: Option<usize>,
     /// How products by constant weights are computed (f32 unless asked; see crate::bf16).
     pub precision: Precision,
+    /// Bytes of external data files by the location the model names, for a model given as bytes
+    /// (a model loaded by path finds its files beside it).
+    pub external_data: Vec<(String, &'a [u8])>,
 }
 
 /// How often an op type occurs in the model as written in the file.
@@ -76,16 +79,16 @@ pub struct TractModel {
 impl TractModel {
     pub fn load(source: ModelSource<'_>, options: &LoadOptions<'_>) -> Result<TractModel> {
         let owned;
-        let (bytes, origin) = match source {
+        let (bytes, origin, dir) = match source {
             ModelSource::Path(p) => {
                 owned = std::fs::read(p).map_err(|e| {
                     Error::model_load(format!("cannot read model file '{}': {e}", p.display()))
                 })?;
-                (&owned[..], format!("'{}'", p.display()))
+                (&owned[..], format!("'{}'", p.display()), Some(p.parent().unwrap_or(Path::new("."))))
             }
-            ModelSource::Bytes(b) => (b, format!("the given bytes ({} bytes)", b.len())),
+            ModelSource::Bytes(b) => (b, format!("the given bytes ({} bytes)", b.len()), None),
         };
-        guard(ErrorCode::ModelLoad, "loading the model", || load_bytes(bytes, &origin, options))
+        guard(ErrorCode::ModelLoad, "loading the model", || load_bytes(bytes, &origin, dir, options))
     }
 
     pub fn inputs(&self) -> &[TensorInfo] {
@@ -157,17 +160,28 @@ impl TractModel {
     }
 }
 
-fn load_bytes(bytes: &[u8], origin: &str, options: &LoadOptions<'_>) -> Result<TractModel> {
+fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOptions<'_>) -> Result<TractModel> {
     let sha256 = hex(&Sha256::digest(bytes));
     let fail = |stage: &str, e: &dyn std::fmt::Display| {
         Error::model_load(format!("cannot {stage} the ONNX model from {origin}: {}", chain(e)))
     };
-    let mut onnx = tract_onnx::onnx();
+    // The shapes a file records for intermediate values (value_info) are hints that exporters
+    // write for the sizes they traced with; they would override the caller's and the analysis's.
+    let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
     if_op::register(&mut onnx.op_register);
-    let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| fail("parse", &e))?;
+    let mut proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| fail("parse", &e))?;
     super::validate::check_model(&proto)
         .map_err(|why| Error::model_load(format!("the ONNX model from {origin} is invalid: {why}")))?;
-    let mut model = onnx.model_for_proto_model(&proto).map_err(|e| fail("parse", &e))?;
+    super::external::resolve(&mut proto, dir, &options.external_data)?;
+    let dir_str = dir.map(|d| d.to_string_lossy().into_owned());
+    let parsed = onnx.parse(&proto, dir_str.as_deref()).map_err(|e| fail("parse", &e))?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(Error::model_load(format!(
+            "the ONNX model from {origin} uses values that no node or input defines: {}",
+            parsed.unresolved_inputs.join(", ")
+        )));
+    }
+    let mut model = parsed.model;
     drop(proto);
     let ops = count_ops(&model);
     apply_input_specs(&mut model, &options.inputs)?;
@@ -398,6 +412,9 @@ fn cache_key(source: ModelSource<'_>, options: &LoadOptions<'_>) -> Result<Strin
     let threads = options.threads.unwrap_or_else(available_cpus);
     let precision = options.precision.effective().name();
     let mut key = format!("tract:{origin}|threads={threads}|precision={precision}|inputs={:?}", options.inputs);
+    for (location, data) in &options.external_data {
+        key.push_str(&format!("|external {location}={}", hex(&Sha256::digest(data))));
+    }
     for c in &options.constants {
         key.push_str(&format!(
             "|const {}:{}{:?}={}",

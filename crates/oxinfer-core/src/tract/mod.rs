@@ -6,6 +6,7 @@
 
 mod batch;
 mod bind;
+mod external;
 mod fast;
 mod if_op;
 mod indices;

@@ -1,0 +1,156 @@
+/**
+ * The real-model corpus (test/corpus/manifest.json, written by scripts/corpus/gen_corpus.py):
+ * its entries, the inputs fed to them, and the comparison of oxinfer's outputs with
+ * onnxruntime-node's on the same file and inputs. Shared by the corpus test and the benchmark.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TractModel } from '../../src/index';
+import { toFloat16Bits, fromFloat16Bits } from '../../src/float16';
+import { prng } from '../../src/prng';
+import type { Feeds, Outputs } from '../../src/tensor';
+
+export const CORPUS = __dirname;
+
+export interface InputSpec {
+  name: string;
+  dtype: 'float32' | 'float16' | 'int64';
+  shape: Array<number | string>;
+  values: { ids?: number; mask?: true; zeros?: true; ones?: true; normal?: number };
+}
+
+export interface Entry {
+  id: string;
+  family: string;
+  form: string;
+  file: string;
+  exporter: string;
+  opset: number;
+  dynamic_axes: string[];
+  inputs: InputSpec[];
+  outputs: string[];
+  shapes: Array<Record<string, number>>;
+  bytes: number;
+}
+
+export function entries(): Entry[] {
+  return (JSON.parse(readFileSync(join(CORPUS, 'manifest.json'), 'utf8')) as { models: Entry[] }).models;
+}
+
+/** Entries known not to load or match, with the reason (an op tract lacks, named). */
+export function knownFailures(): Record<string, string> {
+  return JSON.parse(readFileSync(join(CORPUS, 'known-failures.json'), 'utf8')) as Record<string, string>;
+}
+
+/** Largest allowed error, relative to the reference output's largest magnitude, per form. */
+export const TOLERANCE: Record<string, number> = {
+  fp32: 1e-4,
+  extdata: 1e-4,
+  fp16: 2e-2, // float16 activations: ~3 decimal digits, accumulated over a few layers
+  'int8-dyn': 5e-2, // activations quantized per call; a rounding flip moves a value by one step
+  'int8-qdq': 5e-2,
+  'int8-qop': 5e-2,
+};
+
+type Typed = Float32Array | Uint16Array | BigInt64Array;
+
+function draw(spec: InputSpec, dims: Record<string, number>, seed: number): { data: Typed; shape: number[] } {
+  const shape = spec.shape.map((d) => (typeof d === 'string' ? dims[d]! : d));
+  const n = shape.reduce((a, b) => a * b, 1);
+  const r = prng(seed);
+  const v = spec.values;
+  if (spec.dtype === 'int64') {
+    const data = new BigInt64Array(n);
+    if (v.ids) for (let i = 0; i < n; i++) data[i] = BigInt(Math.floor(r() * v.ids));
+    else if (v.mask) {
+      data.fill(1n);
+      // Right-padded rows, as a tokenizer pads a batch: row r ends r tokens early.
+      const [rows, cols] = [shape[0]!, shape[shape.length - 1]!];
+      if (shape.length === 2) for (let row = 1; row < rows; row++) data.fill(0n, row * cols + cols - Math.min(row, cols - 1), (row + 1) * cols);
+    } else if (v.ones) data.fill(1n);
+    return { data, shape };
+  }
+  // Normal values by Box-Muller, scaled.
+  const floats = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(r(), 1e-12);
+    floats[i] = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r()) * (v.normal ?? 1);
+  }
+  if (spec.dtype === 'float16') return { data: Uint16Array.from(floats, toFloat16Bits), shape };
+  return { data: floats, shape };
+}
+
+/** The inputs of one shape: the same values for both engines. */
+export function feeds(entry: Entry, shapeIndex: number): Record<string, { data: Typed; shape: number[] }> {
+  const out: Record<string, { data: Typed; shape: number[] }> = {};
+  entry.inputs.forEach((spec, i) => (out[spec.name] = draw(spec, entry.shapes[shapeIndex]!, 1000 * shapeIndex + i + 1)));
+  return out;
+}
+
+export function toNumbers(data: ArrayLike<number | bigint>, dtype: string): Float64Array {
+  const out = new Float64Array(data.length);
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i]!;
+    out[i] = dtype === 'float16' ? fromFloat16Bits(x as number) : Number(x);
+  }
+  return out;
+}
+
+/** max |ours - theirs| / max(1e-6, max |theirs|). */
+export function relativeError(ours: Float64Array, theirs: Float64Array): number {
+  if (ours.length !== theirs.length) return Infinity;
+  let diff = 0;
+  let scale = 1e-6;
+  for (let i = 0; i < theirs.length; i++) {
+    diff = Math.max(diff, Math.abs(ours[i]! - theirs[i]!));
+    scale = Math.max(scale, Math.abs(theirs[i]!));
+  }
+  return Number.isNaN(diff) ? Infinity : diff / scale;
+}
+
+export interface Outcome {
+  id: string;
+  loaded: boolean;
+  /** Per shape, the largest relative error over the outputs. */
+  errors: number[];
+  matches: boolean;
+  error?: string;
+}
+
+type OrtModule = typeof import('onnxruntime-node');
+
+/** Loads the entry with no shape hints, runs it at each of its shapes and compares with onnxruntime. */
+export async function check(entry: Entry, ort: OrtModule, threads = 2): Promise<Outcome> {
+  const path = join(CORPUS, entry.file);
+  const outcome: Outcome = { id: entry.id, loaded: false, errors: [], matches: false };
+  let model: TractModel | undefined;
+  try {
+    model = await TractModel.load(path, { threads, cache: false });
+    outcome.loaded = true;
+    const session = await ort.InferenceSession.create(path, { intraOpNumThreads: threads, interOpNumThreads: 1 });
+    for (let s = 0; s < entry.shapes.length; s++) {
+      const f = feeds(entry, s);
+      const ours: Outputs = await model.run(f as Feeds);
+      const theirs = await session.run(
+        Object.fromEntries(Object.entries(f).map(([k, t]) => [k, new ort.Tensor(entry.inputs.find((i) => i.name === k)!.dtype, t.data, t.shape)])),
+      );
+      let worst = 0;
+      for (const name of entry.outputs) {
+        const a = ours[name];
+        const b = theirs[name];
+        if (!a || !b) throw new Error(`output '${name}' missing from ${a ? 'onnxruntime' : 'oxinfer'}`);
+        if (a.shape.join(',') !== b.dims.join(',')) throw new Error(`output '${name}' has shape [${a.shape}] here, [${b.dims}] in onnxruntime`);
+        worst = Math.max(worst, relativeError(toNumbers(a.data as ArrayLike<number>, a.dtype), toNumbers(b.data as ArrayLike<number>, b.type)));
+      }
+      outcome.errors.push(worst);
+    }
+    await session.release();
+    outcome.matches = outcome.errors.every((e) => e <= (TOLERANCE[entry.form] ?? 1e-4));
+    if (!outcome.matches) outcome.error = `error ${outcome.errors.map((e) => e.toExponential(2)).join(', ')} over ${TOLERANCE[entry.form]}`;
+  } catch (e) {
+    outcome.error = (e as Error).message;
+  } finally {
+    await model?.dispose();
+  }
+  return outcome;
+}
