@@ -27,6 +27,8 @@ export declare class NativeCandleEmbedder {
 export declare class NativeTractModel {
   get inputs(): Array<NativeTensorInfo>
   get outputs(): Array<NativeTensorInfo>
+  /** 'symbolic' (one plan for every input shape) or 'per-shape' (a plan per new shape). */
+  get planning(): 'symbolic' | 'per-shape'
   get sha256(): string
   get threads(): number
   /** 'float32' or 'bfloat16': what its products by constant weights run in on this CPU. */
@@ -105,6 +107,12 @@ export interface NativeEmbeddings {
   dims: number
 }
 
+/** One external data file: the location the model names, and its bytes or a path to read them from. */
+export interface NativeExternalData {
+  path: string
+  data: string | Uint8Array
+}
+
 /**
  * One named input, as the TypeScript layer sends it (dtype already resolved and checked
  * against the array kind there).
@@ -131,6 +139,8 @@ export interface NativeLoadOptions {
   cache?: boolean
   /** Products by constant weights: 'float32' (default) or 'bfloat16'. */
   precision?: string
+  /** External data files of a model given as bytes. */
+  externalData?: Array<NativeExternalData>
 }
 
 export interface NativeOpCount {

@@ -146,6 +146,12 @@ export class TractModel {
    * where the CPU has it, else `'float32'`.
    */
   readonly precision: Precision;
+  /**
+   * How runs are planned: `'symbolic'`, one plan for every input shape, or `'per-shape'`,
+   * where tract's analysis could not cope with the model's dynamic axes and each new input
+   * shape is planned at its first run (the 16 most recent plans kept; README, "Dynamic axes").
+   */
+  readonly planning: 'symbolic' | 'per-shape';
   #native: NativeTractModel;
   #copyInputs: boolean;
   #inline: InlinePolicy | undefined;
@@ -159,6 +165,7 @@ export class TractModel {
     this.#native = n;
     this.#copyInputs = copyInputs;
     this.#inline = inlineUnderUs > 0 ? new InlinePolicy(inlineUnderUs) : undefined;
+    this.planning = n.planning;
     this.inputs = Object.freeze(n.inputs.map(toInfo));
     this.outputs = Object.freeze(n.outputs.map(toInfo));
     this.sha256 = n.sha256;

@@ -196,6 +196,7 @@ pub struct NativeTractModel {
     ops: Vec<(String, usize)>,
     threads: usize,
     precision: Precision,
+    planning: oxinfer_core::tract::Planning,
 }
 
 impl NativeTractModel {
@@ -208,6 +209,7 @@ impl NativeTractModel {
             ops: model.ops().iter().map(|o| (o.op.clone(), o.count)).collect(),
             threads: model.threads(),
             precision: model.precision(),
+            planning: model.planning(),
             model: Mutex::new(Some(held)),
         }
     }
@@ -307,6 +309,12 @@ impl NativeTractModel {
     #[napi(getter)]
     pub fn outputs(&self) -> Vec<NativeTensorInfo> {
         self.outputs.iter().map(info_to_js).collect()
+    }
+
+    /// 'symbolic' (one plan for every input shape) or 'per-shape' (a plan per new shape).
+    #[napi(getter, ts_return_type = "'symbolic' | 'per-shape'")]
+    pub fn planning(&self) -> &'static str {
+        self.planning.name()
     }
 
     #[napi(getter)]

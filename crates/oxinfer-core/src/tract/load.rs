@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
@@ -17,8 +16,9 @@ use crate::panic::guard;
 use crate::tensor::{Dim, Feed, OutputTensor, TensorInfo, shape_string};
 
 use super::bind::to_tensor;
+use super::plans::{Plans, ShapePlans};
 use super::indices::IndexLimit;
-use super::if_op;
+use super::onnx as onnx_ops;
 use crate::threads::{available_cpus, tract_executor};
 
 /// Where a model comes from.
@@ -61,7 +61,7 @@ pub struct OpCount {
 /// A loaded, optimized ONNX model. `Send + Sync`: share it behind an `Arc`.
 #[derive(Debug)]
 pub struct TractModel {
-    pub(crate) plan: Arc<TypedRunnableModel>,
+    pub(crate) plans: Plans,
     pub(crate) inputs: Vec<TensorInfo>,
     pub(crate) outputs: Vec<TensorInfo>,
     sha256: String,
@@ -112,6 +112,14 @@ impl TractModel {
     /// has it (`Bfloat16` needs AVX512-BF16), else `Float32`.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+    /// Whether one plan serves every input shape, or each new shape is planned at its first run.
+    pub fn planning(&self) -> super::Planning {
+        self.plans.planning()
+    }
+    /// How many per-shape plans are cached now.
+    pub fn shape_plans(&self) -> usize {
+        self.plans.cached()
     }
     /// Whether a batch runs as one slice per thread (its items are independent; see split.rs).
     pub fn splits_batches(&self) -> bool {
@@ -168,7 +176,7 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
     // The shapes a file records for intermediate values (value_info) are hints that exporters
     // write for the sizes they traced with; they would override the caller's and the analysis's.
     let mut onnx = tract_onnx::onnx().with_ignore_value_info(true);
-    if_op::register(&mut onnx.op_register);
+    onnx_ops::register(&mut onnx.op_register);
     let mut proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| fail("parse", &e))?;
     super::validate::check_model(&proto)
         .map_err(|why| Error::model_load(format!("the ONNX model from {origin} is invalid: {why}")))?;
@@ -182,6 +190,8 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
         )));
     }
     let mut model = parsed.model;
+    check_implemented(&model, &proto)?;
+    let declared_outputs = declared_outputs(&proto);
     drop(proto);
     let ops = count_ops(&model);
     apply_input_specs(&mut model, &options.inputs)?;
@@ -196,31 +206,125 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
         .map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_string())
         .collect();
     let precision = options.precision.effective();
-    let (typed, split, index_limits) = optimize(model, precision).map_err(|e| {
-        let mut err = fail("analyse and optimize", &e);
-        if ops.iter().any(|o| o.op == "If") {
-            err.message.push_str(
-                " (hint: this model branches with If; when a branch depends on an input, fix that \
-                 input with the `constants` load option and the shapes with `inputs`)",
-            );
-        }
-        err
-    })?;
-    let inputs = describe(&typed, &typed.inputs, &input_names, "input")?;
-    let outputs = describe(&typed, &typed.outputs, &output_names, "output")?;
     let threads = options.threads.unwrap_or_else(available_cpus).max(1);
     let run_options = RunOptions { executor: Some(tract_executor(threads)), ..Default::default() };
-    let plan = typed
-        .into_runnable_with_options(&run_options)
-        .map_err(|e| fail("plan", &e))?;
-    Ok(TractModel { plan, inputs, outputs, sha256, ops, threads, split, precision, index_limits, file_bytes: bytes.len() })
+    // Kept for plans per shape, should the symbolic analysis give up (plans.rs).
+    let symbolic = has_symbolic_inputs(&model).then(|| model.clone());
+    let (plans, inputs, outputs, split, index_limits) = match optimize(model, precision) {
+        Ok((typed, split, index_limits)) => {
+            let inputs = describe(&typed, &typed.inputs, &input_names, "input")?;
+            let outputs = describe(&typed, &typed.outputs, &output_names, "output")?;
+            let plan = typed.into_runnable_with_options(&run_options).map_err(|e| fail("plan", &e))?;
+            (Plans::Symbolic(plan), inputs, outputs, split, index_limits)
+        }
+        Err(_) if symbolic.is_some() => {
+            let model = symbolic.unwrap_or_default();
+            let inputs = describe_inputs(&model, &input_names)?;
+            let outputs = declared_outputs
+                .map_err(|why| Error::model_load(format!("the ONNX model from {origin}: {why}")))?;
+            (Plans::PerShape(ShapePlans::new(model, precision, run_options)), inputs, outputs, false, Vec::new())
+        }
+        Err(e) => {
+            let mut err = fail("analyse and optimize", &e);
+            if ops.iter().any(|o| o.op == "If") {
+                err.message.push_str(
+                    " (hint: this model branches with If; when a branch depends on an input, fix that \
+                     input with the `constants` load option and the shapes with `inputs`)",
+                );
+            }
+            return Err(err);
+        }
+    };
+    Ok(TractModel { plans, inputs, outputs, sha256, ops, threads, split, precision, index_limits, file_bytes: bytes.len() })
+}
+
+fn has_symbolic_inputs(model: &InferenceModel) -> bool {
+    (0..model.inputs.len()).any(|ix| {
+        model.input_fact(ix).is_ok_and(|f| f.shape.dims().any(|d| d.concretize().is_none_or(|d| d.to_usize().is_err())))
+    })
+}
+
+/// An op that tract-onnx does not know fails the load here, named with its node and domain,
+/// whatever path the load would take.
+fn check_implemented(model: &InferenceModel, proto: &tract_onnx::pb::ModelProto) -> Result<()> {
+    use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
+    let Some(node) = model.nodes().iter().find(|n| n.op_is::<UnimplementedOp>()) else { return Ok(()) };
+    let written = proto.graph.as_ref().and_then(|g| g.node.iter().find(|p| p.name == node.name));
+    let (op, domain) = written.map_or(("?", ""), |p| (p.op_type.as_str(), p.domain.as_str()));
+    let domain = if domain.is_empty() { "ai.onnx".to_string() } else { domain.to_string() };
+    Err(Error::model_load(format!(
+        "node '{}' uses the operator {op} (domain {domain}), which oxinfer does not support",
+        node.name
+    )))
+}
+
+/// The outputs as the file declares them: names, element types and dims (symbols by name).
+fn declared_outputs(proto: &tract_onnx::pb::ModelProto) -> std::result::Result<Vec<TensorInfo>, String> {
+    use tract_onnx::pb::{tensor_proto::DataType, tensor_shape_proto::dimension::Value, type_proto};
+    let graph = proto.graph.as_ref().ok_or("it has no graph")?;
+    graph
+        .output
+        .iter()
+        .map(|o| {
+            let Some(type_proto::Value::TensorType(t)) = o.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+                return Err(format!("output '{}' declares no tensor type", o.name));
+            };
+            let dtype = DataType::try_from(t.elem_type)
+                .ok()
+                .and_then(|d| DatumType::try_from(d).ok())
+                .and_then(DType::from_tract)
+                .ok_or_else(|| format!("output '{}' has an element type oxinfer cannot return", o.name))?;
+            let shape = t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .enumerate()
+                        .map(|(axis, d)| match &d.value {
+                            Some(Value::DimValue(n)) if *n >= 0 => Dim::Fixed(*n as usize),
+                            Some(Value::DimParam(p)) if !p.is_empty() => Dim::Symbol(p.clone()),
+                            _ => Dim::Symbol(format!("{}_{axis}", o.name)),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(TensorInfo { name: o.name.clone(), dtype, shape })
+        })
+        .collect()
+}
+
+/// The inputs of a model not yet typed, from their facts (every input's type is declared).
+fn describe_inputs(model: &InferenceModel, names: &[String]) -> Result<Vec<TensorInfo>> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(ix, name)| {
+            let fact = model.input_fact(ix).map_err(|e| Error::model_load(chain(&e)))?;
+            let dtype = fact.datum_type.concretize().and_then(DType::from_tract).ok_or_else(|| {
+                Error::model_load(format!("input '{name}' has an element type oxinfer does not support"))
+            })?;
+            let shape = fact
+                .shape
+                .dims()
+                .map(|d| match d.concretize() {
+                    Some(d) => match d.to_usize() {
+                        Ok(n) => Dim::Fixed(n),
+                        Err(_) => Dim::Symbol(d.to_string()),
+                    },
+                    None => Dim::Symbol(format!("{name}_?")),
+                })
+                .collect();
+            Ok(TensorInfo { name: name.clone(), dtype, shape })
+        })
+        .collect()
 }
 
 /// Types and optimizes the model, with oxinfer's fast kernels in place of the ops they cover;
 /// also says whether its batches may be split (judged on tract's own ops, whose axes mappings
 /// the analysis reads) and are worth splitting (it computes products), and which inputs index
 /// constant tables.
-fn optimize(model: InferenceModel, precision: Precision) -> TractResult<(TypedModel, bool, Vec<IndexLimit>)> {
+pub(crate) fn optimize(model: InferenceModel, precision: Precision) -> TractResult<(TypedModel, bool, Vec<IndexLimit>)> {
     // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
     // rest around them.
     let mut typed = model.into_typed()?.into_decluttered()?;

@@ -8,9 +8,10 @@ mod batch;
 mod bind;
 mod external;
 mod fast;
-mod if_op;
+mod onnx;
 mod indices;
 mod load;
+mod plans;
 mod profile;
 mod run;
 mod session;
@@ -18,5 +19,6 @@ mod split;
 mod validate;
 
 pub use load::{InputSpec, LoadOptions, ModelSource, OpCount, TractModel};
+pub use plans::{Planning, SHAPE_PLANS};
 pub use profile::NodeCost;
 pub use session::{SessionOptions, TractSession, carry_pairs};

@@ -33,7 +33,8 @@ impl TractModel {
     fn profile_unguarded(&self, feeds: &[Feed<'_>], runs: usize) -> Result<Vec<NodeCost>> {
         let values = self.bind(feeds, &NoFallback)?;
         let mut samples: HashMap<usize, Vec<Duration>> = HashMap::new();
-        let mut state = SimpleState::new(&self.plan).map_err(|e| Error::engine(chain(&e)))?;
+        let plan = self.plans.plan_for(&values).map_err(|e| Error::engine(chain(&e)))?;
+        let mut state = SimpleState::new(&plan).map_err(|e| Error::engine(chain(&e)))?;
         for _ in 0..runs.max(1) {
             state
                 .run_plan_with_eval(values.clone(), |ctx, op_state, node, inputs| {
@@ -44,9 +45,8 @@ impl TractModel {
                 })
                 .map_err(|e| Error::engine(format!("the model failed to run: {}", chain(&e))))?;
         }
-        let model = self.plan.model();
-        Ok(self
-            .plan
+        let model = plan.model();
+        Ok(plan
             .order_without_consts()
             .iter()
             .filter_map(|&id| {

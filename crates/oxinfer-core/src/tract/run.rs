@@ -70,18 +70,18 @@ impl TractModel {
     /// One pass of the plan, or, for a model whose batch items are independent, one pass per
     /// slice of the batch on the model's threads at once (see split.rs).
     fn run_plan(&self, values: TVec<TValue>, cancel: &Cancel) -> TractResult<TVec<TValue>> {
+        let plan = self.plans.plan_for(&values)?;
         let items = if self.split { values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0) } else { 0 };
         let parts = slices(self.threads, items, crate::linger::in_flight());
         // The executor (a lookup under a lock) only for a run that splits: most runs do not.
         if parts > 1 {
             if let Executor::MultiThread(pool) = tract_executor(self.threads) {
-                let plan = Arc::clone(&self.plan);
                 let cancel = cancel.clone();
                 let run: split::RunSlice = Arc::new(move |part| run_until(&plan, part, &cancel));
                 return split::run_parts(&pool, self.threads - 1, split::cut(&values, items, parts)?, run);
             }
         }
-        crate::linger::counted_run(|| run_until(&self.plan, values, cancel))
+        crate::linger::counted_run(|| run_until(&plan, values, cancel))
     }
 }
 

@@ -12,7 +12,7 @@ use tract_onnx::prelude::tract_itertools::Itertools;
 use tract_onnx::tract_core::ops::logic::IfThenElse;
 use tract_onnx::tract_hir::internal::*;
 
-/// Replaces tract-onnx's `If` builder in `register`.
+/// Replaces tract-onnx's `If` builder.
 pub fn register(reg: &mut OnnxOpRegister) {
     reg.insert("If", build);
 }
