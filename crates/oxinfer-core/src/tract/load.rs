@@ -181,6 +181,7 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
     super::validate::check_model(&proto)
         .map_err(|why| Error::model_load(format!("the ONNX model from {origin} is invalid: {why}")))?;
     super::external::resolve(&mut proto, dir, &options.external_data)?;
+    onnx_ops::contrib::rewrite(&mut proto);
     let dir_str = dir.map(|d| d.to_string_lossy().into_owned());
     let parsed = onnx.parse(&proto, dir_str.as_deref()).map_err(|e| fail("parse", &e))?;
     if !parsed.unresolved_inputs.is_empty() {

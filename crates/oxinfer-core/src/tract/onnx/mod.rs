@@ -2,6 +2,7 @@
 //! tract's version rejects what real exporters write (symbolic shapes, float16, onnxruntime's
 //! quantized operators).
 
+pub(crate) mod contrib;
 mod flatten;
 mod gemm;
 pub(crate) mod if_op;
