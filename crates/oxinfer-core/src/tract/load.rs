@@ -328,7 +328,9 @@ fn describe_inputs(model: &InferenceModel, names: &[String]) -> Result<Vec<Tenso
 pub(crate) fn optimize(model: InferenceModel, precision: Precision) -> TractResult<(TypedModel, bool, Vec<IndexLimit>)> {
     // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
     // rest around them.
-    let mut typed = model.into_typed()?.into_decluttered()?;
+    let mut typed = model.into_typed()?;
+    super::dequantize::keep_before_mixing_ops(&mut typed)?;
+    let mut typed = typed.into_decluttered()?;
     let split = super::split::splittable(&typed)?;
     let limits = super::indices::index_limits(&typed)?;
     super::fast::substitute_with(&mut typed, precision)?;

@@ -6,6 +6,7 @@
 
 mod batch;
 mod bind;
+mod dequantize;
 mod external;
 mod fast;
 mod onnx;

@@ -51,6 +51,10 @@ fn channels_last(node: &NodeProto) -> bool {
 fn rewrite_graph(graph: &mut GraphProto) {
     let mut nodes = Vec::with_capacity(graph.node.len());
     for node in std::mem::take(&mut graph.node) {
+        if node.domain == "com.microsoft" && node.op_type == "QGemm" {
+            nodes.extend(expand_qgemm(&node, graph));
+            continue;
+        }
         let Some(form) = (node.domain == "com.microsoft").then(|| form(&node.op_type)).flatten() else {
             nodes.push(node);
             continue;
@@ -101,6 +105,47 @@ fn expand(node: &NodeProto, form: &Form) -> Vec<NodeProto> {
     out
 }
 
+/// `QGemm(A, a_scale, a_zp, B, b_scale, b_zp, [C], [y_scale, y_zp])`: a `Gemm` of the
+/// dequantized A and B, plus the int32 bias C dequantized at `a_scale * b_scale`; the result
+/// quantized when the node gives an output scale, float otherwise. A scale of B per output
+/// column dequantizes along B's column axis.
+fn expand_qgemm(node: &NodeProto, graph: &GraphProto) -> Vec<NodeProto> {
+    let prefix = if node.name.is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name.clone() };
+    let trans_b = node.attribute.iter().any(|a| a.name == "transB" && a.i != 0);
+    let per_column = graph
+        .initializer
+        .iter()
+        .find(|t| t.name == input(node, 4))
+        .is_some_and(|t| t.dims.iter().product::<i64>() > 1);
+    let axis = |i: i64| AttributeProto { name: "axis".into(), r#type: 2, i, ..Default::default() };
+    let column_axis = if per_column { vec![axis(if trans_b { 0 } else { 1 })] } else { vec![] };
+    let mut out = vec![
+        plain(format!("{prefix}::dequantize_a"), "DequantizeLinear", vec![input(node, 0), input(node, 1), input(node, 2)], format!("{prefix}::a"), vec![]),
+        plain(format!("{prefix}::dequantize_b"), "DequantizeLinear", vec![input(node, 3), input(node, 4), input(node, 5)], format!("{prefix}::b"), column_axis),
+    ];
+    let mut gemm_inputs = vec![format!("{prefix}::a"), format!("{prefix}::b")];
+    if !input(node, 6).is_empty() {
+        out.push(plain(format!("{prefix}::bias_scale"), "Mul", vec![input(node, 1), input(node, 4)], format!("{prefix}::c_scale"), vec![]));
+        let c_axis = if per_column { vec![axis(0)] } else { vec![] };
+        out.push(plain(format!("{prefix}::dequantize_c"), "DequantizeLinear", vec![input(node, 6), format!("{prefix}::c_scale")], format!("{prefix}::c"), c_axis));
+        gemm_inputs.push(format!("{prefix}::c"));
+    }
+    let quantized = !input(node, 7).is_empty();
+    let result = if quantized { format!("{prefix}::float") } else { node.output.first().cloned().unwrap_or_default() };
+    let attrs = node.attribute.iter().filter(|a| ["alpha", "transA", "transB"].contains(&a.name.as_str())).cloned().collect();
+    out.push(plain(format!("{prefix}::Gemm"), "Gemm", gemm_inputs, result.clone(), attrs));
+    if quantized {
+        out.push(plain(
+            format!("{prefix}::quantize"),
+            "QuantizeLinear",
+            vec![result, input(node, 7), input(node, 8)],
+            node.output.first().cloned().unwrap_or_default(),
+            vec![],
+        ));
+    }
+    out
+}
+
 fn plain(name: String, op_type: &str, mut inputs: Vec<String>, output: String, attribute: Vec<AttributeProto>) -> NodeProto {
     // A trailing optional input left empty is dropped, as ONNX writes it.
     while inputs.last().is_some_and(|i| i.is_empty()) {
@@ -146,5 +191,21 @@ mod tests {
         assert_eq!(nodes[2].op_type, "Concat");
         assert_eq!(nodes[2].attribute[0].name, "axis");
         assert_eq!(nodes[3].input, ["n::float", "ys", "yz"]);
+    }
+
+    #[test]
+    fn qgemm_dequantizes_its_bias_at_the_product_of_scales_and_quantizes_when_asked() {
+        let mut n = node("QGemm", &["a", "as", "az", "b", "bs", "bz", "c", "ys", "yz"]);
+        n.attribute.push(AttributeProto { name: "transB".into(), r#type: 2, i: 1, ..Default::default() });
+        let nodes = expand_qgemm(&n, &GraphProto::default());
+        let ops: Vec<&str> = nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["DequantizeLinear", "DequantizeLinear", "Mul", "DequantizeLinear", "Gemm", "QuantizeLinear"]);
+        assert_eq!(nodes[2].input, ["as", "bs"]);
+        assert_eq!(nodes[3].input, ["c", "n::c_scale"]);
+        assert_eq!(nodes[4].attribute[0].name, "transB");
+        // Without an output scale the Gemm writes the node's float output itself.
+        let n = node("QGemm", &["a", "as", "az", "b", "bs", "bz"]);
+        let nodes = expand_qgemm(&n, &GraphProto::default());
+        assert_eq!(nodes.last().map(|n| (n.op_type.as_str(), n.output[0].as_str())), Some(("Gemm", "y")));
     }
 }
