@@ -4,7 +4,7 @@
  * intra-op thread count. Each case warms up, then runs N repetitions (interleaved between the
  * engines) and reports the median with min/max. See bench/README.md.
  *
- *   node bench/run.mjs [--quick] [--only call,silero,encoder,candle,cnn,stall,concurrency,mixed]
+ *   node bench/run.mjs [--quick] [--only call,silero,encoder,candle,cnn,stall,concurrency,mixed,serving,real]
  *                      [--threads N] [--reps N] [--no-write]
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -25,7 +25,7 @@ const SILERO = join(ROOT, 'models', 'silero_vad_v5.onnx');
 const SPEECH = join(ROOT, 'assets', 'speech.wav');
 
 // ---- command line ---------------------------------------------------------------------------
-const CASES = ['call', 'silero', 'encoder', 'candle', 'cnn', 'stall', 'concurrency', 'mixed', 'serving'];
+const CASES = ['call', 'silero', 'encoder', 'candle', 'cnn', 'stall', 'concurrency', 'mixed', 'serving', 'real'];
 const args = process.argv.slice(2);
 function option(name) {
   const i = args.indexOf(name);
@@ -406,6 +406,60 @@ async function caseCnn() {
   return rows;
 }
 
+/**
+ * The real-model corpus (test/corpus): every entry at its two shapes (batch 1 and a batch of
+ * 2-3), oxinfer run vs ort run on the same file, inputs and threads; one row per entry and
+ * shape, and the geometric mean of the ratios. The quantized forms run in onnxruntime as they
+ * do for users (graph optimizations on).
+ */
+async function caseReal() {
+  const { readEntries, drawFeeds } = await import(join(ROOT, 'test', 'corpus', 'draw.mjs'));
+  const helpers = { prng: require(join(ROOT, 'dist', 'cjs', 'prng.js')).prng, toFloat16Bits: require(join(ROOT, 'dist', 'cjs', 'float16.js')).toFloat16Bits };
+  const dir = join(ROOT, 'test', 'corpus');
+  const rows = [];
+  const ratios = [];
+  for (const entry of readEntries(dir)) {
+    const path = join(dir, entry.file);
+    let model;
+    try {
+      model = await oxLoad(path);
+    } catch (e) {
+      log(`real: ${entry.id}: ${e.message.slice(0, 160)}`);
+      continue;
+    }
+    const session = await ortLoad(path);
+    for (let s = 0; s < entry.shapes.length; s++) {
+      const f = drawFeeds(entry, s, helpers);
+      const dtypeOf = (name) => entry.inputs.find((i) => i.name === name).dtype;
+      const ortFeeds = Object.fromEntries(Object.entries(f).map(([k, t]) => [k, new ort.Tensor(dtypeOf(k), t.data, t.shape)]));
+      const oxRun = () => model.run(f);
+      const ortRun = () => session.run(ortFeeds);
+      await oxRun(); // a per-shape plan is made at its first run: not timed
+      const iters = Math.min(await calibrate(oxRun, P.repMs / 4, { probe: 5 }), await calibrate(ortRun, P.repMs / 4, { probe: 5 }));
+      const loop = (fn) => async () => { for (let i = 0; i < iters; i++) await fn(); };
+      const per = (ms) => ms / iters;
+      const r = await interleave(
+        [
+          { key: 'ox', warmup: loop(oxRun), rep: async () => per(await timeMs(loop(oxRun))) },
+          { key: 'ort', warmup: loop(ortRun), rep: async () => per(await timeMs(loop(ortRun))) },
+        ],
+        P.reps,
+      );
+      const dims = Object.entries(entry.shapes[s]).map(([k, v]) => `${k}=${v}`).join(' ');
+      const item = row(`${entry.id} (${dims}): run vs ort run`, 'ms', 'lower', r.ox, r.ort, { extra: `planning: ${model.planning}` });
+      rows.push(item);
+      ratios.push(item.ratio);
+    }
+    await model.dispose();
+    await session.release();
+  }
+  const geomean = Math.exp(ratios.reduce((a, x) => a + Math.log(x), 0) / ratios.length);
+  const worst = Math.max(...ratios);
+  log(`real: geometric mean of oxinfer / ort time over ${ratios.length} runs: ${geomean.toFixed(3)}; slowest ratio ${worst.toFixed(2)}`);
+  rows.push({ label: `real corpus: geometric mean of time ratios (${ratios.length} entry-shapes)`, unit: 'ratio', better: 'lower', ratio: geomean, extra: `slowest ${worst.toFixed(2)}` });
+  return rows;
+}
+
 const CONCURRENT = 16;
 /** 16 different batch-1, S=128 requests. */
 const requests = () => Array.from({ length: CONCURRENT }, (_, i) => bertInputs(1, 128, 1000 + i));
@@ -602,7 +656,7 @@ async function caseServing() {
 }
 const SERVED = 64;
 
-const RUNNERS = { call: caseCall, silero: caseSilero, encoder: caseEncoder, candle: caseCandle, cnn: caseCnn, stall: caseStall, concurrency: caseConcurrency, mixed: caseMixed, serving: caseServing };
+const RUNNERS = { real: caseReal, call: caseCall, silero: caseSilero, encoder: caseEncoder, candle: caseCandle, cnn: caseCnn, stall: caseStall, concurrency: caseConcurrency, mixed: caseMixed, serving: caseServing };
 
 // ---- main -------------------------------------------------------------------------------------
 const started = new Date();

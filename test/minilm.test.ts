@@ -139,15 +139,16 @@ describe('all-MiniLM-L6-v2 (trained weights) on every engine vs sentence-transfo
   });
 
   // The CandleEmbedder's dtype 'bfloat16' on a CPU with AVX512-BF16 runs its linear layers on the
-  // same kernel (the rest in float32); elsewhere candle's own bf16. Same stated tolerance
-  // (measured 0.99997 at worst on an AMD Zen 4 host).
-  it("candle dtype 'bfloat16' on the CPU: cosine >= 0.999 for every reference sentence", async () => {
+  // same kernel (the rest in float32): same stated tolerance (measured 0.99997 at worst on an AMD
+  // Zen 4 host). Elsewhere candle's own bf16 runs the whole encoder in bfloat16, a coarser
+  // result: 0.998 (measured 0.99842 at worst on an AVX2-only AMD EPYC host).
+  it("candle dtype 'bfloat16' on the CPU: cosine >= 0.999 for every reference sentence (0.998 without AVX512-BF16)", async () => {
     const emb = await CandleEmbedder.load(DIR, { threads: 2, dtype: 'bfloat16' });
     expect(emb.dtype).toBe('bfloat16');
     const vectors = await emb.embedTokens({ ids, attentionMask: mask, shape: [rows, seq] });
     let worst = 1;
     ref.embeddings.forEach((e, i) => (worst = Math.min(worst, cosineSimilarity(vectors.row(i), Float32Array.from(e)))));
-    expect(worst).toBeGreaterThanOrEqual(0.999);
+    expect(worst).toBeGreaterThanOrEqual(cpuHas('avx512_bf16') ? 0.999 : 0.998);
     expect(worst).toBeLessThan(0.999999); // not the float32 numbers
     await emb.dispose();
   });

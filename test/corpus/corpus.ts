@@ -4,6 +4,7 @@
  * onnxruntime-node's on the same file and inputs. Shared by the corpus test and the benchmark.
  */
 import { readFileSync } from 'node:fs';
+import { drawFeeds, readEntries } from './draw.mjs';
 import { join } from 'node:path';
 import { TractModel } from '../../src/index';
 import { toFloat16Bits, fromFloat16Bits } from '../../src/float16';
@@ -34,7 +35,7 @@ export interface Entry {
 }
 
 export function entries(): Entry[] {
-  return (JSON.parse(readFileSync(join(CORPUS, 'manifest.json'), 'utf8')) as { models: Entry[] }).models;
+  return readEntries(CORPUS);
 }
 
 /** Entries known not to load or match, with the reason (an op tract lacks, named). */
@@ -52,39 +53,9 @@ export const TOLERANCE: Record<string, number> = {
   'int8-qop': 5e-2,
 };
 
-type Typed = Float32Array | Uint16Array | BigInt64Array;
-
-function draw(spec: InputSpec, dims: Record<string, number>, seed: number): { data: Typed; shape: number[] } {
-  const shape = spec.shape.map((d) => (typeof d === 'string' ? dims[d]! : d));
-  const n = shape.reduce((a, b) => a * b, 1);
-  const r = prng(seed);
-  const v = spec.values;
-  if (spec.dtype === 'int64') {
-    const data = new BigInt64Array(n);
-    if (v.ids) for (let i = 0; i < n; i++) data[i] = BigInt(Math.floor(r() * v.ids));
-    else if (v.mask) {
-      data.fill(1n);
-      // Right-padded rows, as a tokenizer pads a batch: row r ends r tokens early.
-      const [rows, cols] = [shape[0]!, shape[shape.length - 1]!];
-      if (shape.length === 2) for (let row = 1; row < rows; row++) data.fill(0n, row * cols + cols - Math.min(row, cols - 1), (row + 1) * cols);
-    } else if (v.ones) data.fill(1n);
-    return { data, shape };
-  }
-  // Normal values by Box-Muller, scaled.
-  const floats = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = Math.max(r(), 1e-12);
-    floats[i] = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r()) * (v.normal ?? 1);
-  }
-  if (spec.dtype === 'float16') return { data: Uint16Array.from(floats, toFloat16Bits), shape };
-  return { data: floats, shape };
-}
-
 /** The inputs of one shape: the same values for both engines. */
-export function feeds(entry: Entry, shapeIndex: number): Record<string, { data: Typed; shape: number[] }> {
-  const out: Record<string, { data: Typed; shape: number[] }> = {};
-  entry.inputs.forEach((spec, i) => (out[spec.name] = draw(spec, entry.shapes[shapeIndex]!, 1000 * shapeIndex + i + 1)));
-  return out;
+export function feeds(entry: Entry, shapeIndex: number) {
+  return drawFeeds(entry, shapeIndex, { prng, toFloat16Bits });
 }
 
 export function toNumbers(data: ArrayLike<number | bigint>, dtype: string): Float64Array {
@@ -114,6 +85,8 @@ export interface Outcome {
   /** Per shape, the largest relative error over the outputs. */
   errors: number[];
   matches: boolean;
+  /** How oxinfer planned it (TractModel.planning), once loaded. */
+  planning: 'symbolic' | 'per-shape' | undefined;
   error?: string;
 }
 
@@ -122,11 +95,12 @@ type OrtModule = typeof import('onnxruntime-node');
 /** Loads the entry with no shape hints, runs it at each of its shapes and compares with onnxruntime. */
 export async function check(entry: Entry, ort: OrtModule, threads = 2): Promise<Outcome> {
   const path = join(CORPUS, entry.file);
-  const outcome: Outcome = { id: entry.id, loaded: false, errors: [], matches: false };
+  const outcome: Outcome = { id: entry.id, loaded: false, errors: [], matches: false, planning: undefined };
   let model: TractModel | undefined;
   try {
     model = await TractModel.load(path, { threads, cache: false });
     outcome.loaded = true;
+    outcome.planning = model.planning;
     // Quantized forms are compared with onnxruntime running the graph's ops as written: its
     // fused u8 x s8 kernels saturate 16-bit pair sums on CPUs without VNNI, so its optimized
     // output can differ from the graph's exact result by tens of quantization steps.
