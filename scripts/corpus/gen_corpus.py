@@ -20,6 +20,7 @@ axes and the inputs the corpus test feeds at two shapes. Usage:
 import argparse
 import logging
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -274,7 +275,10 @@ def main():
     ap.add_argument("--only", default="")
     args = ap.parse_args()
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns per tensor it leaves in float
-    out = Path(args.out)
+    out = Path(args.out).resolve()
+    # onnxruntime's calibration leaves scratch files in the working folder.
+    scratch = tempfile.TemporaryDirectory()
+    os.chdir(scratch.name)
     only = set(filter(None, args.only.split(",")))
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
