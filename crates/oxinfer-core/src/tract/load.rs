@@ -209,8 +209,9 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
     let precision = options.precision.effective();
     let threads = options.threads.unwrap_or_else(available_cpus).max(1);
     let run_options = RunOptions { executor: Some(tract_executor(threads)), ..Default::default() };
-    // Kept for plans per shape, should the symbolic analysis give up (plans.rs).
-    let symbolic = has_symbolic_inputs(&model).then(|| model.clone());
+    // Kept for plans per shape, should the analysis give up on symbols or on integer inputs
+    // it needs the values of (plans.rs).
+    let symbolic = (has_symbolic_inputs(&model) || has_integer_inputs(&model)).then(|| model.clone());
     let (plans, inputs, outputs, split, index_limits) = match optimize(model, precision) {
         Ok((typed, split, index_limits)) => {
             let inputs = describe(&typed, &typed.inputs, &input_names, "input")?;
@@ -242,6 +243,12 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
 fn has_symbolic_inputs(model: &InferenceModel) -> bool {
     (0..model.inputs.len()).any(|ix| {
         model.input_fact(ix).is_ok_and(|f| f.shape.dims().any(|d| d.concretize().is_none_or(|d| d.to_usize().is_err())))
+    })
+}
+
+fn has_integer_inputs(model: &InferenceModel) -> bool {
+    (0..model.inputs.len()).any(|ix| {
+        model.input_fact(ix).is_ok_and(|f| f.datum_type.concretize().is_some_and(|dt| dt.is_integer()))
     })
 }
 

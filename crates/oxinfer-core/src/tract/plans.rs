@@ -6,7 +6,8 @@
 //! over several symbols, ranges of symbolic length); with every dim a number the same graph
 //! types and optimizes. A per-shape plan costs one optimization at the first run of each new
 //! shape, and memory for the weights that optimization repacks, so the cache holds
-//! [`SHAPE_PLANS`] plans, least recently used evicted first.
+//! [`SHAPE_PLANS`] plans, least recently used evicted first. Small integer inputs (axes, sizes,
+//! pads given at run time) key plans by their values too: tract plans with them known.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,12 +24,23 @@ type Plan = Arc<TypedRunnableModel>;
 pub(crate) enum Plans {
     /// One plan for every shape the model accepts.
     Symbolic(Plan),
-    /// A plan per concrete input shape (and type).
+    /// A plan per concrete input shape (and type, and small integer inputs' values).
     PerShape(ShapePlans),
 }
 
-/// The key of a per-shape plan: every input's type and shape.
-type ShapeKey = Vec<(DatumType, TVec<usize>)>;
+/// The key of a per-shape plan: every input's type and shape, and the values of the small
+/// integer inputs (see [`is_small_integer`]).
+type ShapeKey = Vec<(DatumType, TVec<usize>, Option<Vec<i64>>)>;
+
+/// Most elements of an integer input whose values key its plans.
+const VALUE_KEYED: usize = 16;
+
+/// An integer scalar or vector of at most [`VALUE_KEYED`] elements: the axes, sizes, pads or
+/// repeats that an ONNX op reads as a parameter from an input, which tract must know to plan.
+/// A plan is made per value of such inputs, as per shape.
+fn is_small_integer(dt: DatumType, shape: &[usize]) -> bool {
+    dt.is_integer() && shape.len() <= 1 && shape.iter().product::<usize>() <= VALUE_KEYED
+}
 
 #[derive(Debug)]
 pub(crate) struct ShapePlans {
@@ -94,7 +106,18 @@ impl ShapePlans {
     }
 
     fn plan_for(&self, values: &[TValue]) -> TractResult<Plan> {
-        let key: ShapeKey = values.iter().map(|v| (v.datum_type(), v.shape().into())).collect();
+        let key = values
+            .iter()
+            .map(|v| {
+                let values = if is_small_integer(v.datum_type(), v.shape()) {
+                    let t = v.cast_to::<i64>()?;
+                    Some(t.try_as_plain_ram()?.as_slice::<i64>()?.to_vec())
+                } else {
+                    None
+                };
+                Ok((v.datum_type(), v.shape().into(), values))
+            })
+            .collect::<TractResult<ShapeKey>>()?;
         {
             let mut cache = self.lock();
             if let Some(pos) = cache.iter().position(|(k, _)| *k == key) {
@@ -116,8 +139,12 @@ impl ShapePlans {
 
     fn make(&self, key: &ShapeKey) -> TractResult<Plan> {
         let mut model = self.model.clone();
-        for (ix, (dt, shape)) in key.iter().enumerate() {
-            model.set_input_fact(ix, InferenceFact::dt_shape(*dt, shape.iter().copied().collect::<TVec<usize>>()))?;
+        for (ix, (dt, shape, values)) in key.iter().enumerate() {
+            let fact = match values {
+                Some(values) => InferenceFact::from(tensor1(values).cast_to_dt(*dt)?.into_owned().into_shape(shape)?),
+                None => InferenceFact::dt_shape(*dt, shape.iter().copied().collect::<TVec<usize>>()),
+            };
+            model.set_input_fact(ix, fact)?;
         }
         let (typed, _, _) = super::load::optimize(model, self.precision)?;
         typed.into_runnable_with_options(&self.options)
