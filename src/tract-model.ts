@@ -146,12 +146,6 @@ export class TractModel {
    * where the CPU has it, else `'float32'`.
    */
   readonly precision: Precision;
-  /**
-   * How runs are planned: `'symbolic'`, one plan for every input shape, or `'per-shape'`,
-   * where tract's analysis could not cope with the model's dynamic axes and each new input
-   * shape is planned at its first run (the 16 most recent plans kept; README, "Dynamic axes").
-   */
-  readonly planning: 'symbolic' | 'per-shape';
   #native: NativeTractModel;
   #copyInputs: boolean;
   #inline: InlinePolicy | undefined;
@@ -161,11 +155,20 @@ export class TractModel {
   #pooled = 0;
   #disposed = false; // mirrors the native flag, read on every call without crossing into Rust
 
+  /**
+   * How runs are planned: `'symbolic'`, one plan for every input shape, or `'per-shape'`,
+   * where tract's analysis could not follow the model's dynamic axes (at load, or when its
+   * plan failed on a shape that a plan for that shape ran) and each new input shape is planned
+   * at its first run, the 16 most recent plans kept (README, "Models from exporters and hubs").
+   */
+  get planning(): 'symbolic' | 'per-shape' {
+    return this.#native.planning;
+  }
+
   private constructor(n: NativeTractModel, copyInputs: boolean, inlineUnderUs: number) {
     this.#native = n;
     this.#copyInputs = copyInputs;
     this.#inline = inlineUnderUs > 0 ? new InlinePolicy(inlineUnderUs) : undefined;
-    this.planning = n.planning;
     this.inputs = Object.freeze(n.inputs.map(toInfo));
     this.outputs = Object.freeze(n.outputs.map(toInfo));
     this.sha256 = n.sha256;

@@ -1,58 +1,73 @@
 /**
- * Plans per input shape (crates/oxinfer-core/src/tract/plans.rs): a model whose dynamic axes
- * tract's symbolic analysis cannot follow is planned at the first run of each shape. Checked on
- * the corpus's torch-exported BERT: the per-shape path gives what one plan with the sizes given
- * at load gives, and concurrent runs over more shapes than the cache keeps (16) each get their
- * own shape's result.
+ * Plans per input shape (crates/oxinfer-core/src/tract/plans.rs). A model whose dynamic axes
+ * tract's symbolic analysis cannot follow (the corpus's EfficientNet: a Reshape of symbolic
+ * image sizes) is planned at the first run of each shape; a model whose symbolic plan fails on
+ * a shape that a plan for that shape runs (the corpus's CLIP text tower) plans per shape from
+ * then on. Both give what one plan made for the given sizes gives.
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TractModel } from '../src/index';
+import { randomF32 } from './helpers';
 import { CORPUS } from './corpus/corpus';
 
-const BERT = join(CORPUS, 'bert', 'model.onnx');
+const EFFICIENTNET = join(CORPUS, 'efficientnet', 'model.onnx');
+const CLIP_TEXT = join(CORPUS, 'clip-text', 'model.onnx');
 
-function feeds(batch: number, seq: number, seed: number) {
+const image = (batch: number, size: number, seed: number) => ({
+  pixel_values: { data: randomF32(batch * 3 * size * size, seed), shape: [batch, 3, size, size] },
+});
+
+function tokens(batch: number, seq: number) {
   const n = batch * seq;
-  const ids = BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 31 + seed * 17) % 256));
-  const mask = new BigInt64Array(n).fill(1n);
   return {
-    input_ids: { data: ids, shape: [batch, seq] },
-    attention_mask: { data: mask, shape: [batch, seq] },
-    token_type_ids: { data: new BigInt64Array(n), shape: [batch, seq] },
+    input_ids: { data: BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 31 + 7) % 256)), shape: [batch, seq] },
+    attention_mask: { data: new BigInt64Array(n).fill(1n), shape: [batch, seq] },
   };
 }
 
+const values = (x: { data: unknown }) => Array.from(x.data as Float32Array);
+
 describe('plans per input shape', () => {
-  it('the torch-exported BERT plans per shape, and matches one plan made for the given sizes', async () => {
-    const model = await TractModel.load(BERT, { cache: false });
+  it('EfficientNet plans per shape, and matches one plan made for the given sizes', async () => {
+    const model = await TractModel.load(EFFICIENTNET, { cache: false });
     expect(model.planning).toBe('per-shape');
-    expect(model.inputs.map((i) => i.shape)).toEqual([['batch', 'sequence'], ['batch', 'sequence'], ['batch', 'sequence']]);
-    const fixedShape = { shape: [2, 9] };
-    const fixed = await TractModel.load(BERT, { cache: false, inputs: { input_ids: fixedShape, attention_mask: fixedShape, token_type_ids: fixedShape } });
+    expect(model.inputs[0]!.shape).toEqual(['batch', 3, 'height', 'width']);
+    const fixed = await TractModel.load(EFFICIENTNET, { cache: false, inputs: { pixel_values: { shape: [2, 3, 48, 48] } } });
     expect(fixed.planning).toBe('symbolic');
-    const x = feeds(2, 9, 1);
-    const a = (await model.run(x)).last_hidden_state!;
-    const b = (await fixed.run(x)).last_hidden_state!;
-    expect(a.shape).toEqual([2, 9, 32]);
-    expect(Array.from(a.data as Float32Array)).toEqual(Array.from(b.data as Float32Array));
+    const x = image(2, 48, 1);
+    const a = (await model.run(x)).logits!;
+    expect(a.shape).toEqual([2, 10]);
+    expect(values(a)).toEqual(values((await fixed.run(x)).logits!));
     await Promise.all([model.dispose(), fixed.dispose()]);
   });
 
   it('concurrent runs over 20 shapes (more than the 16 plans kept) each get their own shape', async () => {
-    const model = await TractModel.load(BERT, { cache: false, threads: 2 });
-    const shapes = Array.from({ length: 20 }, (_, i) => [1 + (i % 3), 3 + i] as const);
-    const alone: Float32Array[] = [];
-    for (const [b, s] of shapes) alone.push((await model.run(feeds(b, s, s))).last_hidden_state!.data as Float32Array);
-    const together = await Promise.all(shapes.map(([b, s]) => model.run(feeds(b, s, s))));
+    const model = await TractModel.load(EFFICIENTNET, { cache: false, threads: 2 });
+    const shapes = Array.from({ length: 20 }, (_, i) => [1 + (i % 3), 32 + 2 * i] as const);
+    const alone: number[][] = [];
+    for (const [b, s] of shapes) alone.push(values((await model.run(image(b, s, s))).logits!));
+    const together = await Promise.all(shapes.map(([b, s]) => model.run(image(b, s, s))));
     together.forEach((out, i) => {
-      const [b, s] = shapes[i]!;
-      expect(out.last_hidden_state!.shape).toEqual([b, s, 32]);
-      expect(Array.from(out.last_hidden_state!.data as Float32Array)).toEqual(Array.from(alone[i]!));
+      expect(out.logits!.shape).toEqual([shapes[i]![0], 10]);
+      expect(values(out.logits!)).toEqual(alone[i]);
     });
     // A failed run (a shape the model refuses) leaves it usable.
-    await expect(model.run(feeds(1, 200, 0))).rejects.toThrow();
-    expect((await model.run(feeds(2, 9, 1))).last_hidden_state!.shape).toEqual([2, 9, 32]);
+    await expect(model.run({ pixel_values: { data: new Float32Array(3 * 4), shape: [1, 3, 2, 2] } })).rejects.toThrow();
+    expect((await model.run(image(1, 40, 3))).logits!.shape).toEqual([1, 10]);
     await model.dispose();
+  });
+
+  it('a symbolic plan that fails on a shape gives way to a plan for that shape', async () => {
+    const model = await TractModel.load(CLIP_TEXT, { cache: false });
+    expect(model.planning).toBe('symbolic');
+    const size = { shape: [1, 7] };
+    const fixed = await TractModel.load(CLIP_TEXT, { cache: false, inputs: { input_ids: size, attention_mask: size } });
+    const x = tokens(1, 7);
+    const out = await model.run(x);
+    expect(model.planning).toBe('per-shape');
+    expect(values(out.text_embeds!)).toEqual(values((await fixed.run(x)).text_embeds!));
+    expect((await model.run(tokens(3, 11))).last_hidden_state!.shape).toEqual([3, 11, 32]);
+    await Promise.all([model.dispose(), fixed.dispose()]);
   });
 });

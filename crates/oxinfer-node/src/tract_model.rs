@@ -196,7 +196,6 @@ pub struct NativeTractModel {
     ops: Vec<(String, usize)>,
     threads: usize,
     precision: Precision,
-    planning: oxinfer_core::tract::Planning,
 }
 
 impl NativeTractModel {
@@ -209,7 +208,6 @@ impl NativeTractModel {
             ops: model.ops().iter().map(|o| (o.op.clone(), o.count)).collect(),
             threads: model.threads(),
             precision: model.precision(),
-            planning: model.planning(),
             model: Mutex::new(Some(held)),
         }
     }
@@ -313,8 +311,8 @@ impl NativeTractModel {
 
     /// 'symbolic' (one plan for every input shape) or 'per-shape' (a plan per new shape).
     #[napi(getter, ts_return_type = "'symbolic' | 'per-shape'")]
-    pub fn planning(&self) -> &'static str {
-        self.planning.name()
+    pub fn planning(&self) -> napi::Result<&'static str> {
+        Ok(self.get()?.planning().name())
     }
 
     #[napi(getter)]

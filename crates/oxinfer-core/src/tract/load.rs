@@ -217,14 +217,15 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
             let inputs = describe(&typed, &typed.inputs, &input_names, "input")?;
             let outputs = describe(&typed, &typed.outputs, &output_names, "output")?;
             let plan = typed.into_runnable_with_options(&run_options).map_err(|e| fail("plan", &e))?;
-            (Plans::Symbolic(plan), inputs, outputs, split, index_limits)
+            let fallback = symbolic.map(|model| ShapePlans::new(model, precision, run_options));
+            (Plans::symbolic(plan, fallback), inputs, outputs, split, index_limits)
         }
         Err(_) if symbolic.is_some() => {
             let model = symbolic.unwrap_or_default();
             let inputs = describe_inputs(&model, &input_names)?;
             let outputs = declared_outputs
                 .map_err(|why| Error::model_load(format!("the ONNX model from {origin}: {why}")))?;
-            (Plans::PerShape(ShapePlans::new(model, precision, run_options)), inputs, outputs, false, Vec::new())
+            (Plans::per_shape(ShapePlans::new(model, precision, run_options)), inputs, outputs, false, Vec::new())
         }
         Err(e) => {
             let mut err = fail("analyse and optimize", &e);
@@ -336,6 +337,7 @@ pub(crate) fn optimize(model: InferenceModel, precision: Precision) -> TractResu
     // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
     // rest around them.
     let mut typed = model.into_typed()?;
+    super::symbolic_values::keep_symbolic_products(&mut typed)?;
     super::dequantize::keep_before_mixing_ops(&mut typed)?;
     let mut typed = typed.into_decluttered()?;
     let split = super::split::splittable(&typed)?;

@@ -17,6 +17,7 @@ mod profile;
 mod run;
 mod session;
 mod split;
+mod symbolic_values;
 mod validate;
 
 pub use load::{InputSpec, LoadOptions, ModelSource, OpCount, TractModel};

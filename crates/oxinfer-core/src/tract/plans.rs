@@ -9,6 +9,7 @@
 //! [`SHAPE_PLANS`] plans, least recently used evicted first. Small integer inputs (axes, sizes,
 //! pads given at run time) key plans by their values too: tract plans with them known.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
@@ -20,12 +21,16 @@ pub const SHAPE_PLANS: usize = 16;
 
 type Plan = Arc<TypedRunnableModel>;
 
+/// A model's plans: a symbolic plan where tract's analysis made one, and plans per shape where
+/// it did not, or where the symbolic plan failed on a shape that a per-shape plan runs (tract's
+/// symbolic analysis can be wrong as well as give up); from then on every shape is planned
+/// on its own.
 #[derive(Debug)]
-pub(crate) enum Plans {
-    /// One plan for every shape the model accepts.
-    Symbolic(Plan),
-    /// A plan per concrete input shape (and type, and small integer inputs' values).
-    PerShape(ShapePlans),
+pub(crate) struct Plans {
+    symbolic: Option<Plan>,
+    per_shape: Option<ShapePlans>,
+    /// Set once the symbolic plan failed where a per-shape one ran.
+    symbolic_failed: AtomicBool,
 }
 
 /// The key of a per-shape plan: every input's type and shape, and the values of the small
@@ -53,27 +58,45 @@ pub(crate) struct ShapePlans {
 }
 
 impl Plans {
+    pub(crate) fn symbolic(plan: Plan, per_shape: Option<ShapePlans>) -> Plans {
+        Plans { symbolic: Some(plan), per_shape, symbolic_failed: AtomicBool::new(false) }
+    }
+
+    pub(crate) fn per_shape(plans: ShapePlans) -> Plans {
+        Plans { symbolic: None, per_shape: Some(plans), symbolic_failed: AtomicBool::new(false) }
+    }
+
+    fn symbolic_plan(&self) -> Option<&Plan> {
+        self.symbolic.as_ref().filter(|_| !self.symbolic_failed.load(Ordering::Relaxed))
+    }
+
     /// The plan that runs inputs of these types and shapes.
     pub(crate) fn plan_for(&self, values: &[TValue]) -> TractResult<Plan> {
-        match self {
-            Plans::Symbolic(plan) => Ok(Arc::clone(plan)),
-            Plans::PerShape(plans) => plans.plan_for(values),
+        match (self.symbolic_plan(), &self.per_shape) {
+            (Some(plan), _) => Ok(Arc::clone(plan)),
+            (None, Some(plans)) => plans.plan_for(values),
+            (None, None) => Err(TractError::msg("the model has no plan")),
         }
+    }
+
+    /// After the symbolic plan failed on `values`: the per-shape plan to try instead, if any.
+    pub(crate) fn fallback_for(&self, values: &[TValue]) -> Option<TractResult<Plan>> {
+        self.symbolic_plan()?;
+        Some(self.per_shape.as_ref()?.plan_for(values))
+    }
+
+    /// The per-shape plan ran where the symbolic one failed: plan per shape from now on.
+    pub(crate) fn symbolic_was_wrong(&self) {
+        self.symbolic_failed.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn planning(&self) -> Planning {
-        match self {
-            Plans::Symbolic(_) => Planning::Symbolic,
-            Plans::PerShape(_) => Planning::PerShape,
-        }
+        if self.symbolic_plan().is_some() { Planning::Symbolic } else { Planning::PerShape }
     }
 
-    /// Per-shape plans cached now (0 for a symbolic plan).
+    /// Per-shape plans cached now.
     pub(crate) fn cached(&self) -> usize {
-        match self {
-            Plans::Symbolic(_) => 0,
-            Plans::PerShape(plans) => plans.lock().len(),
-        }
+        self.per_shape.as_ref().map_or(0, |p| p.lock().len())
     }
 }
 

@@ -68,9 +68,27 @@ impl TractModel {
     }
 
     /// One pass of the plan, or, for a model whose batch items are independent, one pass per
-    /// slice of the batch on the model's threads at once (see split.rs).
+    /// slice of the batch on the model's threads at once (see split.rs). Where the symbolic plan
+    /// fails and a plan for these very shapes runs, the model plans per shape from then on
+    /// (plans.rs).
     fn run_plan(&self, values: TVec<TValue>, cancel: &Cancel) -> TractResult<TVec<TValue>> {
         let plan = self.plans.plan_for(&values)?;
+        let first = self.run_on(plan, values.clone(), cancel);
+        let Err(e) = first else { return first };
+        if e.chain().any(|c| c.is::<Cancelled>()) {
+            return Err(e);
+        }
+        match self.plans.fallback_for(&values) {
+            Some(Ok(plan)) => {
+                let retried = crate::linger::counted_run(|| run_until(&plan, values, cancel))?;
+                self.plans.symbolic_was_wrong();
+                Ok(retried)
+            }
+            _ => Err(e),
+        }
+    }
+
+    fn run_on(&self, plan: Arc<TypedRunnableModel>, values: TVec<TValue>, cancel: &Cancel) -> TractResult<TVec<TValue>> {
         let items = if self.split { values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0) } else { 0 };
         let parts = slices(self.threads, items, crate::linger::in_flight());
         // The executor (a lookup under a lock) only for a run that splits: most runs do not.
