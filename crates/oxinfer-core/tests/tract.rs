@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, SessionOptions, TractModel, TractSession};
+use oxinfer_core::tract::{InputSpec, LoadOptions, ModelSource, Planning, SessionOptions, TractModel, TractSession};
 use oxinfer_core::{DType, Dim, ErrorCode, Feed};
 
 fn root() -> PathBuf {
@@ -177,10 +177,31 @@ fn silero_session_carries_state() {
 }
 
 #[test]
-fn silero_without_fixed_sample_rate_fails_with_a_load_error_not_a_crash() {
-    let e = TractModel::load(ModelSource::Path(&root().join("models/silero_vad_v5.onnx")), &LoadOptions::default())
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::ModelLoad, "{e}");
+fn silero_with_its_sample_rate_given_at_run_time_is_planned_per_value_and_matches_the_fixed_load() {
+    // Its If on `sr` cannot be planned without sr's value: the model is planned per shape and
+    // per value of that small integer input at the first run, and gives what fixing sr at load
+    // gives.
+    let path = root().join("models/silero_vad_v5.onnx");
+    let free = TractModel::load(ModelSource::Path(&path), &LoadOptions::default()).unwrap();
+    assert_eq!(free.planning(), Planning::PerShape);
+    let sr = 16000i64.to_le_bytes();
+    let constants = vec![Feed::new("sr", DType::Int64, &[], &sr)];
+    let fixed = TractModel::load(ModelSource::Path(&path), &LoadOptions { constants, ..Default::default() }).unwrap();
+    let x: Vec<f32> = (0..576).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
+    let state = vec![0.1f32; 256];
+    let feeds = || {
+        vec![
+            Feed::new("input", DType::Float32, &[1, 576], f32s(&x)),
+            Feed::new("state", DType::Float32, &[2, 1, 128], f32s(&state)),
+        ]
+    };
+    let mut with_sr = feeds();
+    with_sr.push(Feed::new("sr", DType::Int64, &[], &sr));
+    let a = free.run(&with_sr).unwrap();
+    let b = fixed.run(&feeds()).unwrap();
+    assert_eq!(a[0].to_vec::<f32>(), b[0].to_vec::<f32>());
+    assert_eq!(a[1].to_vec::<f32>(), b[1].to_vec::<f32>());
+    assert_eq!(free.shape_plans(), 1);
 }
 
 #[test]
