@@ -79,6 +79,11 @@ impl Plans {
         }
     }
 
+    /// Whether a failed symbolic plan has per-shape plans to give way to.
+    pub(crate) fn can_fall_back(&self) -> bool {
+        self.symbolic_plan().is_some() && self.per_shape.is_some()
+    }
+
     /// After the symbolic plan failed on `values`: the per-shape plan to try instead, if any.
     pub(crate) fn fallback_for(&self, values: &[TValue]) -> Option<TractResult<Plan>> {
         self.symbolic_plan()?;

@@ -73,6 +73,10 @@ impl TractModel {
     /// (plans.rs).
     fn run_plan(&self, values: TVec<TValue>, cancel: &Cancel) -> TractResult<TVec<TValue>> {
         let plan = self.plans.plan_for(&values)?;
+        // The inputs are kept for a retry only where a per-shape plan could take over.
+        if !self.plans.can_fall_back() {
+            return self.run_on(plan, values, cancel);
+        }
         let first = self.run_on(plan, values.clone(), cancel);
         let Err(e) = first else { return first };
         if e.chain().any(|c| c.is::<Cancelled>()) {
