@@ -5,7 +5,7 @@
  * engines) and reports the median with min/max. See bench/README.md.
  *
  *   node bench/run.mjs [--quick] [--only call,silero,encoder,candle,cnn,stall,concurrency,mixed,serving,real]
- *                      [--threads N] [--reps N] [--no-write]
+ *                      [--threads N] [--reps N] [--filter TEXT] [--no-write]
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -35,7 +35,7 @@ function option(name) {
   return v;
 }
 if (args.includes('--help') || args.includes('-h')) {
-  console.log(`usage: node bench/run.mjs [--quick] [--only ${CASES.join(',')}] [--threads N] [--reps N] [--no-write]`);
+  console.log(`usage: node bench/run.mjs [--quick] [--only ${CASES.join(',')}] [--threads N] [--reps N] [--filter TEXT] [--no-write]`);
   process.exit(0);
 }
 const quick = args.includes('--quick');
@@ -45,6 +45,8 @@ const threads = Number(option('--threads') ?? os.availableParallelism());
 if (!Number.isInteger(threads) || threads < 1) throw new Error('--threads must be a positive integer');
 const repsOverride = option('--reps') === undefined ? undefined : Number(option('--reps'));
 const write = !args.includes('--no-write');
+/** `--filter TEXT`: the real case runs only the corpus entries whose id contains TEXT. */
+const filter = option('--filter');
 
 /** Repetitions and sizes: full run under ~10 min on 2 cores, --quick about 1 min. */
 const P = quick
@@ -419,6 +421,7 @@ async function caseReal() {
   const rows = [];
   const ratios = [];
   for (const entry of readEntries(dir)) {
+    if (filter !== undefined && !entry.id.includes(filter)) continue;
     const path = join(dir, entry.file);
     let model;
     try {

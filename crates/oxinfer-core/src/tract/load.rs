@@ -193,6 +193,7 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
     let mut model = parsed.model;
     check_implemented(&model, &proto)?;
     let declared_outputs = declared_outputs(&proto);
+    let weight_bytes = weight_bytes(&proto);
     drop(proto);
     let ops = count_ops(&model);
     apply_input_specs(&mut model, &options.inputs)?;
@@ -213,19 +214,27 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
     // it needs the values of (plans.rs).
     let symbolic = (has_symbolic_inputs(&model) || has_integer_inputs(&model)).then(|| model.clone());
     let (plans, inputs, outputs, split, index_limits) = match optimize(model, precision) {
-        Ok((typed, split, index_limits)) => {
-            let inputs = describe(&typed, &typed.inputs, &input_names, "input")?;
-            let outputs = describe(&typed, &typed.outputs, &output_names, "output")?;
-            let plan = typed.into_runnable_with_options(&run_options).map_err(|e| fail("plan", &e))?;
-            let fallback = symbolic.map(|model| ShapePlans::new(model, precision, run_options));
-            (Plans::symbolic(plan, fallback), inputs, outputs, split, index_limits)
+        Ok(opt) => {
+            let typed = &opt.model;
+            let inputs = describe(typed, &typed.inputs, &input_names, "input")?;
+            let outputs = describe(typed, &typed.outputs, &output_names, "output")?;
+            match symbolic {
+                Some(model) if opt.convolves_symbols => {
+                    (Plans::per_shape(ShapePlans::new(model, precision, run_options, weight_bytes)), inputs, outputs, false, opt.index_limits)
+                }
+                symbolic => {
+                    let plan = opt.model.into_runnable_with_options(&run_options).map_err(|e| fail("plan", &e))?;
+                    let fallback = symbolic.map(|model| ShapePlans::new(model, precision, run_options, weight_bytes));
+                    (Plans::symbolic(plan, fallback), inputs, outputs, opt.split, opt.index_limits)
+                }
+            }
         }
         Err(_) if symbolic.is_some() => {
             let model = symbolic.unwrap_or_default();
             let inputs = describe_inputs(&model, &input_names)?;
             let outputs = declared_outputs
                 .map_err(|why| Error::model_load(format!("the ONNX model from {origin}: {why}")))?;
-            (Plans::per_shape(ShapePlans::new(model, precision, run_options)), inputs, outputs, false, Vec::new())
+            (Plans::per_shape(ShapePlans::new(model, precision, run_options, weight_bytes)), inputs, outputs, false, Vec::new())
         }
         Err(e) => {
             let mut err = fail("analyse and optimize", &e);
@@ -239,6 +248,13 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
         }
     };
     Ok(TractModel { plans, inputs, outputs, sha256, ops, threads, split, precision, index_limits, file_bytes: bytes.len() })
+}
+
+/// The bytes of the model's initializers, external data included once resolved.
+fn weight_bytes(proto: &tract_onnx::pb::ModelProto) -> usize {
+    proto.graph.as_ref().map_or(0, |g| {
+        g.initializer.iter().map(|t| t.raw_data.len() + 4 * t.float_data.len() + 8 * (t.int64_data.len() + t.double_data.len())).sum()
+    })
 }
 
 fn has_symbolic_inputs(model: &InferenceModel) -> bool {
@@ -333,7 +349,7 @@ fn describe_inputs(model: &InferenceModel, names: &[String]) -> Result<Vec<Tenso
 /// also says whether its batches may be split (judged on tract's own ops, whose axes mappings
 /// the analysis reads) and are worth splitting (it computes products), and which inputs index
 /// constant tables.
-pub(crate) fn optimize(model: InferenceModel, precision: Precision) -> TractResult<(TypedModel, bool, Vec<IndexLimit>)> {
+pub(crate) fn optimize(model: InferenceModel, precision: Precision) -> TractResult<Optimized> {
     // Declutter first, so the fast kernels see tract's normalized ops; then tract optimizes the
     // rest around them.
     let mut typed = model.into_typed()?;
@@ -341,12 +357,40 @@ pub(crate) fn optimize(model: InferenceModel, precision: Precision) -> TractResu
     super::dequantize::keep_before_mixing_ops(&mut typed)?;
     let mut typed = typed.into_decluttered()?;
     let split = super::split::splittable(&typed)?;
-    let limits = super::indices::index_limits(&typed)?;
+    let index_limits = super::indices::index_limits(&typed)?;
+    let convolves_symbols = convolves_symbols(&typed)?;
     super::fast::substitute_with(&mut typed, precision)?;
     let split = split && super::fast::has_products(&typed);
-    let mut optimized = typed.into_optimized()?;
-    super::fast::substitute_optimized(&mut optimized)?;
-    Ok((optimized, split, limits))
+    let mut model = typed.into_optimized()?;
+    super::fast::substitute_optimized(&mut model)?;
+    Ok(Optimized { model, split, index_limits, convolves_symbols })
+}
+
+/// A model typed and optimized, with what the load reads from its analysis.
+pub(crate) struct Optimized {
+    pub(crate) model: TypedModel,
+    /// Whether its batches may be split and are worth splitting.
+    pub(crate) split: bool,
+    /// The inputs that index constant tables.
+    pub(crate) index_limits: Vec<IndexLimit>,
+    /// Whether a convolution or pooling reads an input of symbolic shape. tract's fast
+    /// convolutions (depthwise, direct, lazy im2col) and oxinfer's need every dim known; with a
+    /// symbolic dim a convolution falls back to a generic im2col and one product per group,
+    /// several times slower (a depthwise convolution most), so such a model is planned per shape.
+    pub(crate) convolves_symbols: bool,
+}
+
+fn convolves_symbols(model: &TypedModel) -> TractResult<bool> {
+    use tract_onnx::tract_core::ops::cnn::{Conv, Deconv, MaxPool, SumPool};
+    for node in model.nodes() {
+        let op = node.op();
+        if op.is::<Conv>() || op.is::<Deconv>() || op.is::<MaxPool>() || op.is::<SumPool>() {
+            if model.outlet_fact(node.inputs[0])?.shape.as_concrete().is_none() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 fn apply_input_specs(model: &mut InferenceModel, specs: &[(String, InputSpec)]) -> Result<()> {

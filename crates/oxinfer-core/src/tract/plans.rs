@@ -1,12 +1,14 @@
 //! The runnable plans of a model: one plan for every input shape where tract's symbolic analysis
 //! copes with the model's dynamic axes, or else one plan per concrete input shape, made at the
-//! first run of that shape and kept in a bounded cache.
+//! first run of that shape and kept in a bounded cache. Models that convolve over symbolic dims
+//! are planned per shape too: the fast convolutions need every dim known (load.rs, `Optimized`).
 //!
 //! The symbolic analysis gives up on some graphs that real exporters write (shape arithmetic
 //! over several symbols, ranges of symbolic length); with every dim a number the same graph
 //! types and optimizes. A per-shape plan costs one optimization at the first run of each new
 //! shape, and memory for the weights that optimization repacks, so the cache holds
-//! [`SHAPE_PLANS`] plans, least recently used evicted first. Small integer inputs (axes, sizes,
+//! [`SHAPE_PLANS`] plans (fewer for weights over 64 MiB: `PLAN_WEIGHTS_BUDGET`), least recently
+//! used evicted first. Small integer inputs (axes, sizes,
 //! pads given at run time) key plans by their values too: tract plans with them known.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +18,13 @@ use tract_onnx::prelude::*;
 
 use crate::precision::Precision;
 
-/// How many per-shape plans a model keeps.
+/// How many per-shape plans a model keeps at most.
 pub const SHAPE_PLANS: usize = 16;
+
+/// Each plan holds its own copy of the weights, packed for its products: a model keeps fewer
+/// plans when its weights are large, at most this many bytes of weights over its plans (and at
+/// least two plans).
+const PLAN_WEIGHTS_BUDGET: usize = 1 << 30;
 
 type Plan = Arc<TypedRunnableModel>;
 
@@ -53,6 +60,8 @@ pub(crate) struct ShapePlans {
     model: InferenceModel,
     precision: Precision,
     options: RunOptions,
+    /// How many plans are kept: [`SHAPE_PLANS`], fewer for large weights.
+    capacity: usize,
     /// Most recently used first.
     cache: Mutex<Vec<(ShapeKey, Plan)>>,
 }
@@ -124,8 +133,9 @@ impl Planning {
 }
 
 impl ShapePlans {
-    pub(crate) fn new(model: InferenceModel, precision: Precision, options: RunOptions) -> ShapePlans {
-        ShapePlans { model, precision, options, cache: Mutex::new(Vec::new()) }
+    pub(crate) fn new(model: InferenceModel, precision: Precision, options: RunOptions, weight_bytes: usize) -> ShapePlans {
+        let capacity = (PLAN_WEIGHTS_BUDGET / weight_bytes.max(1)).clamp(2, SHAPE_PLANS);
+        ShapePlans { model, precision, options, capacity, cache: Mutex::new(Vec::new()) }
     }
 
     /// The cache stays whole whatever a panicking holder did (it only moves whole entries).
@@ -161,7 +171,7 @@ impl ShapePlans {
         let mut cache = self.lock();
         cache.retain(|(k, _)| *k != key);
         cache.insert(0, (key, Arc::clone(&plan)));
-        cache.truncate(SHAPE_PLANS);
+        cache.truncate(self.capacity);
         Ok(plan)
     }
 
@@ -174,7 +184,6 @@ impl ShapePlans {
             };
             model.set_input_fact(ix, fact)?;
         }
-        let (typed, _, _) = super::load::optimize(model, self.precision)?;
-        typed.into_runnable_with_options(&self.options)
+        super::load::optimize(model, self.precision)?.model.into_runnable_with_options(&self.options)
     }
 }
