@@ -117,6 +117,7 @@ export async function check(entry: Entry, ort: OrtModule, threads = 2): Promise<
         const b = theirs[name];
         if (!a || !b) throw new Error(`output '${name}' missing from ${a ? 'onnxruntime' : 'oxinfer'}`);
         if (a.shape.join(',') !== b.dims.join(',')) throw new Error(`output '${name}' has shape [${a.shape}] here, [${b.dims}] in onnxruntime`);
+        if (a.dtype !== b.type) throw new Error(`output '${name}' is ${a.dtype} here, ${b.type} in onnxruntime`);
         worst = Math.max(worst, relativeError(toNumbers(a.data as ArrayLike<number>, a.dtype), toNumbers(b.data as ArrayLike<number>, b.type)));
       }
       outcome.errors.push(worst);

@@ -182,6 +182,8 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
         .map_err(|why| Error::model_load(format!("the ONNX model from {origin} is invalid: {why}")))?;
     super::external::resolve(&mut proto, dir, &options.external_data)?;
     onnx_ops::contrib::rewrite(&mut proto);
+    onnx_ops::loss::rewrite(&mut proto);
+    onnx_ops::float16::rewrite(&mut proto);
     let dir_str = dir.map(|d| d.to_string_lossy().into_owned());
     let parsed = onnx.parse(&proto, dir_str.as_deref()).map_err(|e| fail("parse", &e))?;
     if !parsed.unresolved_inputs.is_empty() {
@@ -274,7 +276,10 @@ fn has_integer_inputs(model: &InferenceModel) -> bool {
 fn check_implemented(model: &InferenceModel, proto: &tract_onnx::pb::ModelProto) -> Result<()> {
     use tract_onnx::tract_hir::ops::unimpl::UnimplementedOp;
     let Some(node) = model.nodes().iter().find(|n| n.op_is::<UnimplementedOp>()) else { return Ok(()) };
-    let written = proto.graph.as_ref().and_then(|g| g.node.iter().find(|p| p.name == node.name));
+    // tract names a node the file leaves unnamed after its first output.
+    let written = proto.graph.as_ref().and_then(|g| {
+        g.node.iter().find(|p| p.name == node.name || (p.name.is_empty() && p.output.first() == Some(&node.name)))
+    });
     let (op, domain) = written.map_or(("?", ""), |p| (p.op_type.as_str(), p.domain.as_str()));
     let domain = if domain.is_empty() { "ai.onnx".to_string() } else { domain.to_string() };
     Err(Error::model_load(format!(

@@ -1,8 +1,11 @@
 //! ONNX ops registered on tract's parser in place of, or beside, tract-onnx's own: where
 //! tract's version rejects what real exporters write (symbolic shapes, float16, onnxruntime's
-//! quantized operators).
+//! quantized operators), and rewrites of the file's graph for what tract lacks.
 
 pub(crate) mod contrib;
+pub(crate) mod float16;
+pub(crate) mod loss;
+mod proto;
 mod flatten;
 mod gemm;
 pub(crate) mod if_op;
