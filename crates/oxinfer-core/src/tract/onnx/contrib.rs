@@ -6,6 +6,8 @@
 
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto};
 
+use super::proto::{input, int_attr, plain, prefix};
+
 /// How one contrib op maps onto a float op.
 struct Form {
     /// The standard op computed in float.
@@ -68,12 +70,8 @@ fn rewrite_graph(graph: &mut GraphProto) {
     graph.node = nodes;
 }
 
-fn input(node: &NodeProto, ix: usize) -> String {
-    node.input.get(ix).cloned().unwrap_or_default()
-}
-
 fn expand(node: &NodeProto, form: &Form) -> Vec<NodeProto> {
-    let prefix = if node.name.is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name.clone() };
+    let prefix = prefix(node);
     let triples: Vec<usize> = match form.variadic_from {
         Some(from) => (from..node.input.len()).step_by(3).collect(),
         None => form.triples.to_vec(),
@@ -110,14 +108,14 @@ fn expand(node: &NodeProto, form: &Form) -> Vec<NodeProto> {
 /// quantized when the node gives an output scale, float otherwise. A scale of B per output
 /// column dequantizes along B's column axis.
 fn expand_qgemm(node: &NodeProto, graph: &GraphProto) -> Vec<NodeProto> {
-    let prefix = if node.name.is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name.clone() };
+    let prefix = prefix(node);
     let trans_b = node.attribute.iter().any(|a| a.name == "transB" && a.i != 0);
     let per_column = graph
         .initializer
         .iter()
         .find(|t| t.name == input(node, 4))
         .is_some_and(|t| t.dims.iter().product::<i64>() > 1);
-    let axis = |i: i64| AttributeProto { name: "axis".into(), r#type: 2, i, ..Default::default() };
+    let axis = |i: i64| int_attr("axis", i);
     let column_axis = if per_column { vec![axis(if trans_b { 0 } else { 1 })] } else { vec![] };
     let mut out = vec![
         plain(format!("{prefix}::dequantize_a"), "DequantizeLinear", vec![input(node, 0), input(node, 1), input(node, 2)], format!("{prefix}::a"), vec![]),
@@ -144,14 +142,6 @@ fn expand_qgemm(node: &NodeProto, graph: &GraphProto) -> Vec<NodeProto> {
         ));
     }
     out
-}
-
-fn plain(name: String, op_type: &str, mut inputs: Vec<String>, output: String, attribute: Vec<AttributeProto>) -> NodeProto {
-    // A trailing optional input left empty is dropped, as ONNX writes it.
-    while inputs.last().is_some_and(|i| i.is_empty()) {
-        inputs.pop();
-    }
-    NodeProto { name, op_type: op_type.into(), input: inputs, output: vec![output], attribute, ..Default::default() }
 }
 
 #[cfg(test)]
