@@ -182,6 +182,7 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
         .map_err(|why| Error::model_load(format!("the ONNX model from {origin} is invalid: {why}")))?;
     super::external::resolve(&mut proto, dir, &options.external_data)?;
     onnx_ops::contrib::rewrite(&mut proto);
+    onnx_ops::integer::rewrite(&mut proto);
     onnx_ops::loss::rewrite(&mut proto);
     onnx_ops::float16::rewrite(&mut proto);
     let dir_str = dir.map(|d| d.to_string_lossy().into_owned());

@@ -4,6 +4,7 @@
 
 pub(crate) mod contrib;
 pub(crate) mod float16;
+pub(crate) mod integer;
 pub(crate) mod loss;
 mod proto;
 mod flatten;
