@@ -20,6 +20,7 @@
 mod add;
 mod batched;
 mod conv;
+mod depthwise;
 mod direct;
 mod gelu;
 mod geometry;
@@ -60,7 +61,10 @@ pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractRes
         let patch = if let Some(op) = node.op_as::<MaxPool>() {
             maxpool::FastMaxPool::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<Conv>() {
-            conv::FastConv::replacing(model, node, op)?
+            match conv::FastConv::replacing(model, node, op)? {
+                Some(patch) => Some(patch),
+                None => depthwise::FastDepthwise::replacing(model, node, op)?,
+            }
         } else if let Some(op) = node.op_as::<EinSum>() {
             match F32EinSum::of(model, node, op)? {
                 Some(e) => match matmul::FastMatMul::replacing(model, node, &e, precision)? {
@@ -112,6 +116,7 @@ pub fn has_products(model: &TypedModel) -> bool {
         op.is::<EinSum>()
             || op.is::<Conv>()
             || op.is::<conv::FastConv>()
+            || op.is::<depthwise::FastDepthwise>()
             || op.is::<matmul::FastMatMul>()
             || op.is::<batched::FastBatchedMatMul>()
     })

@@ -227,6 +227,39 @@ fn conv_equals_tracts_on_every_geometry() -> TractResult<()> {
 }
 
 #[test]
+fn depthwise_equals_tracts_on_every_geometry() -> TractResult<()> {
+    let mut checked = 0;
+    for (i, case) in cases().iter().enumerate() {
+        let c = channels(case);
+        if c < 2 {
+            continue;
+        }
+        let mut kshape = vec![c, 1];
+        kshape.extend(&case.kernel);
+        let weights = Tensor::from_shape(&kshape, &values(kshape.iter().product(), 3000 + i as u64))?;
+        let bias = if i % 2 == 0 { tensor1(&values(c, 4000 + i as u64)) } else { tensor0(0f32) };
+        let (mut model, y) = conv_model(case, c, c, Some(weights), bias)?;
+        model.select_output_outlets(&[y])?;
+        let (want, got, swapped) = both(model, input_for(case, i as u64))?;
+        assert!(swapped, "case {i}: not swapped");
+        assert_eq!(want.shape(), got.shape(), "case {i}");
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "case {i}: worst |tract - fast| = {worst:e} for {:?} {:?} {:?} {:?} {:?}",
+            case.shape,
+            case.kernel,
+            case.strides,
+            case.dilations,
+            case.padding
+        );
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} cases ran");
+    Ok(())
+}
+
+#[test]
 fn leaves_what_it_does_not_cover() -> TractResult<()> {
     let untouched = |case: Case, o: usize, group: usize, weights: Option<Tensor>| -> TractResult<()> {
         let (mut model, y) = conv_model(&case, o, group, weights, tensor0(0f32))?;

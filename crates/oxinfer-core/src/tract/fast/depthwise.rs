@@ -1,0 +1,255 @@
+//! Depthwise `Conv` for f32, channels first, 1-D or 2-D: one group per channel, one output
+//! channel per group, constant weights (MobileNet's, EfficientNet's and ConvNeXt's 3x3 to 7x7
+//! convolutions). Each channel's plane is copied zero-padded into a scratch buffer with its
+//! columns split by phase of the stride (column `x` at `(x % stride) * len + x / stride`), so
+//! that every tap reads one contiguous run of its row for a row of outputs whatever the stride;
+//! the output row then accumulates `weight * run` over the taps, a loop the compiler vectorizes.
+//!
+//! tract's own depthwise kernel walks zones of the image per channel, which costs more than
+//! the arithmetic on the small planes of these networks, and with a symbolic dim it falls back
+//! to an im2col and one product per channel.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
+
+use super::geometry::{Geometry, supported};
+use super::threads_for;
+use crate::simd::simd_kernel;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FastDepthwise {
+    spec: PoolSpec,
+    /// `[C, 1, kh, kw]`: each channel's taps, row-major.
+    weights: Arc<Tensor>,
+    /// One value per channel; `None` when the model's bias is zero.
+    bias: Option<Arc<Tensor>>,
+}
+
+impl FastDepthwise {
+    /// The patch that puts a FastDepthwise in place of `op`, when it covers `op` exactly: as
+    /// many groups as input and output channels, known input shape, f32, constant weights and
+    /// bias.
+    pub fn replacing(model: &TypedModel, node: &TypedNode, op: &Conv) -> TractResult<Option<TypedModelPatch>> {
+        let spec = &op.pool_spec;
+        let c = spec.input_channels;
+        if op.q_params.is_some()
+            || c < 2
+            || op.group != c
+            || spec.output_channels != c
+            || op.kernel_fmt != KernelFormat::OIHW
+            || !supported(spec)
+        {
+            return Ok(None);
+        }
+        let f32_dt = f32::datum_type();
+        let x = model.outlet_fact(node.inputs[0])?;
+        let (w, b) = (model.outlet_fact(node.inputs[1])?, model.outlet_fact(node.inputs[2])?);
+        let (Some(weights), Some(bias)) = (&w.konst, &b.konst) else { return Ok(None) };
+        let mut want = tvec![c, 1];
+        want.extend(spec.kernel_shape.iter().copied());
+        if x.datum_type != f32_dt
+            || x.shape.as_concrete().is_none()
+            || weights.datum_type() != f32_dt
+            || bias.datum_type() != f32_dt
+            || weights.shape() != &*want
+        {
+            return Ok(None);
+        }
+        let bias = match bias.rank() {
+            0 => {
+                let v = *bias.try_as_plain_ram()?.as_slice::<f32>()?.first().context("empty bias")?;
+                (v != 0.0).then(|| Arc::new(tensor1(&vec![v; c])))
+            }
+            1 if bias.len() == c => Some(Arc::clone(bias)),
+            _ => return Ok(None),
+        };
+        let fast = FastDepthwise { spec: spec.clone(), weights: Arc::clone(weights), bias };
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, node.inputs[0])?;
+        let y = patch.wire_node(&node.name, fast, &[x])?[0];
+        patch.shunt_outside(model, OutletId::new(node.id, 0), y)?;
+        Ok(Some(patch))
+    }
+}
+
+impl Op for FastDepthwise {
+    fn name(&self) -> StaticName {
+        "FastDepthwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(self.spec.info())
+    }
+
+    op_as_typed_op!();
+}
+
+impl TypedOp for FastDepthwise {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        self.spec.output_facts(inputs)
+    }
+
+    as_op!();
+}
+
+thread_local! {
+    /// One padded, phase-split plane, reused run after run (every element is rewritten).
+    static PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One channel's plane padded and split by column phase: `rows` rows of `stride` phases of
+/// `len` values.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    rows: usize,
+    len: usize,
+}
+
+impl Layout {
+    fn of(g: &Geometry) -> Layout {
+        // Every row and column a tap reads: the last output's window, from the padded origin.
+        let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+        let cols = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+        Layout { rows, len: cols.div_ceil(g.sw) }
+    }
+
+    fn row(&self, g: &Geometry) -> usize {
+        self.len * g.sw
+    }
+}
+
+impl EvalOp for FastDepthwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let g = Geometry::new(&self.spec, input.shape())?;
+        let shape = self.spec.output_shape(input.shape())?.shape;
+        // SAFETY: every element is written below: each output row is filled before it accumulates.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
+        let view = input.try_as_plain_ram()?;
+        let x = view.as_slice::<f32>()?;
+        let weights_view = self.weights.try_as_plain_ram()?;
+        let w = weights_view.as_slice::<f32>()?;
+        let bias_view = self.bias.as_ref().map(|b| b.try_as_plain_ram()).transpose()?;
+        let bias = bias_view.as_ref().map(|v| v.as_slice::<f32>()).transpose()?;
+        let mut out_view = output.try_as_plain_ram_mut()?;
+        let y = out_view.as_slice_mut::<f32>()?;
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        ensure!(
+            x.len() == g.n * g.c * plane_in && y.len() == g.n * g.c * plane_out && w.len() == g.c * taps,
+            "FastDepthwise: {g:?} does not fit"
+        );
+        if y.is_empty() {
+            return Ok(tvec!(output.into_tvalue()));
+        }
+        let layout = Layout::of(&g);
+        // Tap (ky, kx) reads padded row `oy * sh + ky * dh`, from column `ox * sw + kx * dw`:
+        // in the phase-split row, phase `kx * dw % sw` at `ox + kx * dw / sw`.
+        let offsets: Vec<usize> = (0..g.kh)
+            .flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx * g.dw)))
+            .map(|(ky, at)| ky * g.dh * layout.row(&g) + (at % g.sw) * layout.len + at / g.sw)
+            .collect();
+        // Plane `i` of the batch: channel `i % c` of image `i / c`.
+        let plane = |i: usize, y: &mut [f32]| {
+            let c = i % g.c;
+            let (x, w) = (&x[i * plane_in..(i + 1) * plane_in], &w[c * taps..(c + 1) * taps]);
+            let b = bias.map_or(0.0, |b| b[c]);
+            PLANE.with_borrow_mut(|buf| {
+                let len = layout.rows * layout.row(&g);
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+                let padded = &mut buf[..len];
+                split_padded(&g, &layout, x, padded);
+                channel(&g, &layout, &offsets, padded, w, b, y);
+            });
+        };
+        match threads_for(g.n * g.c * plane_out * taps) {
+            Some(pool) => pool.install(|| y.par_chunks_mut(plane_out).enumerate().for_each(|(i, y)| plane(i, y))),
+            None => y.chunks_exact_mut(plane_out).enumerate().for_each(|(i, y)| plane(i, y)),
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+/// Copies one channel's plane `x` (`h x w`) into `padded` (`layout`), zero where the window
+/// reaches past the image.
+fn split_padded(g: &Geometry, layout: &Layout, x: &[f32], padded: &mut [f32]) {
+    let row_len = layout.row(g);
+    for phase in 0..g.sw {
+        // Padded column j * stride + phase is input column j * stride + phase - pl: inside the
+        // image for j in lo..hi.
+        let lo = g.pl.saturating_sub(phase).div_ceil(g.sw).min(layout.len);
+        let hi = (g.w + g.pl).saturating_sub(phase).div_ceil(g.sw).clamp(lo, layout.len);
+        let first = (lo * g.sw + phase).saturating_sub(g.pl);
+        for (py, row) in padded.chunks_exact_mut(row_len).enumerate() {
+            let dst = &mut row[phase * layout.len..(phase + 1) * layout.len];
+            let src = py.checked_sub(g.pt).filter(|&iy| iy < g.h).map(|iy| &x[iy * g.w..(iy + 1) * g.w]);
+            let Some(src) = src else {
+                dst.fill(0.0);
+                continue;
+            };
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            let (dst, src) = (&mut dst[lo..hi], &src[first.min(src.len())..]);
+            if g.sw == 1 {
+                dst.copy_from_slice(&src[..dst.len()]);
+                continue;
+            }
+            let mut whole = src.chunks_exact(g.sw);
+            let mut filled = 0;
+            for (d, s) in dst.iter_mut().zip(&mut whole) {
+                *d = s[0];
+                filled += 1;
+            }
+            // The last value read may sit in a part of a stride at the row's end.
+            if let (Some(d), Some(&s)) = (dst.get_mut(filled), whole.remainder().first()) {
+                *d = s;
+            }
+        }
+    }
+}
+
+simd_kernel! {
+    /// One channel's output rows: `bias + sum over taps of weight * padded run`; `offsets[t]`:
+    /// where tap `t`'s run for the first output begins in the padded plane. Columns are taken
+    /// in chunks of 32, 16, 8, 4, then 1, whose sums stay in registers over all the taps.
+    fn channel(g: &Geometry, layout: &Layout, offsets: &[usize], padded: &[f32], w: &[f32], bias: f32, y: &mut [f32]) {
+        let row_len = layout.row(g);
+        for (oy, out) in y.chunks_exact_mut(g.ow).enumerate() {
+            let base = oy * g.sh * row_len;
+            let mut ox = 0;
+            while ox < g.ow {
+                let at = base + ox;
+                let rest = &mut out[ox..];
+                ox += match g.ow - ox {
+                    32.. => chunk::<32>(padded, offsets, w, at, bias, rest),
+                    16.. => chunk::<16>(padded, offsets, w, at, bias, rest),
+                    8.. => chunk::<8>(padded, offsets, w, at, bias, rest),
+                    4.. => chunk::<4>(padded, offsets, w, at, bias, rest),
+                    _ => chunk::<1>(padded, offsets, w, at, bias, rest),
+                };
+            }
+        }
+    }
+}
+
+/// `N` outputs from `at`: returns `N`.
+#[inline(always)]
+fn chunk<const N: usize>(padded: &[f32], offsets: &[usize], w: &[f32], at: usize, bias: f32, out: &mut [f32]) -> usize {
+    let mut acc = [bias; N];
+    for (&off, &a) in offsets.iter().zip(w) {
+        let run = &padded[at + off..at + off + N];
+        for l in 0..N {
+            acc[l] += a * run[l];
+        }
+    }
+    out[..N].copy_from_slice(&acc);
+    N
+}
