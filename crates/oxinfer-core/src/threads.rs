@@ -13,6 +13,14 @@ pub fn available_cpus() -> usize {
 /// Elements from which tract splits an elementwise op over the executor's threads.
 const ELEMENTS_PER_SPLIT: usize = 1 << 20;
 
+/// Multiply-adds from which tract splits a matrix product over the executor's threads, as
+/// oxinfer's own kernels do (tract/fast `PARALLEL_MACS`). tract also splits any product of 64
+/// tiles or more, however few its multiply-adds: the pointwise convolutions of a small CNN
+/// (400K multiply-adds, ~20 µs) then each paid a hand-off, and the pool's threads spinning
+/// beside the serial ops after it slowed those too; MobileNetV2 at 64x64 ran 2.5x slower on
+/// two threads than on one.
+const PRODUCT_MACS_PER_SPLIT: usize = 16 << 20;
+
 /// A tract executor with `threads` workers. One pool per size, shared across models, so
 /// loading many models does not multiply threads.
 pub fn tract_executor(threads: usize) -> Executor {
@@ -33,6 +41,8 @@ pub fn tract_executor(threads: usize) -> Executor {
         .entry(threads)
         .or_insert_with(|| {
             tract_linalg::multithread::set_threading_element_threshold(ELEMENTS_PER_SPLIT);
+            tract_linalg::multithread::set_threading_panel_threshold(usize::MAX);
+            tract_linalg::multithread::set_threading_mac_threshold(PRODUCT_MACS_PER_SPLIT);
             Executor::multithread_with_name(threads, "oxinfer-tract")
         })
         .clone()
