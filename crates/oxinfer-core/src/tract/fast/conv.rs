@@ -21,6 +21,7 @@ use tract_onnx::tract_core::ops::math::Max;
 use super::direct::{self, Direct};
 use super::winograd::{self, Winograd};
 use super::geometry::{Geometry, supported};
+use super::phased::Phased;
 use super::{sole_binary_reader, threads_for};
 use crate::sgemm::sgemm;
 use crate::simd::simd_kernel;
@@ -258,8 +259,16 @@ impl Job<'_> {
         if let Some(direct) = self.direct(threads) {
             return with_scratch(direct.padded_len(), |padded| direct.run(x, padded, y));
         }
-        with_scratch(self.k * self.p, |cols| {
-            im2col(g, x, cols);
+        // A stride over 1 gathers columns value by value; from phase-split planes (phased.rs)
+        // each row of outputs is one copy.
+        let phased = (g.sw > 1).then(|| Phased::of(g));
+        let extra = phased.map_or(0, |ph| g.c * ph.plane_len());
+        with_scratch(self.k * self.p + extra, |buf| {
+            let (cols, planes) = buf.split_at_mut(self.k * self.p);
+            match phased {
+                Some(ph) => im2col_phased(g, &ph, x, planes, cols),
+                None => im2col(g, x, cols),
+            }
             self.matmul(cols, y, threads);
         })
     }
@@ -338,6 +347,28 @@ fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
                             *o = row[first + j * g.sw];
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] through phase-split copies of the image's planes (`planes`: `c` planes of
+/// `ph`): every tap's row of outputs is one contiguous run there.
+fn im2col_phased(g: &Geometry, ph: &Phased, x: &[f32], planes: &mut [f32], cols: &mut [f32]) {
+    let plane = ph.plane_len();
+    for (src, dst) in x.chunks_exact(g.h * g.w).zip(planes.chunks_exact_mut(plane)) {
+        ph.fill(g, src, dst);
+    }
+    let mut rows = cols.chunks_exact_mut(g.oh * g.ow);
+    for padded in planes.chunks_exact(plane) {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let Some(dst) = rows.next() else { return };
+                let start = ky * g.dh * ph.row_len() + ph.start(kx * g.dw);
+                for (oy, out) in dst.chunks_exact_mut(g.ow).enumerate() {
+                    let at = oy * g.sh * ph.row_len() + start;
+                    out.copy_from_slice(&padded[at..at + g.ow]);
                 }
             }
         }

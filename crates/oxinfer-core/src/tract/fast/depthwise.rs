@@ -1,9 +1,9 @@
 //! Depthwise `Conv` for f32, channels first, 1-D or 2-D: one group per channel, one output
 //! channel per group, constant weights (MobileNet's, EfficientNet's and ConvNeXt's 3x3 to 7x7
-//! convolutions). Each channel's plane is copied zero-padded into a scratch buffer with its
-//! columns split by phase of the stride (column `x` at `(x % stride) * len + x / stride`), so
-//! that every tap reads one contiguous run of its row for a row of outputs whatever the stride;
-//! the output row then accumulates `weight * run` over the taps, a loop the compiler vectorizes.
+//! convolutions). Each channel's plane is copied zero-padded and split by stride phase
+//! (phased.rs), so that every tap reads one contiguous run of its row for a row of outputs
+//! whatever the stride; the output row then accumulates `weight * run` over the taps, a loop
+//! the compiler vectorizes.
 //!
 //! tract's own depthwise kernel walks zones of the image per channel, which costs more than
 //! the arithmetic on the small planes of these networks, and with a symbolic dim it falls back
@@ -18,6 +18,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 
 use super::geometry::{Geometry, supported};
+use super::phased::Phased;
 use super::threads_for;
 use crate::simd::simd_kernel;
 
@@ -102,27 +103,6 @@ thread_local! {
     static PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One channel's plane padded and split by column phase: `rows` rows of `stride` phases of
-/// `len` values.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
-    rows: usize,
-    len: usize,
-}
-
-impl Layout {
-    fn of(g: &Geometry) -> Layout {
-        // Every row and column a tap reads: the last output's window, from the padded origin.
-        let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
-        let cols = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
-        Layout { rows, len: cols.div_ceil(g.sw) }
-    }
-
-    fn row(&self, g: &Geometry) -> usize {
-        self.len * g.sw
-    }
-}
-
 impl EvalOp for FastDepthwise {
     op_out_of_plan!();
 
@@ -148,12 +128,12 @@ impl EvalOp for FastDepthwise {
         if y.is_empty() {
             return Ok(tvec!(output.into_tvalue()));
         }
-        let layout = Layout::of(&g);
+        let layout = Phased::of(&g);
         // Tap (ky, kx) reads padded row `oy * sh + ky * dh`, from column `ox * sw + kx * dw`:
         // in the phase-split row, phase `kx * dw % sw` at `ox + kx * dw / sw`.
         let offsets: Vec<usize> = (0..g.kh)
             .flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx * g.dw)))
-            .map(|(ky, at)| ky * g.dh * layout.row(&g) + (at % g.sw) * layout.len + at / g.sw)
+            .map(|(ky, at)| ky * g.dh * layout.row_len() + layout.start(at))
             .collect();
         // Plane `i` of the batch: channel `i % c` of image `i / c`.
         let plane = |i: usize, y: &mut [f32]| {
@@ -161,12 +141,12 @@ impl EvalOp for FastDepthwise {
             let (x, w) = (&x[i * plane_in..(i + 1) * plane_in], &w[c * taps..(c + 1) * taps]);
             let b = bias.map_or(0.0, |b| b[c]);
             PLANE.with_borrow_mut(|buf| {
-                let len = layout.rows * layout.row(&g);
+                let len = layout.plane_len();
                 if buf.len() < len {
                     buf.resize(len, 0.0);
                 }
                 let padded = &mut buf[..len];
-                split_padded(&g, &layout, x, padded);
+                layout.fill(&g, x, padded);
                 channel(&g, &layout, &offsets, padded, w, b, y);
             });
         };
@@ -178,50 +158,12 @@ impl EvalOp for FastDepthwise {
     }
 }
 
-/// Copies one channel's plane `x` (`h x w`) into `padded` (`layout`), zero where the window
-/// reaches past the image.
-fn split_padded(g: &Geometry, layout: &Layout, x: &[f32], padded: &mut [f32]) {
-    let row_len = layout.row(g);
-    for phase in 0..g.sw {
-        // Padded column j * stride + phase is input column j * stride + phase - pl: inside the
-        // image for j in lo..hi.
-        let lo = g.pl.saturating_sub(phase).div_ceil(g.sw).min(layout.len);
-        let hi = (g.w + g.pl).saturating_sub(phase).div_ceil(g.sw).clamp(lo, layout.len);
-        let first = (lo * g.sw + phase).saturating_sub(g.pl);
-        for (py, row) in padded.chunks_exact_mut(row_len).enumerate() {
-            let dst = &mut row[phase * layout.len..(phase + 1) * layout.len];
-            let src = py.checked_sub(g.pt).filter(|&iy| iy < g.h).map(|iy| &x[iy * g.w..(iy + 1) * g.w]);
-            let Some(src) = src else {
-                dst.fill(0.0);
-                continue;
-            };
-            dst[..lo].fill(0.0);
-            dst[hi..].fill(0.0);
-            let (dst, src) = (&mut dst[lo..hi], &src[first.min(src.len())..]);
-            if g.sw == 1 {
-                dst.copy_from_slice(&src[..dst.len()]);
-                continue;
-            }
-            let mut whole = src.chunks_exact(g.sw);
-            let mut filled = 0;
-            for (d, s) in dst.iter_mut().zip(&mut whole) {
-                *d = s[0];
-                filled += 1;
-            }
-            // The last value read may sit in a part of a stride at the row's end.
-            if let (Some(d), Some(&s)) = (dst.get_mut(filled), whole.remainder().first()) {
-                *d = s;
-            }
-        }
-    }
-}
-
 simd_kernel! {
     /// One channel's output rows: `bias + sum over taps of weight * padded run`; `offsets[t]`:
     /// where tap `t`'s run for the first output begins in the padded plane. Columns are taken
     /// in chunks of 32, 16, 8, 4, then 1, whose sums stay in registers over all the taps.
-    fn channel(g: &Geometry, layout: &Layout, offsets: &[usize], padded: &[f32], w: &[f32], bias: f32, y: &mut [f32]) {
-        let row_len = layout.row(g);
+    fn channel(g: &Geometry, layout: &Phased, offsets: &[usize], padded: &[f32], w: &[f32], bias: f32, y: &mut [f32]) {
+        let row_len = layout.row_len();
         for (oy, out) in y.chunks_exact_mut(g.ow).enumerate() {
             let base = oy * g.sh * row_len;
             let mut ox = 0;

@@ -102,8 +102,9 @@ simd_kernel! {
                             *o = o.max(v);
                         }
                     } else {
-                        for (j, o) in out[lo..hi].iter_mut().enumerate() {
-                            *o = o.max(row[first + j * g.sw]);
+                        // Chunks of a stride: no index arithmetic or bounds check per value.
+                        for (o, s) in out[lo..hi].iter_mut().zip(row[first..].chunks(g.sw)) {
+                            *o = o.max(s[0]);
                         }
                     }
                 }

@@ -27,6 +27,7 @@ mod geometry;
 mod matmul;
 mod maxpool;
 mod pad;
+mod phased;
 mod reduce;
 mod softmax;
 mod winograd;

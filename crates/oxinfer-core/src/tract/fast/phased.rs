@@ -1,0 +1,74 @@
+//! A plane zero-padded and split by the stride's phase, for kernels that read a window's taps
+//! as contiguous runs: padded column `x` is stored at `(x % stride) * len + x / stride` of its
+//! row, so that the outputs `ox, ox + 1, ...` of tap column `kx` read the consecutive values
+//! from [`Phased::start`]`(kx * dilation) + ox`, whatever the stride.
+
+use super::geometry::Geometry;
+
+/// The layout of one padded, phase-split plane: `rows` rows of `stride` phases of `len` values.
+#[derive(Debug, Clone, Copy)]
+pub struct Phased {
+    pub rows: usize,
+    pub len: usize,
+    stride: usize,
+}
+
+impl Phased {
+    /// The rows and columns that the windows of `g` read, from the padded origin.
+    pub fn of(g: &Geometry) -> Phased {
+        let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+        let cols = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+        Phased { rows, len: cols.div_ceil(g.sw), stride: g.sw }
+    }
+
+    pub fn row_len(&self) -> usize {
+        self.len * self.stride
+    }
+
+    pub fn plane_len(&self) -> usize {
+        self.rows * self.row_len()
+    }
+
+    /// Where, in its row, the run of padded column `at` (and every stride-th one after) begins.
+    pub fn start(&self, at: usize) -> usize {
+        (at % self.stride) * self.len + at / self.stride
+    }
+
+    /// Copies one plane `x` (`h x w` of `g`) into `padded` (`plane_len` values), zero where a
+    /// window reaches past the image.
+    pub fn fill(&self, g: &Geometry, x: &[f32], padded: &mut [f32]) {
+    let row_len = self.row_len();
+    for phase in 0..g.sw {
+        // Padded column j * stride + phase is input column j * stride + phase - pl: inside the
+        // image for j in lo..hi.
+        let lo = g.pl.saturating_sub(phase).div_ceil(g.sw).min(self.len);
+        let hi = (g.w + g.pl).saturating_sub(phase).div_ceil(g.sw).clamp(lo, self.len);
+        let first = (lo * g.sw + phase).saturating_sub(g.pl);
+        for (py, row) in padded.chunks_exact_mut(row_len).enumerate() {
+            let dst = &mut row[phase * self.len..(phase + 1) * self.len];
+            let src = py.checked_sub(g.pt).filter(|&iy| iy < g.h).map(|iy| &x[iy * g.w..(iy + 1) * g.w]);
+            let Some(src) = src else {
+                dst.fill(0.0);
+                continue;
+            };
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            let (dst, src) = (&mut dst[lo..hi], &src[first.min(src.len())..]);
+            if g.sw == 1 {
+                dst.copy_from_slice(&src[..dst.len()]);
+                continue;
+            }
+            let mut whole = src.chunks_exact(g.sw);
+            let mut filled = 0;
+            for (d, s) in dst.iter_mut().zip(&mut whole) {
+                *d = s[0];
+                filled += 1;
+            }
+            // The last value read may sit in a part of a stride at the row's end.
+            if let (Some(d), Some(&s)) = (dst.get_mut(filled), whole.remainder().first()) {
+                *d = s;
+            }
+        }
+    }
+}
+}
