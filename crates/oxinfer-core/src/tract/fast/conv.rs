@@ -299,7 +299,7 @@ impl Job<'_> {
 
 /// Runs `f` on this thread's scratch buffer, grown to `len` values (their contents are
 /// whatever the last use left: `f` must write before it reads).
-fn with_scratch(len: usize, f: impl FnOnce(&mut [f32])) -> TractResult<()> {
+pub(super) fn with_scratch(len: usize, f: impl FnOnce(&mut [f32])) -> TractResult<()> {
     COLUMNS.with_borrow_mut(|buf| {
         if buf.len() < len {
             buf.try_reserve_exact(len - buf.len())

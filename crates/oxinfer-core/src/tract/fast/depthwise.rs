@@ -9,7 +9,6 @@
 //! the arithmetic on the small planes of these networks, and with a symbolic dim it falls back
 //! to an im2col and one product per channel.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -17,6 +16,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 
+use super::conv::with_scratch;
 use super::geometry::{Geometry, supported};
 use super::phased::Phased;
 use super::threads_for;
@@ -98,11 +98,6 @@ impl TypedOp for FastDepthwise {
     as_op!();
 }
 
-thread_local! {
-    /// One padded, phase-split plane, reused run after run (every element is rewritten).
-    static PLANE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
 impl EvalOp for FastDepthwise {
     op_out_of_plan!();
 
@@ -140,19 +135,15 @@ impl EvalOp for FastDepthwise {
             let c = i % g.c;
             let (x, w) = (&x[i * plane_in..(i + 1) * plane_in], &w[c * taps..(c + 1) * taps]);
             let b = bias.map_or(0.0, |b| b[c]);
-            PLANE.with_borrow_mut(|buf| {
-                let len = layout.plane_len();
-                if buf.len() < len {
-                    buf.resize(len, 0.0);
-                }
-                let padded = &mut buf[..len];
+            // The thread's scratch buffer, shared with conv.rs: one padded, phase-split plane.
+            with_scratch(layout.plane_len(), |padded| {
                 layout.fill(&g, x, padded);
                 channel(&g, &layout, &offsets, padded, w, b, y);
-            });
+            })
         };
         match threads_for(g.n * g.c * plane_out * taps) {
-            Some(pool) => pool.install(|| y.par_chunks_mut(plane_out).enumerate().for_each(|(i, y)| plane(i, y))),
-            None => y.chunks_exact_mut(plane_out).enumerate().for_each(|(i, y)| plane(i, y)),
+            Some(pool) => pool.install(|| y.par_chunks_mut(plane_out).enumerate().try_for_each(|(i, y)| plane(i, y)))?,
+            None => y.chunks_exact_mut(plane_out).enumerate().try_for_each(|(i, y)| plane(i, y))?,
         }
         Ok(tvec!(output.into_tvalue()))
     }
