@@ -223,7 +223,7 @@ fn load_bytes(bytes: &[u8], origin: &str, dir: Option<&Path>, options: &LoadOpti
             let outputs = describe(typed, &typed.outputs, &output_names, "output")?;
             match symbolic {
                 Some(model) if opt.convolves_symbols => {
-                    (Plans::per_shape(ShapePlans::new(model, precision, run_options, weight_bytes)), inputs, outputs, false, opt.index_limits)
+                    (Plans::per_shape(ShapePlans::new(model, precision, run_options, weight_bytes)), inputs, outputs, opt.split, opt.index_limits)
                 }
                 symbolic => {
                     let plan = opt.model.into_runnable_with_options(&run_options).map_err(|e| fail("plan", &e))?;

@@ -35,7 +35,7 @@ type Plan = Arc<TypedRunnableModel>;
 #[derive(Debug)]
 pub(crate) struct Plans {
     symbolic: Option<Plan>,
-    per_shape: Option<ShapePlans>,
+    per_shape: Option<Arc<ShapePlans>>,
     /// Set once the symbolic plan failed where a per-shape one ran.
     symbolic_failed: AtomicBool,
 }
@@ -68,11 +68,11 @@ pub(crate) struct ShapePlans {
 
 impl Plans {
     pub(crate) fn symbolic(plan: Plan, per_shape: Option<ShapePlans>) -> Plans {
-        Plans { symbolic: Some(plan), per_shape, symbolic_failed: AtomicBool::new(false) }
+        Plans { symbolic: Some(plan), per_shape: per_shape.map(Arc::new), symbolic_failed: AtomicBool::new(false) }
     }
 
     pub(crate) fn per_shape(plans: ShapePlans) -> Plans {
-        Plans { symbolic: None, per_shape: Some(plans), symbolic_failed: AtomicBool::new(false) }
+        Plans { symbolic: None, per_shape: Some(Arc::new(plans)), symbolic_failed: AtomicBool::new(false) }
     }
 
     fn symbolic_plan(&self) -> Option<&Plan> {
@@ -86,6 +86,12 @@ impl Plans {
             (None, Some(plans)) => plans.plan_for(values),
             (None, None) => Err(TractError::msg("the model has no plan")),
         }
+    }
+
+    /// The per-shape plans, when they are what runs (no symbolic plan, or it failed): the
+    /// slices of a split batch each take the plan of their own shape.
+    pub(crate) fn shape_plans(&self) -> Option<Arc<ShapePlans>> {
+        if self.symbolic_plan().is_some() { None } else { self.per_shape.clone() }
     }
 
     /// Whether a failed symbolic plan has per-shape plans to give way to.
@@ -143,7 +149,7 @@ impl ShapePlans {
         self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn plan_for(&self, values: &[TValue]) -> TractResult<Plan> {
+    pub(crate) fn plan_for(&self, values: &[TValue]) -> TractResult<Plan> {
         let key = values
             .iter()
             .map(|v| {

@@ -99,7 +99,11 @@ impl TractModel {
         if parts > 1 {
             if let Executor::MultiThread(pool) = tract_executor(self.threads) {
                 let cancel = cancel.clone();
-                let run: split::RunSlice = Arc::new(move |part| run_until(&plan, part, &cancel));
+                let run: split::RunSlice = match self.plans.shape_plans() {
+                    // A slice's shape is not the batch's: it runs on the plan for its own.
+                    Some(plans) => Arc::new(move |part| run_until(&plans.plan_for(&part)?, part, &cancel)),
+                    None => Arc::new(move |part| run_until(&plan, part, &cancel)),
+                };
                 return split::run_parts(&pool, self.threads - 1, split::cut(&values, items, parts)?, run);
             }
         }
