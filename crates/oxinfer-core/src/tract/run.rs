@@ -72,12 +72,11 @@ impl TractModel {
     /// fails and a plan for these very shapes runs, the model plans per shape from then on
     /// (plans.rs).
     fn run_plan(&self, values: TVec<TValue>, cancel: &Cancel) -> TractResult<TVec<TValue>> {
-        let plan = self.plans.plan_for(&values)?;
         // The inputs are kept for a retry only where a per-shape plan could take over.
         if !self.plans.can_fall_back() {
-            return self.run_on(plan, values, cancel);
+            return self.run_on(values, cancel);
         }
-        let first = self.run_on(plan, values.clone(), cancel);
+        let first = self.run_on(values.clone(), cancel);
         let Err(e) = first else { return first };
         if e.chain().any(|c| c.is::<Cancelled>()) {
             return Err(e);
@@ -92,7 +91,9 @@ impl TractModel {
         }
     }
 
-    fn run_on(&self, plan: Arc<TypedRunnableModel>, values: TVec<TValue>, cancel: &Cancel) -> TractResult<TVec<TValue>> {
+    /// A run on the current plans: the plan for these inputs, or, for a batch split across
+    /// threads, the plan for each slice (a per-shape model makes no plan for the whole batch).
+    fn run_on(&self, values: TVec<TValue>, cancel: &Cancel) -> TractResult<TVec<TValue>> {
         let items = if self.split { values.first().and_then(|v| v.shape().first().copied()).unwrap_or(0) } else { 0 };
         let parts = slices(self.threads, items, crate::linger::in_flight());
         // The executor (a lookup under a lock) only for a run that splits: most runs do not.
@@ -102,11 +103,15 @@ impl TractModel {
                 let run: split::RunSlice = match self.plans.shape_plans() {
                     // A slice's shape is not the batch's: it runs on the plan for its own.
                     Some(plans) => Arc::new(move |part| run_until(&plans.plan_for(&part)?, part, &cancel)),
-                    None => Arc::new(move |part| run_until(&plan, part, &cancel)),
+                    None => {
+                        let plan = self.plans.plan_for(&values)?;
+                        Arc::new(move |part| run_until(&plan, part, &cancel))
+                    }
                 };
                 return split::run_parts(&pool, self.threads - 1, split::cut(&values, items, parts)?, run);
             }
         }
+        let plan = self.plans.plan_for(&values)?;
         crate::linger::counted_run(|| run_until(&plan, values, cancel))
     }
 }

@@ -67,33 +67,11 @@ impl FastConv {
         if pixels.is_none_or(|p| p < MIN_PIXELS) {
             return Ok(None);
         }
-        let f32_dt = f32::datum_type();
-        let facts = (
-            model.outlet_fact(node.inputs[0])?,
-            model.outlet_fact(node.inputs[1])?,
-            model.outlet_fact(node.inputs[2])?,
-        );
-        let (Some(weights), Some(bias)) = (&facts.1.konst, &facts.2.konst) else {
-            return Ok(None);
-        };
         let o = spec.output_channels;
         let mut want = tvec![o, spec.input_channels];
         want.extend(spec.kernel_shape.iter().copied());
-        if facts.0.datum_type != f32_dt
-            || weights.datum_type() != f32_dt
-            || bias.datum_type() != f32_dt
-            || weights.shape() != &*want
-        {
-            return Ok(None);
-        }
-        let bias = match bias.rank() {
-            0 => {
-                let b = *bias.try_as_plain_ram()?.as_slice::<f32>()?.first().context("empty bias")?;
-                (b != 0.0).then(|| Arc::new(tensor1(&vec![b; o])))
-            }
-            1 if bias.len() == o => Some(Arc::clone(bias)),
-            _ => return Ok(None),
-        };
+        let Some((weights, bias)) = constant_weights(model, node, &want)? else { return Ok(None) };
+        let weights = &weights;
         let relu = relu_after(model, node)?;
         let unit = |v: &[usize]| v.iter().all(|&s| s == 1);
         let packed = if unit(&spec.strides()) && unit(&spec.dilations()) && direct::available() {
@@ -115,6 +93,33 @@ impl FastConv {
         patch.shunt_outside(model, OutletId::new(relu.unwrap_or(node.id), 0), y)?;
         Ok(Some(patch))
     }
+}
+
+/// A convolution's f32 input, its constant f32 weights of shape `want` (`[O, C / group, k..]`)
+/// and its bias, as one value per output channel (`None` when zero): what the fast kernels
+/// need of a `Conv` node.
+pub(super) fn constant_weights(
+    model: &TypedModel,
+    node: &TypedNode,
+    want: &[usize],
+) -> TractResult<Option<(Arc<Tensor>, Option<Arc<Tensor>>)>> {
+    let f32_dt = f32::datum_type();
+    let [x, w, b] = [0, 1, 2].map(|i| model.outlet_fact(node.inputs[i]));
+    let (x, w, b) = (x?, w?, b?);
+    let (Some(weights), Some(bias)) = (&w.konst, &b.konst) else { return Ok(None) };
+    if x.datum_type != f32_dt || weights.datum_type() != f32_dt || bias.datum_type() != f32_dt || weights.shape() != want {
+        return Ok(None);
+    }
+    let o = want[0];
+    let bias = match bias.rank() {
+        0 => {
+            let v = *bias.try_as_plain_ram()?.as_slice::<f32>()?.first().context("empty bias")?;
+            (v != 0.0).then(|| Arc::new(tensor1(&vec![v; o])))
+        }
+        1 if bias.len() == o => Some(Arc::clone(bias)),
+        _ => return Ok(None),
+    };
+    Ok(Some((Arc::clone(weights), bias)))
 }
 
 /// The ReLU that alone reads `node`'s output, if any: tract writes it `max(x, 0)`. Folded into

@@ -16,7 +16,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 
-use super::conv::with_scratch;
+use super::conv::{constant_weights, with_scratch};
 use super::geometry::{Geometry, supported};
 use super::phased::Phased;
 use super::threads_for;
@@ -47,29 +47,13 @@ impl FastDepthwise {
         {
             return Ok(None);
         }
-        let f32_dt = f32::datum_type();
-        let x = model.outlet_fact(node.inputs[0])?;
-        let (w, b) = (model.outlet_fact(node.inputs[1])?, model.outlet_fact(node.inputs[2])?);
-        let (Some(weights), Some(bias)) = (&w.konst, &b.konst) else { return Ok(None) };
-        let mut want = tvec![c, 1];
-        want.extend(spec.kernel_shape.iter().copied());
-        if x.datum_type != f32_dt
-            || x.shape.as_concrete().is_none()
-            || weights.datum_type() != f32_dt
-            || bias.datum_type() != f32_dt
-            || weights.shape() != &*want
-        {
+        if model.outlet_fact(node.inputs[0])?.shape.as_concrete().is_none() {
             return Ok(None);
         }
-        let bias = match bias.rank() {
-            0 => {
-                let v = *bias.try_as_plain_ram()?.as_slice::<f32>()?.first().context("empty bias")?;
-                (v != 0.0).then(|| Arc::new(tensor1(&vec![v; c])))
-            }
-            1 if bias.len() == c => Some(Arc::clone(bias)),
-            _ => return Ok(None),
-        };
-        let fast = FastDepthwise { spec: spec.clone(), weights: Arc::clone(weights), bias };
+        let mut want = tvec![c, 1];
+        want.extend(spec.kernel_shape.iter().copied());
+        let Some((weights, bias)) = constant_weights(model, node, &want)? else { return Ok(None) };
+        let fast = FastDepthwise { spec: spec.clone(), weights, bias };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
         let y = patch.wire_node(&node.name, fast, &[x])?[0];

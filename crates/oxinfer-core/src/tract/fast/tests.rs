@@ -209,20 +209,27 @@ fn conv_equals_tracts_on_every_geometry() -> TractResult<()> {
         substitute(&mut folded)?;
         let left = folded.into_compact()?.nodes().iter().filter(|n| n.op().name() == "Max").count();
         assert_eq!(left, 0, "case {i}: the ReLU was not folded");
-        let (want, got, swapped) = both(model, input_for(case, i as u64))?;
-        assert!(swapped, "case {i}: not swapped");
-        assert_eq!(want.shape(), got.shape(), "case {i}");
-        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(
-            worst < 1e-5,
-            "case {i}: worst |tract - fast| = {worst:e} for {:?} {:?} {:?} {:?} {:?}",
-            case.shape,
-            case.kernel,
-            case.strides,
-            case.dilations,
-            case.padding
-        );
+        assert_swapped_and_close(i, case, model)?;
     }
+    Ok(())
+}
+
+/// Runs `model` on case `i`'s input by tract and with the fast kernels swapped in: asserts a
+/// swap happened and the outputs agree within 1e-5.
+fn assert_swapped_and_close(i: usize, case: &Case, model: TypedModel) -> TractResult<()> {
+    let (want, got, swapped) = both(model, input_for(case, i as u64))?;
+    assert!(swapped, "case {i}: not swapped");
+    assert_eq!(want.shape(), got.shape(), "case {i}");
+    let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(
+        worst < 1e-5,
+        "case {i}: worst |tract - fast| = {worst:e} for {:?} {:?} {:?} {:?} {:?}",
+        case.shape,
+        case.kernel,
+        case.strides,
+        case.dilations,
+        case.padding
+    );
     Ok(())
 }
 
@@ -240,19 +247,7 @@ fn depthwise_equals_tracts_on_every_geometry() -> TractResult<()> {
         let bias = if i % 2 == 0 { tensor1(&values(c, 4000 + i as u64)) } else { tensor0(0f32) };
         let (mut model, y) = conv_model(case, c, c, Some(weights), bias)?;
         model.select_output_outlets(&[y])?;
-        let (want, got, swapped) = both(model, input_for(case, i as u64))?;
-        assert!(swapped, "case {i}: not swapped");
-        assert_eq!(want.shape(), got.shape(), "case {i}");
-        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(
-            worst < 1e-5,
-            "case {i}: worst |tract - fast| = {worst:e} for {:?} {:?} {:?} {:?} {:?}",
-            case.shape,
-            case.kernel,
-            case.strides,
-            case.dilations,
-            case.padding
-        );
+        assert_swapped_and_close(i, case, model)?;
         checked += 1;
     }
     assert!(checked > 100, "only {checked} cases ran");
