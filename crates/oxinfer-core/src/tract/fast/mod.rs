@@ -19,11 +19,13 @@
 
 mod add;
 mod batched;
+mod clamp;
 mod conv;
 mod depthwise;
 mod direct;
 mod gelu;
 mod geometry;
+mod lanes;
 mod matmul;
 mod maxpool;
 mod pad;
