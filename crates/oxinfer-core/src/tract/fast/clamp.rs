@@ -46,9 +46,18 @@ impl Clamp {
         Ok(Some((clamp, last)))
     }
 
+    /// `v.max(lo).min(hi)` for each of eight values (a NaN becomes `lo`), written as the selects
+    /// that compile to one vector max and min: `f32::max`'s NaN handling kept the compiler from
+    /// vectorizing it.
     #[inline(always)]
-    pub fn apply(&self, v: f32) -> f32 {
-        v.max(self.lo).min(self.hi)
+    pub fn lanes(&self, v: &[f32; 8]) -> [f32; 8] {
+        let (lo, hi) = ([self.lo; 8], [self.hi; 8]);
+        let mut out = [0f32; 8];
+        for l in 0..8 {
+            let x = if v[l] > lo[l] { v[l] } else { lo[l] };
+            out[l] = if x < hi[l] { x } else { hi[l] };
+        }
+        out
     }
 }
 

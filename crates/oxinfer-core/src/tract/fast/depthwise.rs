@@ -266,8 +266,6 @@ fn pixels<const P: usize>(
     }
     for (p, acc) in acc.iter().enumerate() {
         let dst: &mut [f32; LANES] = out[(ox + p) * LANES..].first_chunk_mut().expect("an output per lane");
-        for l in 0..LANES {
-            dst[l] = clamp.apply(acc[l]);
-        }
+        *dst = clamp.lanes(acc);
     }
 }

@@ -30,6 +30,7 @@ mod matmul;
 mod maxpool;
 mod pad;
 mod phased;
+mod pointwise;
 mod reduce;
 mod softmax;
 mod winograd;
@@ -72,7 +73,10 @@ pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractRes
             match F32EinSum::of(model, node, op)? {
                 Some(e) => match matmul::FastMatMul::replacing(model, node, &e, precision)? {
                     Some(patch) => Some(patch),
-                    None => batched::FastBatchedMatMul::replacing(model, node, &e)?,
+                    None => match pointwise::FastPointwise::replacing(model, node, &e)? {
+                        Some(patch) => Some(patch),
+                        None => batched::FastBatchedMatMul::replacing(model, node, &e)?,
+                    },
                 },
                 None => None,
             }
@@ -120,6 +124,7 @@ pub fn has_products(model: &TypedModel) -> bool {
             || op.is::<Conv>()
             || op.is::<conv::FastConv>()
             || op.is::<depthwise::FastDepthwise>()
+            || op.is::<pointwise::FastPointwise>()
             || op.is::<matmul::FastMatMul>()
             || op.is::<batched::FastBatchedMatMul>()
     })

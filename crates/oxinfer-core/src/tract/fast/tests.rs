@@ -267,6 +267,54 @@ fn depthwise_equals_tracts_on_every_geometry() -> TractResult<()> {
     Ok(())
 }
 
+/// 1x1 convolutions as tract declutters them (an EinSum, then a bias Add), with and without a
+/// batch axis, in 1-D and 2-D, output channels not a multiple of eight, planes of 1 to 792
+/// pixels, and a Clip after: each becomes one FastPointwise, equal to tract's.
+#[test]
+fn pointwise_equals_tracts_einsum() -> TractResult<()> {
+    let shapes: [(&[usize], usize); 7] = [
+        (&[2, 8, 24, 33], 48),
+        (&[1, 56, 2, 2], 13),
+        (&[3, 5, 1, 1], 9),
+        (&[1, 112, 3, 4], 8),
+        (&[2, 16, 7], 21),
+        (&[4, 3, 5], 2),
+        (&[1, 24, 6, 2], 30),
+    ];
+    for (i, &(shape, o)) in shapes.iter().enumerate() {
+        let kernel = vec![1; shape.len() - 2];
+        let case = plain(shape.to_vec(), kernel.clone(), PaddingSpec::Valid);
+        let c = shape[1];
+        let mut kshape = vec![o, c];
+        kshape.extend(&kernel);
+        let weights = Tensor::from_shape(&kshape, &values(o * c, 5000 + i as u64))?;
+        let bias = if i % 2 == 0 { tensor1(&values(o, 6000 + i as u64)) } else { tensor0(0f32) };
+        let (mut model, mut y) = conv_model(&case, o, 1, Some(weights), bias)?;
+        if i % 3 != 2 {
+            let rank = shape.len();
+            let lo = model.add_const("lo", tensor0(-0.25f32).broadcast_into_rank(rank)?)?;
+            let hi = model.add_const("hi", tensor0(0.5f32).broadcast_into_rank(rank)?)?;
+            y = model.wire_node("clip.max", TypedBinOp(Box::new(Max), None), &[y, lo])?[0];
+            y = model.wire_node("clip.min", TypedBinOp(Box::new(Min), None), &[y, hi])?[0];
+        }
+        model.select_output_outlets(&[y])?;
+        let model = model.into_decluttered()?;
+        assert!(model.nodes().iter().any(|n| n.op_is::<EinSum>()), "case {i}: tract made no EinSum of the 1x1 convolution");
+        let input = input_for(&case, 7000 + i as u64);
+        let (want, got, _) = both(model.clone(), input)?;
+        let mut fast = model;
+        substitute(&mut fast)?;
+        let fast = fast.into_compact()?;
+        let names: Vec<String> = fast.nodes().iter().map(|n| n.op().name().to_string()).collect();
+        assert!(names.iter().any(|n| n == "FastPointwise"), "case {i}: not swapped: {names:?}");
+        assert!(!names.iter().any(|n| ["Add", "Max", "Min", "EinSum"].contains(&n.as_str())), "case {i}: left {names:?}");
+        assert_eq!(want.shape(), got.shape(), "case {i}");
+        let worst = floats(&want)?.iter().zip(floats(&got)?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "case {i}: worst |tract - fast| = {worst:e} for {shape:?} -> {o}");
+    }
+    Ok(())
+}
+
 #[test]
 fn leaves_what_it_does_not_cover() -> TractResult<()> {
     let untouched = |case: Case, o: usize, group: usize, weights: Option<Tensor>| -> TractResult<()> {
