@@ -15,7 +15,6 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
@@ -24,7 +23,7 @@ use super::clamp::Clamp;
 use super::conv::{constant_weights, with_scratch};
 use super::geometry::{Geometry, supported};
 use super::lanes::{LANES, deinterleave, interleave};
-use super::threads_for;
+use super::{Parts, for_each_shared};
 use crate::simd::simd_kernel;
 
 /// Output pixels accumulated side by side (independent sums that hide the add latency).
@@ -148,32 +147,35 @@ impl EvalOp for FastDepthwise {
         }
         let layout = Interleaved::of(&g);
         let clamp = self.clamp.unwrap_or(Clamp { lo: f32::NEG_INFINITY, hi: f32::INFINITY });
+        // Where tap (ky, kx) reads in the padded block, from a window's origin.
+        let offsets: Vec<usize> = (0..g.kh)
+            .flat_map(|ky| (0..g.kw).map(move |kx| (ky * g.dh * layout.cols + kx * g.dw) * LANES))
+            .collect();
+        let out = Parts(y.as_mut_ptr());
         // Block `b` of image `n`: its input planes, and where its outputs go.
-        let block = |(n, b): (usize, usize), y: &mut [f32]| {
+        let block = |job: usize| {
+            let (n, b) = (job / blocks, job % blocks);
             let first = n * g.c + b * LANES;
-            let lanes = y.len() / plane_out;
+            let lanes = LANES.min(g.c - b * LANES);
             let x = &x[first * plane_in..(first + lanes) * plane_in];
+            // SAFETY: job `job`'s planes, disjoint from every other job's, inside `y` (its
+            // length was checked above); for_each_shared returns after the last job.
+            let y = unsafe { std::slice::from_raw_parts_mut(out.get().add(first * plane_out), lanes * plane_out) };
             let (w, bias) = (&w[b * taps * LANES..(b + 1) * taps * LANES], &bias[b * LANES..(b + 1) * LANES]);
-            // The thread's scratch buffer, shared with conv.rs: the interleaved planes, then
-            // the block's outputs.
-            with_scratch(layout.len() + plane_out * LANES, |buf| {
-                let (padded, out) = buf.split_at_mut(layout.len());
-                layout.fill(&g, x, plane_in, padded);
-                convolve(&g, &layout, padded, w, bias, clamp, out);
+            // The thread's scratch buffer, shared with conv.rs: the padded planes, the block's
+            // outputs, the planes interleaved whole.
+            with_scratch(layout.len() + (plane_out + plane_in) * LANES, |buf| {
+                let (padded, buf) = buf.split_at_mut(layout.len());
+                let (out, whole) = buf.split_at_mut(plane_out * LANES);
+                layout.fill(&g, x, plane_in, whole, padded);
+                convolve(&g, &layout, &offsets, padded, w, bias, clamp, out);
                 let mut planes = y.chunks_exact_mut(plane_out);
                 let mut planes: [&mut [f32]; LANES] = std::array::from_fn(|_| planes.next().unwrap_or_default());
                 deinterleave(out, plane_out, &mut planes[..lanes]);
             })
         };
-        let mut jobs: Vec<((usize, usize), &mut [f32])> = y
-            .chunks_exact_mut(g.c * plane_out)
-            .enumerate()
-            .flat_map(|(n, image)| image.chunks_mut(LANES * plane_out).enumerate().map(move |(b, y)| ((n, b), y)))
-            .collect();
-        match threads_for(g.n * g.c * plane_out * taps) {
-            Some(pool) => pool.install(|| jobs.par_iter_mut().try_for_each(|(at, y)| block(*at, y)))?,
-            None => jobs.iter_mut().try_for_each(|(at, y)| block(*at, y))?,
-        }
+        // Work in units of SHARE_WORK: with the layout changes, about 16 per multiply-add.
+        for_each_shared(64 * g.n * g.c * plane_out * taps, g.n * blocks, block)?;
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -196,11 +198,14 @@ impl Interleaved {
     }
 
     /// Copies `x`, up to `LANES` planes of `plane` values, into `padded`; zero in the padding
-    /// and in the lanes past the last plane.
-    fn fill(&self, g: &Geometry, x: &[f32], plane: usize, padded: &mut [f32]) {
+    /// and in the lanes past the last plane. `whole`: `plane * LANES` values of scratch, where
+    /// the planes are interleaved whole first (full register tiles even when rows are short),
+    /// then copied row by row into place.
+    fn fill(&self, g: &Geometry, x: &[f32], plane: usize, whole: &mut [f32], padded: &mut [f32]) {
         let mut planes = x.chunks_exact(plane);
         let planes: [&[f32]; LANES] = std::array::from_fn(|_| planes.next().unwrap_or_default());
         let lanes = x.len() / plane;
+        interleave(&planes[..lanes], plane, whole);
         // The input rows and columns that the windows read, and where they start.
         let (rows, cols) = (self.rows.saturating_sub(g.pt).min(g.h), self.cols.saturating_sub(g.pl).min(g.w));
         let left = g.pl.min(self.cols);
@@ -211,61 +216,49 @@ impl Interleaved {
             };
             dst[..left * LANES].fill(0.0);
             dst[(left + cols) * LANES..].fill(0.0);
-            let row: [&[f32]; LANES] = std::array::from_fn(|l| planes[l].get(iy * g.w..iy * g.w + cols).unwrap_or_default());
-            interleave(&row[..lanes], cols, &mut dst[left * LANES..]);
+            let src = &whole[iy * g.w * LANES..(iy * g.w + cols) * LANES];
+            dst[left * LANES..(left + cols) * LANES].copy_from_slice(src);
         }
     }
 }
 
 simd_kernel! {
-    /// One block's outputs, `[oh * ow][LANES]`: `bias + sum over taps of weight * pixel`, clamped.
-    fn convolve(g: &Geometry, layout: &Interleaved, padded: &[f32], w: &[f32], bias: &[f32], clamp: Clamp, out: &mut [f32]) {
+    /// One block's outputs, `[oh * ow][LANES]`: `bias + sum over taps of weight * pixel`,
+    /// clamped. `offsets[t]`: where tap `t` reads in `padded`, from a window's origin. Pixels
+    /// are taken `PIXELS` at a time in output order, across rows, so that planes of a few
+    /// pixels also keep that many sums going.
+    fn convolve(g: &Geometry, layout: &Interleaved, offsets: &[usize], padded: &[f32], w: &[f32], bias: &[f32], clamp: Clamp, out: &mut [f32]) {
         let row_len = layout.cols * LANES;
-        for (oy, out) in out.chunks_exact_mut(g.ow * LANES).enumerate() {
-            let rows = &padded[oy * g.sh * row_len..];
-            let mut ox = 0;
-            while ox + PIXELS <= g.ow {
-                pixels::<PIXELS>(g, row_len, rows, w, bias, clamp, ox, out);
-                ox += PIXELS;
-            }
-            while ox < g.ow {
-                pixels::<1>(g, row_len, rows, w, bias, clamp, ox, out);
-                ox += 1;
-            }
+        let origin = |q: usize| (q / g.ow) * g.sh * row_len + (q % g.ow) * g.sw * LANES;
+        let total = g.oh * g.ow;
+        let mut q = 0;
+        while q + PIXELS <= total {
+            pixels::<PIXELS>(offsets, padded, w, bias, clamp, std::array::from_fn(|j| origin(q + j)), &mut out[q * LANES..]);
+            q += PIXELS;
+        }
+        while q < total {
+            pixels::<1>(offsets, padded, w, bias, clamp, [origin(q)], &mut out[q * LANES..]);
+            q += 1;
         }
     }
 }
 
-/// Outputs `ox .. ox + P` of one row; `rows`: the padded rows from the window's first.
+/// `P` outputs, whose windows start at `origins` in `padded`, to the first `P` pixels of `out`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn pixels<const P: usize>(
-    g: &Geometry,
-    row_len: usize,
-    rows: &[f32],
-    w: &[f32],
-    bias: &[f32],
-    clamp: Clamp,
-    ox: usize,
-    out: &mut [f32],
-) {
+fn pixels<const P: usize>(offsets: &[usize], padded: &[f32], w: &[f32], bias: &[f32], clamp: Clamp, origins: [usize; P], out: &mut [f32]) {
     let bias: &[f32; LANES] = bias.first_chunk().expect("a bias per lane");
     let mut acc = [*bias; P];
-    for ky in 0..g.kh {
-        let row = &rows[ky * g.dh * row_len..][..row_len];
-        for kx in 0..g.kw {
-            let tap: &[f32; LANES] = w[(ky * g.kw + kx) * LANES..].first_chunk().expect("a weight per lane");
-            for (p, acc) in acc.iter_mut().enumerate() {
-                let at = ((ox + p) * g.sw + kx * g.dw) * LANES;
-                let px: &[f32; LANES] = row[at..].first_chunk().expect("a pixel per lane");
-                for l in 0..LANES {
-                    acc[l] += tap[l] * px[l];
-                }
+    for (&off, tap) in offsets.iter().zip(w.chunks_exact(LANES)) {
+        let tap: &[f32; LANES] = tap.first_chunk().expect("a weight per lane");
+        for (acc, &origin) in acc.iter_mut().zip(&origins) {
+            let px: &[f32; LANES] = padded[origin + off..].first_chunk().expect("a pixel per lane");
+            for l in 0..LANES {
+                acc[l] += tap[l] * px[l];
             }
         }
     }
-    for (p, acc) in acc.iter().enumerate() {
-        let dst: &mut [f32; LANES] = out[(ox + p) * LANES..].first_chunk_mut().expect("an output per lane");
+    for (acc, dst) in acc.iter().zip(out.chunks_exact_mut(LANES)) {
+        let dst: &mut [f32; LANES] = dst.first_chunk_mut().expect("an output per lane");
         *dst = clamp.lanes(acc);
     }
 }

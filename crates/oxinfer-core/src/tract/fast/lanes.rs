@@ -89,7 +89,7 @@ mod avx2 {
         }
     }
 
-    /// The whole tiles of eight pixels of [`super::interleave`]: returns how many pixels it did.
+    /// [`super::interleave`], whole tiles of eight pixels then the rest: returns `n`.
     ///
     /// # Safety
     /// AVX2; at most `LANES` rows of at least `n` values, `dst` at least `n * LANES`.
@@ -110,10 +110,29 @@ mod avx2 {
             }
             i += LANES;
         }
-        i
+        // The last pixels, fewer than eight, through a zero-padded tile on the stack.
+        let rest = n - i;
+        if rest > 0 {
+            let mut tile = [[0f32; LANES]; LANES];
+            for (t, row) in tile.iter_mut().zip(rows) {
+                t[..rest].copy_from_slice(&row[i..n]);
+            }
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (v, t) in r.iter_mut().zip(&tile) {
+                // SAFETY: a tile row holds 8 values.
+                *v = unsafe { _mm256_loadu_ps(t.as_ptr()) };
+            }
+            // SAFETY: AVX2 is enabled here.
+            let cols = unsafe { transpose(r) };
+            for (j, v) in cols.into_iter().take(rest).enumerate() {
+                // SAFETY: (i + j + 1) * LANES <= n * LANES <= dst.len().
+                unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add((i + j) * LANES), v) };
+            }
+        }
+        n
     }
 
-    /// The whole tiles of eight pixels of [`super::deinterleave`]: returns how many it did.
+    /// [`super::deinterleave`], whole tiles of eight pixels then the rest: returns `n`.
     ///
     /// # Safety
     /// AVX2; `src` at least `n * LANES`, at most `LANES` rows of at least `n` values.
@@ -134,7 +153,23 @@ mod avx2 {
             }
             i += LANES;
         }
-        i
+        let rest = n - i;
+        if rest > 0 {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (j, v) in r.iter_mut().take(rest).enumerate() {
+                // SAFETY: (i + j + 1) * LANES <= n * LANES <= src.len().
+                *v = unsafe { _mm256_loadu_ps(src.as_ptr().add((i + j) * LANES)) };
+            }
+            // SAFETY: AVX2 is enabled here.
+            let lanes = unsafe { transpose(r) };
+            for (row, v) in rows.iter_mut().zip(lanes) {
+                let mut tile = [0f32; LANES];
+                // SAFETY: the tile holds 8 values.
+                unsafe { _mm256_storeu_ps(tile.as_mut_ptr(), v) };
+                row[i..n].copy_from_slice(&tile[..rest]);
+            }
+        }
+        n
     }
 }
 

@@ -241,6 +241,13 @@ fn sharing_pool(work: usize) -> Option<Arc<rayon::ThreadPool>> {
 #[derive(Clone, Copy)]
 struct Parts(*mut f32);
 
+impl Parts {
+    /// The pointer (a method, so that closures capture the whole Send + Sync wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 // SAFETY: users give each task its own range of the buffer, and `linger::share` returns only
 // after every task has run.
 unsafe impl Send for Parts {}
@@ -265,6 +272,46 @@ fn by_rows<F: Fn(&mut [f32]) + Send + Sync + 'static>(x: &mut [f32], row: usize,
         f(unsafe { std::slice::from_raw_parts_mut(base.0.add(start), end - start) });
     })
     .map_err(|()| TractError::msg("a chunk of rows panicked"))
+}
+
+/// `task(i)` for every `i` in `0..n`: shared with lingering helpers where [`sharing_pool`]
+/// allows for `work` (in [`SHARE_WORK`]'s units), else in order on this thread; the first error
+/// is returned. `task` may borrow from the caller: `linger::share` returns only after every task
+/// has run.
+///
+/// For the small CNN ops (a depthwise or pointwise convolution of 5-50 µs), which a hand-off to
+/// a sleeping pool thread would cost as much as it saves: split this way, the helper that took
+/// one op's share lingers into the next.
+fn for_each_shared<F: Fn(usize) -> TractResult<()> + Sync>(work: usize, n: usize, task: F) -> TractResult<()> {
+    let Some(pool) = sharing_pool(work).filter(|_| n > 1) else {
+        return (0..n).try_for_each(task);
+    };
+    let failed: std::sync::Mutex<Option<TractError>> = std::sync::Mutex::new(None);
+    let run = |i: usize| {
+        if let Err(e) = task(i) {
+            failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+        }
+    };
+    /// The borrowed task, its lifetime erased for `share`'s `'static` bound.
+    struct Task(*const (dyn Fn(usize) + Sync));
+    // SAFETY: the task is Sync, and it outlives every call (see below).
+    unsafe impl Send for Task {}
+    unsafe impl Sync for Task {}
+    let borrowed: &(dyn Fn(usize) + Sync) = &run;
+    // SAFETY: only the lifetime changes; `share` returns after the last call of the task, while
+    // `run` is still alive on this frame.
+    let erased = Task(unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(borrowed) });
+    let threads = pool.current_num_threads();
+    let shared = linger::share(Some(&pool), threads - 1, n, move |i| {
+        let erased = &erased;
+        // SAFETY: see above: the task is alive while share runs.
+        unsafe { (*erased.0)(i) }
+    });
+    shared.map_err(|()| TractError::msg("a shared task panicked"))?;
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

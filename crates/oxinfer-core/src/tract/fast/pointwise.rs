@@ -21,7 +21,7 @@ use super::F32EinSum;
 use super::clamp::Clamp;
 use super::conv::with_scratch;
 use super::lanes::{LANES, deinterleave};
-use super::sole_binary_reader;
+use super::{Parts, for_each_shared, sole_binary_reader};
 use crate::simd::simd_kernel;
 
 /// Pixels accumulated side by side (independent sums that hide the add latency), then half
@@ -169,16 +169,24 @@ impl EvalOp for FastPointwise {
             return Ok(tvec!(output.into_tvalue()));
         }
         let clamp = self.clamp.unwrap_or(Clamp { lo: f32::NEG_INFINITY, hi: f32::INFINITY });
-        let block_len = i * LANES;
-        for (x, y) in x.chunks_exact(i * p).zip(y.chunks_exact_mut(o * p)) {
-            for (b, y) in y.chunks_mut(LANES * p).enumerate() {
-                let (w, bias) = (&w[b * block_len..(b + 1) * block_len], &bias[b * LANES..(b + 1) * LANES]);
-                with_scratch(p * LANES, |out| {
-                    block(x, p, w, bias, clamp, out);
-                    write_rows(out, p, y);
-                })?;
-            }
-        }
+        let (block_len, blocks) = (i * LANES, o.div_ceil(LANES));
+        let out = Parts(y.as_mut_ptr());
+        let job = |job: usize| {
+            let (n, b) = (job / blocks, job % blocks);
+            let first = n * o + b * LANES;
+            let lanes = LANES.min(o - b * LANES);
+            // SAFETY: job `job`'s rows, disjoint from every other job's, inside `y` (its length
+            // was checked above); for_each_shared returns after the last job.
+            let y = unsafe { std::slice::from_raw_parts_mut(out.get().add(first * p), lanes * p) };
+            let x = &x[n * i * p..(n + 1) * i * p];
+            let (w, bias) = (&w[b * block_len..(b + 1) * block_len], &bias[b * LANES..(b + 1) * LANES]);
+            with_scratch(p * LANES, |out| {
+                block(x, p, w, bias, clamp, out);
+                write_rows(out, p, y);
+            })
+        };
+        // Work in units of SHARE_WORK: about 4 per multiply-add.
+        for_each_shared(16 * images * o * i * p, images * blocks, job)?;
         Ok(tvec!(output.into_tvalue()))
     }
 }
