@@ -24,7 +24,6 @@ use super::conv::{constant_weights, with_scratch};
 use super::geometry::{Geometry, supported};
 use super::lanes::{LANES, deinterleave, interleave};
 use super::{Parts, for_each_shared};
-use crate::simd::simd_kernel;
 
 /// Output pixels accumulated side by side (independent sums that hide the add latency).
 const PIXELS: usize = 4;
@@ -161,14 +160,15 @@ impl EvalOp for FastDepthwise {
             // SAFETY: job `job`'s planes, disjoint from every other job's, inside `y` (its
             // length was checked above); for_each_shared returns after the last job.
             let y = unsafe { std::slice::from_raw_parts_mut(out.get().add(first * plane_out), lanes * plane_out) };
-            let (w, bias) = (&w[b * taps * LANES..(b + 1) * taps * LANES], &bias[b * LANES..(b + 1) * LANES]);
+            let bias = bias[b * LANES..].first_chunk().context("FastDepthwise: a bias per lane")?;
+            let taps = Taps { offsets: &offsets, w: &w[b * taps * LANES..(b + 1) * taps * LANES], bias, clamp };
             // The thread's scratch buffer, shared with conv.rs: the padded planes, the block's
             // outputs, the planes interleaved whole.
             with_scratch(layout.len() + (plane_out + plane_in) * LANES, |buf| {
                 let (padded, buf) = buf.split_at_mut(layout.len());
                 let (out, whole) = buf.split_at_mut(plane_out * LANES);
                 layout.fill(&g, x, plane_in, whole, padded);
-                convolve(&g, &layout, &offsets, padded, w, bias, clamp, out);
+                convolve(&g, &layout, &taps, padded, out);
                 let mut planes = y.chunks_exact_mut(plane_out);
                 let mut planes: [&mut [f32]; LANES] = std::array::from_fn(|_| planes.next().unwrap_or_default());
                 deinterleave(out, plane_out, &mut planes[..lanes]);
@@ -199,13 +199,17 @@ impl Interleaved {
 
     /// Copies `x`, up to `LANES` planes of `plane` values, into `padded`; zero in the padding
     /// and in the lanes past the last plane. `whole`: `plane * LANES` values of scratch, where
-    /// the planes are interleaved whole first (full register tiles even when rows are short),
+    /// planes of rows shorter than a register tile are interleaved whole first (full tiles),
     /// then copied row by row into place.
     fn fill(&self, g: &Geometry, x: &[f32], plane: usize, whole: &mut [f32], padded: &mut [f32]) {
         let mut planes = x.chunks_exact(plane);
         let planes: [&[f32]; LANES] = std::array::from_fn(|_| planes.next().unwrap_or_default());
         let lanes = x.len() / plane;
-        interleave(&planes[..lanes], plane, whole);
+        // Rows of a register tile or more are interleaved in place; shorter ones whole first.
+        let short = g.w < LANES;
+        if short {
+            interleave(&planes[..lanes], plane, whole);
+        }
         // The input rows and columns that the windows read, and where they start.
         let (rows, cols) = (self.rows.saturating_sub(g.pt).min(g.h), self.cols.saturating_sub(g.pl).min(g.w));
         let left = g.pl.min(self.cols);
@@ -216,42 +220,63 @@ impl Interleaved {
             };
             dst[..left * LANES].fill(0.0);
             dst[(left + cols) * LANES..].fill(0.0);
-            let src = &whole[iy * g.w * LANES..(iy * g.w + cols) * LANES];
-            dst[left * LANES..(left + cols) * LANES].copy_from_slice(src);
+            let dst = &mut dst[left * LANES..(left + cols) * LANES];
+            if short {
+                dst.copy_from_slice(&whole[iy * g.w * LANES..(iy * g.w + cols) * LANES]);
+            } else {
+                let row: [&[f32]; LANES] = std::array::from_fn(|l| planes[l].get(iy * g.w..iy * g.w + cols).unwrap_or_default());
+                interleave(&row[..lanes], cols, dst);
+            }
         }
     }
 }
 
-simd_kernel! {
-    /// One block's outputs, `[oh * ow][LANES]`: `bias + sum over taps of weight * pixel`,
-    /// clamped. `offsets[t]`: where tap `t` reads in `padded`, from a window's origin. Pixels
-    /// are taken `PIXELS` at a time in output order, across rows, so that planes of a few
-    /// pixels also keep that many sums going.
-    fn convolve(g: &Geometry, layout: &Interleaved, offsets: &[usize], padded: &[f32], w: &[f32], bias: &[f32], clamp: Clamp, out: &mut [f32]) {
-        let row_len = layout.cols * LANES;
-        let origin = |q: usize| (q / g.ow) * g.sh * row_len + (q % g.ow) * g.sw * LANES;
-        let total = g.oh * g.ow;
-        let mut q = 0;
-        while q + PIXELS <= total {
-            pixels::<PIXELS>(offsets, padded, w, bias, clamp, std::array::from_fn(|j| origin(q + j)), &mut out[q * LANES..]);
-            q += PIXELS;
-        }
-        while q < total {
-            pixels::<1>(offsets, padded, w, bias, clamp, [origin(q)], &mut out[q * LANES..]);
-            q += 1;
-        }
+/// What every window of a block multiplies by: where each tap reads in the padded block from
+/// a window's origin, the taps' weights (`[taps][LANES]`), the bias, the clamp.
+struct Taps<'a> {
+    offsets: &'a [usize],
+    w: &'a [f32],
+    bias: &'a [f32; LANES],
+    clamp: Clamp,
+}
+
+/// One block's outputs, `[oh * ow][LANES]`: `bias + sum over taps of weight * pixel`, clamped.
+/// Pixels are taken `PIXELS` at a time in output order, across rows, so that planes of a few
+/// pixels also keep that many sums going.
+fn convolve(g: &Geometry, layout: &Interleaved, taps: &Taps, padded: &[f32], out: &mut [f32]) {
+    let row_len = layout.cols * LANES;
+    let origin = |q: usize| (q / g.ow) * g.sh * row_len + (q % g.ow) * g.sw * LANES;
+    let total = g.oh * g.ow;
+    let mut q = 0;
+    while q + PIXELS <= total {
+        pixels::<PIXELS>(taps, padded, std::array::from_fn(|j| origin(q + j)), &mut out[q * LANES..]);
+        q += PIXELS;
+    }
+    while q < total {
+        pixels::<1>(taps, padded, [origin(q)], &mut out[q * LANES..]);
+        q += 1;
     }
 }
 
-/// `P` outputs, whose windows start at `origins` in `padded`, to the first `P` pixels of `out`.
+/// `P` outputs, whose windows start at `origins` in `padded`, to the first `P` pixels of `out`:
+/// with AVX2 and FMA registers where the CPU has them (the compiler left the portable loops
+/// scalar), else the portable loops.
 #[inline(always)]
-fn pixels<const P: usize>(offsets: &[usize], padded: &[f32], w: &[f32], bias: &[f32], clamp: Clamp, origins: [usize; P], out: &mut [f32]) {
-    let bias: &[f32; LANES] = bias.first_chunk().expect("a bias per lane");
-    let mut acc = [*bias; P];
-    for (&off, tap) in offsets.iter().zip(w.chunks_exact(LANES)) {
-        let tap: &[f32; LANES] = tap.first_chunk().expect("a weight per lane");
+fn pixels<const P: usize>(taps: &Taps, padded: &[f32], origins: [usize; P], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { avx2::pixels::<P>(taps, padded, origins, out) };
+    }
+    pixels_portable::<P>(taps, padded, origins, out)
+}
+
+/// [`pixels`], value by value: the reference, and the path of CPUs without AVX2.
+fn pixels_portable<const P: usize>(taps: &Taps, padded: &[f32], origins: [usize; P], out: &mut [f32]) {
+    let mut acc = [*taps.bias; P];
+    for (&off, tap) in taps.offsets.iter().zip(taps.w.chunks_exact(LANES)) {
         for (acc, &origin) in acc.iter_mut().zip(&origins) {
-            let px: &[f32; LANES] = padded[origin + off..].first_chunk().expect("a pixel per lane");
+            let px = &padded[origin + off..origin + off + LANES];
             for l in 0..LANES {
                 acc[l] += tap[l] * px[l];
             }
@@ -259,6 +284,37 @@ fn pixels<const P: usize>(offsets: &[usize], padded: &[f32], w: &[f32], bias: &[
     }
     for (acc, dst) in acc.iter().zip(out.chunks_exact_mut(LANES)) {
         let dst: &mut [f32; LANES] = dst.first_chunk_mut().expect("an output per lane");
-        *dst = clamp.lanes(acc);
+        *dst = taps.clamp.lanes(acc);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{LANES, Taps};
+
+    /// [`super::pixels`] in AVX2 registers, one fused multiply-add per tap and pixel.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn pixels<const P: usize>(taps: &Taps, padded: &[f32], origins: [usize; P], out: &mut [f32]) {
+        // SAFETY (loads and stores): each pointer is that of a slice of LANES values, bounds
+        // checked by the slicing.
+        let mut acc = [unsafe { _mm256_loadu_ps(taps.bias.as_ptr()) }; P];
+        for (&off, tap) in taps.offsets.iter().zip(taps.w.chunks_exact(LANES)) {
+            let w = unsafe { _mm256_loadu_ps(tap.as_ptr()) };
+            for (acc, &origin) in acc.iter_mut().zip(&origins) {
+                let px = &padded[origin + off..origin + off + LANES];
+                *acc = _mm256_fmadd_ps(w, unsafe { _mm256_loadu_ps(px.as_ptr()) }, *acc);
+            }
+        }
+        // max_ps returns its second operand for a NaN: the portable clamp's lower bound.
+        let (lo, hi) = (_mm256_set1_ps(taps.clamp.lo), _mm256_set1_ps(taps.clamp.hi));
+        for (acc, dst) in acc.iter().zip(out.chunks_exact_mut(LANES)) {
+            let v = _mm256_min_ps(_mm256_max_ps(*acc, lo), hi);
+            unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), v) };
+        }
     }
 }
