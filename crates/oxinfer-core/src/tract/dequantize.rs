@@ -20,6 +20,13 @@ pub struct Dequantize(DequantizeLinearF32);
 // The scale is never NaN (a quantization scale is positive), so equality is total.
 impl Eq for Dequantize {}
 
+impl Dequantize {
+    /// The dequantization it computes.
+    pub fn linear(&self) -> &DequantizeLinearF32 {
+        &self.0
+    }
+}
+
 impl Op for Dequantize {
     fn name(&self) -> StaticName {
         "Dequantize".into()

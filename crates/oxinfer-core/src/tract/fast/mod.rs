@@ -32,6 +32,7 @@ mod pad;
 mod phased;
 mod pointwise;
 mod reduce;
+mod requantize;
 mod softmax;
 mod winograd;
 
@@ -87,7 +88,10 @@ pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractRes
         } else if let Some(op) = node.op_as::<Softmax>() {
             softmax::FastSoftmax::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<ElementWiseOp>() {
-            gelu::FastGelu::replacing(model, node, op)?
+            match gelu::FastGelu::replacing(model, node, op)? {
+                Some(patch) => Some(patch),
+                None => requantize::Requantize::replacing(model, node, op)?,
+            }
         } else {
             None
         };

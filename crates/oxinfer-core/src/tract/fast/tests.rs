@@ -315,6 +315,40 @@ fn pointwise_equals_tracts_einsum() -> TractResult<()> {
     Ok(())
 }
 
+/// A u8 quantization read by two dequantizations (its own parameters, and others), and an i8
+/// one read by one: each dequantization becomes a Requantize equal to tract's pair, clamping
+/// included (inputs reach past both integer ranges).
+#[test]
+fn requantize_equals_tracts_quantize_then_dequantize() -> TractResult<()> {
+    use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+    use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([3, 41]))?;
+    let q8 = model.wire_node("q.u8", ElementWiseOp(Box::new(QuantizeLinearU8 { scale: 1.0 / 0.05, zero_point: 120 }), None), &[x])?[0];
+    let a = model.wire_node("dq.a", DequantizeLinearF32 { scale: 0.05, zero_point: 120 }, &[q8])?[0];
+    let b = model.wire_node("dq.b", DequantizeLinearF32 { scale: 0.02, zero_point: 3 }, &[q8])?[0];
+    let qi = model.wire_node("q.i8", ElementWiseOp(Box::new(QuantizeLinearI8 { scale: 1.0 / 0.03, zero_point: -5 }), None), &[x])?[0];
+    let c = model.wire_node("dq.c", DequantizeLinearF32 { scale: 0.03, zero_point: -5 }, &[qi])?[0];
+    model.select_output_outlets(&[a, b, c])?;
+    let input = Tensor::from_shape(&[3, 41], &values(123, 77).iter().map(|v| v * 9.0).collect::<Vec<f32>>())?;
+    let want = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
+    let mut fast = model;
+    substitute(&mut fast)?;
+    let fast = fast.into_compact()?;
+    let names: Vec<String> = fast.nodes().iter().map(|n| n.op().name().to_string()).collect();
+    assert_eq!(names.iter().filter(|n| *n == "Requantize").count(), 3, "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("Quantize") || n.starts_with("Dequantize")), "{names:?}");
+    let got = fast.into_runnable()?.run(tvec![input.into_tvalue()])?;
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        let (w, g) = (floats(w)?, floats(g)?);
+        let worst = w.iter().zip(&g).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-6, "output {i}: worst |tract - fast| = {worst:e}");
+        let (lo, hi) = w.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        assert!(w.iter().filter(|&&v| v == lo || v == hi).count() > 2, "output {i}: the range clamps");
+    }
+    Ok(())
+}
+
 #[test]
 fn leaves_what_it_does_not_cover() -> TractResult<()> {
     let untouched = |case: Case, o: usize, group: usize, weights: Option<Tensor>| -> TractResult<()> {
