@@ -17,12 +17,13 @@
 //! swapped ops are checked against tract's own on a grid of shapes, strides, dilations and
 //! paddings (tests below), and the ONNX conformance list runs through them.
 
-mod add;
 mod batched;
+mod broadcast;
 mod clamp;
 mod conv;
 mod depthwise;
 mod direct;
+mod dynamic_quantize;
 mod gelu;
 mod geometry;
 mod lanes;
@@ -82,7 +83,7 @@ pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractRes
                 None => None,
             }
         } else if let Some(op) = node.op_as::<TypedBinOp>() {
-            add::FastAdd::replacing(model, node, op)?
+            broadcast::FastBroadcast::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<Reduce>() {
             reduce::FastSumRows::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<Softmax>() {
@@ -93,7 +94,7 @@ pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractRes
                 None => requantize::Requantize::replacing(model, node, op)?,
             }
         } else {
-            None
+            dynamic_quantize::FastDynamicQuantize::replacing(model, node)?
         };
         if let Some(patch) = patch {
             patch.apply(model)?;

@@ -4,7 +4,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::math::{Add, Max, Min};
+use tract_onnx::tract_core::ops::math::{Add, Max, Min, Mul};
 use tract_onnx::tract_core::ops::nn::{DataFormat, Softmax, SoftmaxKind};
 
 use super::substitute;
@@ -629,7 +629,6 @@ fn batched_matmul_leaves_what_it_does_not_cover() -> TractResult<()> {
 /// scale); a per-column constant, or a product that is also a model output, keeps its `Mul`.
 #[test]
 fn batched_matmul_folds_a_scalar_scale() -> TractResult<()> {
-    use tract_onnx::tract_core::ops::math::Mul;
     let (sa, sb) = ([2usize, 5, 3, 4], [2usize, 6, 3, 4]);
     for (i, (scale_shape, also_output, folded)) in
         [(&[1usize, 1, 1, 1][..], false, true), (&[1, 1, 1, 6][..], false, false), (&[1, 1, 1, 1][..], true, false)].into_iter().enumerate()
@@ -677,8 +676,9 @@ fn add_node(model: &mut TypedModel, name: &str, a: OutletId, b: OutletId) -> Tra
     Ok(model.wire_node(name, TypedBinOp(Box::new(Add), None), &[a, b])?[0])
 }
 
+/// Each case as an Add and as a Mul (both FastBroadcast's).
 #[test]
-fn add_equals_tracts_on_every_broadcast() -> TractResult<()> {
+fn add_and_mul_equal_tracts_on_every_broadcast() -> TractResult<()> {
     // Same shapes, the attention mask over heads and queries, a value per row, the full operand
     // second, both broadcast, broadcast in the middle, unit axes, and scalars.
     let cases: [(&[usize], &[usize]); 10] = [
@@ -693,7 +693,7 @@ fn add_equals_tracts_on_every_broadcast() -> TractResult<()> {
         (&[4, 1], &[4, 1]),
         (&[], &[]),
     ];
-    for (i, (sa, sb)) in cases.into_iter().enumerate() {
+    for ((i, (sa, sb)), mul) in cases.into_iter().enumerate().flat_map(|c| [(c, false), (c, true)]) {
         for symbolic in [false, true] {
             let mut model = TypedModel::default();
             let n: TDim = model.symbols.sym("N").into();
@@ -709,14 +709,18 @@ fn add_equals_tracts_on_every_broadcast() -> TractResult<()> {
             }
             let a = model.add_source("a", fact(sa))?;
             let b = model.add_source("b", fact(sb))?;
-            let y = add_node(&mut model, "add", a, b)?;
+            let y = if mul {
+                model.wire_node("mul", TypedBinOp(Box::new(Mul), None), &[a, b])?[0]
+            } else {
+                add_node(&mut model, "add", a, b)?
+            };
             model.select_output_outlets(&[y])?;
             let ta = Tensor::from_shape(sa, &values(sa.iter().product(), 500 + i as u64))?;
             let tb = Tensor::from_shape(sb, &values(sb.iter().product(), 600 + i as u64))?;
             let (want, got, swapped) = both_of(model, tvec![ta, tb])?;
-            assert!(swapped, "case {i} {sa:?} + {sb:?}: not swapped");
+            assert!(swapped, "case {i} {sa:?}, {sb:?}, mul {mul}: not swapped");
             assert_eq!(want.shape(), got.shape(), "case {i}");
-            assert_eq!(floats(&want)?, floats(&got)?, "case {i} {sa:?} + {sb:?}, symbolic {symbolic}");
+            assert_eq!(floats(&want)?, floats(&got)?, "case {i} {sa:?}, {sb:?}, mul {mul}, symbolic {symbolic}");
         }
     }
     Ok(())
@@ -832,7 +836,6 @@ fn winograd_conv_matches_tract_on_odd_and_even_sizes() -> TractResult<()> {
 /// A sum over `axes` of a source of `shape`, then (when `scale`) a multiplication by a
 /// constant of `scale_shape`.
 fn sum_model(shape: &[usize], axes: &[usize], scale: Option<&[usize]>) -> TractResult<TypedModel> {
-    use tract_onnx::tract_core::ops::math::Mul;
     use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
     let mut model = TypedModel::default();
     let x = model.add_source("x", f32::fact(shape))?;

@@ -1,30 +1,47 @@
-//! `Add` of two f32 activations, with broadcasting: a transformer's residual sums and its
-//! attention mask added to every head's scores (`[N, 12, S, S] + [N, 1, 1, S]`), in place in
-//! the full-shaped operand when tract lets go of it.
+//! `Add` and `Mul` of two f32 activations, with broadcasting: a transformer's residual sums and
+//! its attention mask added to every head's scores (`[N, 12, S, S] + [N, 1, 1, S]`), a dynamically
+//! quantized product's rescaling by its run-time scales (`[N, S, D] * [1, 1, D]`), in place in the
+//! full-shaped operand when tract lets go of it.
 //!
 //! Why: with symbolic batch and sequence sizes tract keeps these as its generic binary op,
 //! which broadcasts through ndarray one element at a time: on the MiniLM-shaped encoder at
 //! batch 32 that was 13% of the run, once the matmuls were gemm's. Here each output row is one
 //! vectorized loop (a row of each operand, or a row and one value).
 //!
-//! Adds with a constant operand stay tract's: its optimizer fuses them with what comes before
+//! Ops with a constant operand stay tract's: its optimizer fuses them with what comes before
 //! (LayerNorm's scale and shift become one `OptBinChain`).
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
-use tract_onnx::tract_core::ops::math::Add;
+use tract_onnx::tract_core::ops::math::{Add, Mul};
 
 use crate::simd::simd_kernel;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FastAdd;
+/// The operation, commutative: the result may be written into either operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Add,
+    Mul,
+}
 
-impl FastAdd {
-    /// The patch that puts a FastAdd in place of `node`, an f32 `Add` of two non-constant
-    /// operands.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FastBroadcast {
+    kind: Kind,
+}
+
+impl FastBroadcast {
+    /// The patch that puts a FastBroadcast in place of `node`, an f32 `Add` or `Mul` of two
+    /// non-constant operands.
     pub fn replacing(model: &TypedModel, node: &TypedNode, op: &TypedBinOp) -> TractResult<Option<TypedModelPatch>> {
-        if !op.0.is::<Add>() || op.1.is_some() || node.inputs.len() != 2 {
+        let kind = if op.0.is::<Add>() {
+            Kind::Add
+        } else if op.0.is::<Mul>() {
+            Kind::Mul
+        } else {
+            return Ok(None);
+        };
+        if op.1.is_some() || node.inputs.len() != 2 {
             return Ok(None);
         }
         let facts = [model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?];
@@ -34,21 +51,24 @@ impl FastAdd {
         if out.datum_type != f32_dt || !facts.iter().all(|f| plain(f)) {
             return Ok(None);
         }
-        TypedModelPatch::replace_single_op(model, node, &node.inputs, FastAdd).map(Some)
+        TypedModelPatch::replace_single_op(model, node, &node.inputs, FastBroadcast { kind }).map(Some)
     }
 }
 
-impl Op for FastAdd {
+impl Op for FastBroadcast {
     fn name(&self) -> StaticName {
-        "FastAdd".into()
+        match self.kind {
+            Kind::Add => "FastAdd".into(),
+            Kind::Mul => "FastMul".into(),
+        }
     }
 
     op_as_typed_op!();
 }
 
-impl TypedOp for FastAdd {
+impl TypedOp for FastBroadcast {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 2 && inputs[0].rank() == inputs[1].rank(), "FastAdd: two inputs of one rank");
+        ensure!(inputs.len() == 2 && inputs[0].rank() == inputs[1].rank(), "{}: two inputs of one rank", self.name());
         let shape = tract_onnx::tract_core::broadcast::multi_broadcast(&[&*inputs[0].shape, &*inputs[1].shape])?;
         Ok(tvec!(f32::fact(shape)))
     }
@@ -69,30 +89,34 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> TVec<usize> {
     strides
 }
 
-impl EvalOp for FastAdd {
+impl EvalOp for FastBroadcast {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (a, b) = args_2!(inputs);
-        ensure!(a.rank() == b.rank(), "FastAdd: ranks {} and {} differ", a.rank(), b.rank());
+        ensure!(a.rank() == b.rank(), "{}: ranks {} and {} differ", self.name(), a.rank(), b.rank());
         let out: TVec<usize> = tract_onnx::tract_core::broadcast::multi_broadcast(&[a.shape(), b.shape()])?;
-        // Sum into the operand that has the output's shape (addition commutes), else a new one.
+        // Into the operand that has the output's shape (both ops commute), else into a new one
+        // that starts as the op's identity.
         let (mut y, other) = if a.shape() == &*out {
             (a.into_tensor(), b)
         } else if b.shape() == &*out {
             (b.into_tensor(), a)
         } else {
-            let mut y = Tensor::zero::<f32>(&out)?;
-            add_into(&mut y, &a, &out)?;
+            let mut y = match self.kind {
+                Kind::Add => Tensor::zero::<f32>(&out)?,
+                Kind::Mul => tensor0(1f32).broadcast_scalar_to_shape(&out)?,
+            };
+            apply_into(self.kind, &mut y, &a, &out)?;
             (y, b)
         };
-        add_into(&mut y, &other, &out)?;
+        apply_into(self.kind, &mut y, &other, &out)?;
         Ok(tvec!(y.into_tvalue()))
     }
 }
 
-/// `y += x`, `x` broadcast to `y`'s shape `out`.
-fn add_into(y: &mut Tensor, x: &Tensor, out: &[usize]) -> TractResult<()> {
+/// `y += x` or `y *= x`, `x` broadcast to `y`'s shape `out`.
+fn apply_into(kind: Kind, y: &mut Tensor, x: &Tensor, out: &[usize]) -> TractResult<()> {
     let strides = broadcast_strides(x.shape(), out);
     let view = x.try_as_plain_ram()?;
     let x = view.as_slice::<f32>()?;
@@ -120,10 +144,11 @@ fn add_into(y: &mut Tensor, x: &Tensor, out: &[usize]) -> TractResult<()> {
     let mut index: TVec<usize> = tvec![0; outer.len()];
     for row in y.chunks_exact_mut(run) {
         let offset: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
-        if last_full {
-            add_rows(row, &x[offset..offset + run]);
-        } else {
-            add_value(row, x[offset]);
+        match (kind, last_full) {
+            (Kind::Add, true) => add_rows(row, &x[offset..offset + run]),
+            (Kind::Add, false) => add_value(row, x[offset]),
+            (Kind::Mul, true) => mul_rows(row, &x[offset..offset + run]),
+            (Kind::Mul, false) => mul_value(row, x[offset]),
         }
         // Next outer coordinate, last axis fastest.
         for (i, dim) in index.iter_mut().zip(outer).rev() {
@@ -149,6 +174,22 @@ simd_kernel! {
     fn add_value(y: &mut [f32], x: f32) {
         for y in y.iter_mut() {
             *y += x;
+        }
+    }
+}
+
+simd_kernel! {
+    fn mul_rows(y: &mut [f32], x: &[f32]) {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y *= x;
+        }
+    }
+}
+
+simd_kernel! {
+    fn mul_value(y: &mut [f32], x: f32) {
+        for y in y.iter_mut() {
+            *y *= x;
         }
     }
 }
