@@ -22,6 +22,7 @@ mod broadcast;
 mod clamp;
 mod conv;
 mod depthwise;
+mod dims;
 mod direct;
 mod dynamic_quantize;
 mod gelu;
@@ -83,7 +84,10 @@ pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractRes
                 None => None,
             }
         } else if let Some(op) = node.op_as::<TypedBinOp>() {
-            broadcast::FastBroadcast::replacing(model, node, op)?
+            match broadcast::FastBroadcast::replacing(model, node, op)? {
+                Some(patch) => Some(patch),
+                None => dims::DimArith::replacing(model, node, op)?,
+            }
         } else if let Some(op) = node.op_as::<Reduce>() {
             reduce::FastSumRows::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<Softmax>() {
