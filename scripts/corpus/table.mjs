@@ -17,7 +17,8 @@ const benchArg = args.indexOf('--bench') >= 0 ? args[args.indexOf('--bench') + 1
 /** The newest results file that has the `real` case. */
 function newestReal() {
   const dir = join(root, 'bench', 'results');
-  const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort().reverse();
+  // latest.json is whichever run came last, of any cases: the dated files are the record.
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'latest.json').sort().reverse();
   for (const f of files) {
     const r = JSON.parse(readFileSync(join(dir, f), 'utf8'));
     if (Array.isArray(r.cases) && r.cases.some((c) => c.name === 'real')) return join(dir, f);

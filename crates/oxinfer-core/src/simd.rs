@@ -7,6 +7,25 @@
 /// AVX-512F, else AVX2 + FMA, else the build's baseline, as the CPU allows. `body` should be
 /// plain loops over slices that the compiler can vectorize; it must not be `unsafe`.
 macro_rules! simd_kernel {
+    // `simd_kernel!(avx2; fn ...)`: AVX2 + FMA or the baseline only, for loops written for
+    // eight lanes, which an AVX-512 copy would not speed up (and which add to the addon's size).
+    (avx2; $(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) { body($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) {

@@ -163,6 +163,7 @@ fn apply_into(kind: Kind, y: &mut Tensor, x: &Tensor, out: &[usize]) -> TractRes
 }
 
 simd_kernel! {
+    avx2;
     fn add_rows(y: &mut [f32], x: &[f32]) {
         for (y, x) in y.iter_mut().zip(x) {
             *y += x;
@@ -171,6 +172,7 @@ simd_kernel! {
 }
 
 simd_kernel! {
+    avx2;
     fn add_value(y: &mut [f32], x: f32) {
         for y in y.iter_mut() {
             *y += x;
@@ -179,6 +181,7 @@ simd_kernel! {
 }
 
 simd_kernel! {
+    avx2;
     fn mul_rows(y: &mut [f32], x: &[f32]) {
         for (y, x) in y.iter_mut().zip(x) {
             *y *= x;
@@ -187,6 +190,7 @@ simd_kernel! {
 }
 
 simd_kernel! {
+    avx2;
     fn mul_value(y: &mut [f32], x: f32) {
         for y in y.iter_mut() {
             *y *= x;

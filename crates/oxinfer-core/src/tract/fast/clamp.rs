@@ -28,6 +28,12 @@ impl Hash for Clamp {
     }
 }
 
+impl std::fmt::Display for Clamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "then clamp to [{}, {}]", self.lo, self.hi)
+    }
+}
+
 impl Clamp {
     /// The `Max` and / or `Min` by a scalar constant that alone read `node`'s output (the second
     /// alone reading the first's), with the node whose output the clamp ends at.

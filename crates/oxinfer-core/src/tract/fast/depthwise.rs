@@ -22,7 +22,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PoolSpec};
 use super::clamp::Clamp;
 use super::conv::{constant_weights, with_scratch};
 use super::geometry::{Geometry, supported};
-use super::lanes::{LANES, deinterleave, interleave};
+use super::lanes::{LANES, by_blocks, deinterleave, interleave};
 use super::{Parts, for_each_shared};
 
 /// Output pixels accumulated side by side (independent sums that hide the add latency).
@@ -64,17 +64,11 @@ impl FastDepthwise {
         want.extend(spec.kernel_shape.iter().copied());
         let Some((weights, bias)) = constant_weights(model, node, &want)? else { return Ok(None) };
         let blocks = c.div_ceil(LANES);
-        let mut w = vec![0f32; blocks * taps * LANES];
-        for (ch, taps_of) in weights.try_as_plain_ram()?.as_slice::<f32>()?.chunks_exact(taps).enumerate() {
-            let (b, l) = (ch / LANES, ch % LANES);
-            for (t, &v) in taps_of.iter().enumerate() {
-                w[(b * taps + t) * LANES + l] = v;
-            }
-        }
-        let mut b = vec![0f32; blocks * LANES];
-        if let Some(bias) = &bias {
-            b[..c].copy_from_slice(bias.try_as_plain_ram()?.as_slice::<f32>()?);
-        }
+        let w = by_blocks(weights.try_as_plain_ram()?.as_slice::<f32>()?, taps);
+        let b = match &bias {
+            Some(bias) => by_blocks(bias.try_as_plain_ram()?.as_slice::<f32>()?, 1),
+            None => vec![0f32; blocks * LANES],
+        };
         let clamp = Clamp::after(model, node)?;
         let fast = FastDepthwise {
             spec: spec.clone(),
@@ -98,9 +92,7 @@ impl Op for FastDepthwise {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let mut info = self.spec.info();
-        if let Some(c) = self.clamp {
-            info.push(format!("then clamp to [{}, {}]", c.lo, c.hi));
-        }
+        info.extend(self.clamp.map(|c| c.to_string()));
         Ok(info)
     }
 

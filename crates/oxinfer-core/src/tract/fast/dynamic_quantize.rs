@@ -141,6 +141,7 @@ fn scale_and_zero_point(x: &[f32]) -> (f32, u8) {
 }
 
 simd_kernel! {
+    avx2;
     /// The smallest and largest of `x` and 0, NaNs skipped, to `bounds`.
     fn range(x: &[f32], bounds: &mut (f32, f32)) {
         let (mut lo, mut hi) = ([0f32; 8], [0f32; 8]);
@@ -168,6 +169,7 @@ fn quantize(x: f32, scale: f32, zero_point: f32) -> f32 {
 }
 
 simd_kernel! {
+    avx2;
     fn quantized(x: &[f32], scale: f32, zero_point: f32, y: &mut [u8]) {
         for (y, &x) in y.iter_mut().zip(x) {
             *y = quantize(x, scale, zero_point) as u8;
@@ -176,6 +178,7 @@ simd_kernel! {
 }
 
 simd_kernel! {
+    avx2;
     fn shifted(x: &[f32], scale: f32, zero_point: f32, y: &mut [f32]) {
         for (y, &x) in y.iter_mut().zip(x) {
             *y = quantize(x, scale, zero_point) - zero_point;

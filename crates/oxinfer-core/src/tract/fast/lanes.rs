@@ -6,6 +6,24 @@
 /// Values per pixel: eight f32, one AVX2 register.
 pub const LANES: usize = 8;
 
+/// `values`, one row of `per` values for each of `channels` channels, regrouped by blocks of
+/// `LANES` channels as `[blocks][per][LANES]`: value `j` of channel `c` at
+/// `((c / LANES) * per + j) * LANES + c % LANES`, zero in the lanes past the last channel.
+pub fn by_blocks(values: &[f32], per: usize) -> Vec<f32> {
+    if per == 0 {
+        return Vec::new();
+    }
+    let channels = values.len() / per;
+    let mut out = vec![0f32; channels.div_ceil(LANES) * per * LANES];
+    for (c, row) in values.chunks_exact(per).enumerate() {
+        let (b, l) = (c / LANES, c % LANES);
+        for (j, &v) in row.iter().enumerate() {
+            out[(b * per + j) * LANES + l] = v;
+        }
+    }
+    out
+}
+
 /// `dst[i * LANES + l] = rows[l][i]` for `i < n`, 0 in the lanes past the last row.
 pub fn interleave(rows: &[&[f32]], n: usize, dst: &mut [f32]) {
     assert!(rows.len() <= LANES && rows.iter().all(|r| r.len() >= n) && dst.len() >= n * LANES, "interleave: bad sizes");

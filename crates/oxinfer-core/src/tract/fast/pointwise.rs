@@ -20,7 +20,7 @@ use tract_onnx::tract_core::ops::math::Add;
 use super::F32EinSum;
 use super::clamp::Clamp;
 use super::conv::with_scratch;
-use super::lanes::{LANES, deinterleave};
+use super::lanes::{LANES, by_blocks, deinterleave};
 use super::{Parts, for_each_shared, sole_binary_reader};
 use crate::simd::simd_kernel;
 
@@ -68,17 +68,11 @@ impl FastPointwise {
         };
         let clamp = Clamp::after(model, model.node(after_bias))?;
         let blocks = o.div_ceil(LANES);
-        let mut packed = vec![0f32; blocks * i * LANES];
-        for (oc, row) in weights.try_as_plain_ram()?.as_slice::<f32>()?.chunks_exact(i).enumerate() {
-            let (b, l) = (oc / LANES, oc % LANES);
-            for (ic, &v) in row.iter().enumerate() {
-                packed[(b * i + ic) * LANES + l] = v;
-            }
-        }
-        let mut b = vec![0f32; blocks * LANES];
-        if let Some(bias) = bias {
-            b[..o].copy_from_slice(&bias);
-        }
+        let packed = by_blocks(weights.try_as_plain_ram()?.as_slice::<f32>()?, i);
+        let b = match bias {
+            Some(bias) => by_blocks(&bias, 1),
+            None => vec![0f32; blocks * LANES],
+        };
         let fast = FastPointwise {
             channel_axis: axis,
             weights: Arc::new(Tensor::from_shape(&[blocks, i, LANES], &packed)?),
@@ -122,9 +116,7 @@ impl Op for FastPointwise {
 
     fn info(&self) -> TractResult<Vec<String>> {
         let mut info = vec![format!("{} x {} weights, channels at axis {}", self.o, self.i, self.channel_axis)];
-        if let Some(c) = self.clamp {
-            info.push(format!("then clamp to [{}, {}]", c.lo, c.hi));
-        }
+        info.extend(self.clamp.map(|c| c.to_string()));
         Ok(info)
     }
 
@@ -200,6 +192,7 @@ fn write_rows(out: &[f32], p: usize, y: &mut [f32]) {
 }
 
 simd_kernel! {
+    avx2;
     /// One block of eight output channels over every pixel, `out`: `[P][LANES]`, `bias + sum
     /// over input channels of weight * pixel`, clamped. `x`: `[I][P]`, `w`: `[I][LANES]`.
     fn block(x: &[f32], p: usize, w: &[f32], bias: &[f32], clamp: Clamp, out: &mut [f32]) {

@@ -120,6 +120,7 @@ impl EvalOp for Requantize {
 }
 
 simd_kernel! {
+    avx2;
     /// `x = (clamp(round_ties_even(x * inv_scale) + zero_point, lo, hi) - dq_zero_point) *
     /// dq_scale`: tract's QuantizeLinear then DequantizeLinear, in f32 (a NaN ends at `lo`).
     fn requantize(x: &mut [f32], q: Requantize) {
