@@ -10,10 +10,16 @@
 //! On transformers, tract's matmul by constant weights reached about two thirds of the
 //! throughput `gemm` does on this kind of CPU: those products go to `gemm` too, bias included,
 //! and so do attention's batched products of two activations, read in place through strides;
-//! sums of two activations (residuals, the attention mask) get vectorized broadcasting loops.
+//! sums and products of two activations (residuals, the attention mask, a dynamically quantized
+//! product's rescaling) get vectorized broadcasting loops.
+//!
+//! Small CNNs' depthwise and pointwise convolutions run eight channels to a register
+//! (depthwise.rs, pointwise.rs); quantized models' activation quantizations stay in f32
+//! (requantize.rs, dynamic_quantize.rs); arithmetic on computed dims runs on integers (dims.rs).
 //!
 //! Only configurations these kernels cover exactly are swapped (f32, channels first, 1-D or
-//! 2-D, one group, constant weights, no index output); every other op stays tract's. The
+//! 2-D, one group or one per channel, constant weights, no index output); every other op stays
+//! tract's. The
 //! swapped ops are checked against tract's own on a grid of shapes, strides, dilations and
 //! paddings (tests below), and the ONNX conformance list runs through them.
 
