@@ -34,6 +34,7 @@ mod dynamic_quantize;
 mod gelu;
 mod geometry;
 mod lanes;
+mod layer_norm;
 mod matmul;
 mod maxpool;
 mod pad;
@@ -95,7 +96,10 @@ pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractRes
                 None => dims::DimArith::replacing(model, node, op)?,
             }
         } else if let Some(op) = node.op_as::<Reduce>() {
-            reduce::FastSumRows::replacing(model, node, op)?
+            match layer_norm::FastLayerNorm::replacing(model, node, op)? {
+                Some(patch) => Some(patch),
+                None => reduce::FastSumRows::replacing(model, node, op)?,
+            }
         } else if let Some(op) = node.op_as::<Softmax>() {
             softmax::FastSoftmax::replacing(model, node, op)?
         } else if let Some(op) = node.op_as::<ElementWiseOp>() {

@@ -49,7 +49,7 @@ impl FastSumRows {
 
 /// The Mul by a scalar f32 constant that alone reads `node`'s output, if any, and the constant,
 /// when the product keeps `node`'s shape.
-fn scale_after(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(usize, f32)>> {
+pub(super) fn scale_after(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(usize, f32)>> {
     let Some((next, other)) = sole_binary_reader::<Mul>(model, node)? else { return Ok(None) };
     let Some(k) = model.outlet_fact(other)?.konst.as_ref() else { return Ok(None) };
     if k.datum_type() != f32::datum_type() || k.len() != 1 {

@@ -884,6 +884,65 @@ fn trailing_sums_equal_tracts_and_fold_a_scalar_scale() -> TractResult<()> {
     Ok(())
 }
 
+/// ONNX's `LayerNormalization` over `axis` of a source of `shape`, as tract-onnx expands it
+/// (sum, scaled to the mean, deviation, its squares' mean, epsilon, reciprocal root), then
+/// decluttered, which turns the tail into `RmsNorm`.
+fn layer_norm_model(shape: &[usize], axis: usize, eps: f32) -> TractResult<TypedModel> {
+    use tract_onnx::tract_core::ops::math::{Sub, rsqrt, square};
+    use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact(shape))?;
+    let ones = vec![1usize; shape.len()];
+    let inv_n = model.add_const("inv_n", Tensor::from_shape(&ones, &[1.0 / shape[axis] as f32])?)?;
+    let eps = model.add_const("eps", Tensor::from_shape(&ones, &[eps])?)?;
+    let bin = |op: Box<dyn tract_onnx::tract_core::ops::binary::BinMiniOp>| TypedBinOp(op, None);
+    let sum = model.wire_node("sum", Reduce::new(tvec![axis], Reducer::Sum), &[x])?[0];
+    let mean = model.wire_node("mean", bin(Box::new(Mul)), &[sum, inv_n])?[0];
+    let d = model.wire_node("d", bin(Box::new(Sub)), &[x, mean])?[0];
+    let dd = model.wire_node("dd", square(), &[d])?[0];
+    let sum_dd = model.wire_node("sum_dd", Reduce::new(tvec![axis], Reducer::Sum), &[dd])?[0];
+    let var = model.wire_node("var", bin(Box::new(Mul)), &[sum_dd, inv_n])?[0];
+    let var_eps = model.wire_node("var_eps", bin(Box::new(Add)), &[var, eps])?[0];
+    let inv = model.wire_node("inv", rsqrt(), &[var_eps])?[0];
+    let y = model.wire_node("normalized", bin(Box::new(Mul)), &[d, inv])?[0];
+    model.select_output_outlets(&[y])?;
+    model.into_decluttered()
+}
+
+/// Over the last axis (a transformer's rows, of odd and vector-sized lengths) and over the
+/// channels of an NCHW image (columns of pixels, more of them than one block holds), with
+/// values offset far from zero, where a one-pass variance would lose its digits.
+#[test]
+fn layer_norm_equals_tracts_on_any_axis() -> TractResult<()> {
+    for (i, (shape, axis)) in [
+        (vec![2usize, 7, 33], 2usize),
+        (vec![3, 16], 1),
+        (vec![1, 5, 1], 1),
+        (vec![2, 24, 9, 11], 1),
+        (vec![1, 3, 70], 1),
+        (vec![2, 3, 4, 5], 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let model = layer_norm_model(&shape, axis, 1e-6)?;
+        let len = shape.iter().product();
+        let data: Vec<f32> = values(len, 140 + i as u64).iter().map(|v| 100.0 + v * 3.0).collect();
+        let (want, got, swapped) = both(model, Tensor::from_shape(&shape, &data)?)?;
+        assert!(swapped, "case {i}: not swapped");
+        let worst = worst_difference(&want, &got)?;
+        assert!(worst < 1e-4, "case {i} {shape:?} axis {axis}: worst |tract - fast| = {worst:e}");
+    }
+    // The mean alone, read elsewhere too: tract's chain stays.
+    let mut model = layer_norm_model(&[2, 8], 1, 1e-5)?;
+    let mean = model.node_by_name("mean")?.id;
+    let outputs = [model.output_outlets()?[0], OutletId::new(mean, 0)];
+    model.select_output_outlets(&outputs)?;
+    substitute(&mut model)?;
+    assert!(model.nodes().iter().all(|n| n.op().name() != "FastLayerNorm"));
+    Ok(())
+}
+
 /// A softmax over `axes` of a source of `shape`.
 fn softmax_model(shape: &[usize], axes: &[usize], kind: SoftmaxKind) -> TractResult<TypedModel> {
     let mut model = TypedModel::default();
