@@ -1,14 +1,17 @@
 //! `MaxPool` for f32, channels first, 1-D or 2-D, without the index output.
 //!
-//! Each output row starts at -inf and folds in every kernel tap over the span of columns where
-//! the tap lands inside the image (padding never wins, as ONNX asks). The common 2x2 stride-2
-//! unpadded pool reads two input rows pairwise.
+//! The common 2x2 stride-2 unpadded pool reads two input rows pairwise. Any other is computed
+//! separably from a copy of the plane padded with -inf (padding never wins, as ONNX asks) and
+//! split by the stride's phase: ResNet's 3x3 stride-2 pool, column by column with bounds per
+//! tap, cost as much as the convolution before it.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec};
 
+use super::conv::with_scratch;
 use super::geometry::{Geometry, supported};
+use super::phased::Phased;
 use crate::simd::simd_kernel;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -60,8 +63,17 @@ impl EvalOp for FastMaxPool {
         if plane_in == 0 {
             y.fill(f32::NEG_INFINITY); // an empty image (padding only): no value wins
         } else if plane_out > 0 {
-            for (x, y) in x.chunks_exact(plane_in).zip(y.chunks_exact_mut(plane_out)) {
-                pool_plane(&g, x, y);
+            let planes = x.chunks_exact(plane_in).zip(y.chunks_exact_mut(plane_out));
+            if two_by_two(&g) {
+                planes.for_each(|(x, y)| pool_two_by_two(&g, x, y));
+            } else {
+                let ph = Phased::of(&g);
+                let starts: TVec<usize> = (0..g.kw).map(|kx| ph.start(kx * g.dw)).collect();
+                let across_len = ph.rows * g.ow;
+                with_scratch(ph.plane_len() + across_len, |buf| {
+                    let (padded, across) = buf.split_at_mut(ph.plane_len());
+                    planes.for_each(|(x, y)| pool_separably(&g, &ph, &starts, x, padded, across, y));
+                })?;
             }
         }
         Ok(tvec!(output.into_tvalue()))
@@ -76,39 +88,60 @@ impl TypedOp for FastMaxPool {
     as_op!();
 }
 
+/// Whether `g` is the unpadded 2x2 stride-2 pool, read two rows pairwise.
+fn two_by_two(g: &Geometry) -> bool {
+    (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) == (2, 2, 2, 2, 1, 1, 0, 0) && 2 * g.oh <= g.h && 2 * g.ow <= g.w
+}
+
 simd_kernel! {
-    /// One channel plane: `x` is h x w, `y` oh x ow.
-    fn pool_plane(g: &Geometry, x: &[f32], y: &mut [f32]) {
-        let two_by_two = (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) == (2, 2, 2, 2, 1, 1, 0, 0)
-            && 2 * g.oh <= g.h
-            && 2 * g.ow <= g.w;
+    /// One channel plane of the 2x2 stride-2 pool: `x` is h x w, `y` oh x ow.
+    fn pool_two_by_two(g: &Geometry, x: &[f32], y: &mut [f32]) {
         for (oy, out) in y.chunks_exact_mut(g.ow).enumerate() {
-            if two_by_two {
-                let r0 = &x[2 * oy * g.w..][..2 * g.ow];
-                let r1 = &x[(2 * oy + 1) * g.w..][..2 * g.ow];
-                for ((o, a), b) in out.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                    *o = a[0].max(a[1]).max(b[0].max(b[1]));
-                }
-                continue;
+            let r0 = &x[2 * oy * g.w..][..2 * g.ow];
+            let r1 = &x[(2 * oy + 1) * g.w..][..2 * g.ow];
+            for ((o, a), b) in out.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                *o = a[0].max(a[1]).max(b[0].max(b[1]));
             }
-            out.fill(f32::NEG_INFINITY);
-            for ky in 0..g.kh {
-                let Some(iy) = g.row(oy, ky) else { continue };
-                let row = &x[iy * g.w..(iy + 1) * g.w];
-                for kx in 0..g.kw {
-                    let (lo, hi, first) = g.columns(kx);
-                    if g.sw == 1 {
-                        for (o, &v) in out[lo..hi].iter_mut().zip(&row[first..]) {
-                            *o = o.max(v);
-                        }
-                    } else {
-                        // Chunks of a stride: no index arithmetic or bounds check per value.
-                        for (o, s) in out[lo..hi].iter_mut().zip(row[first..].chunks(g.sw)) {
-                            *o = o.max(s[0]);
-                        }
-                    }
-                }
-            }
+        }
+    }
+}
+
+simd_kernel! {
+    /// One channel plane of any other pool, separably: the plane padded with -inf and split by
+    /// the column stride's phase (`padded`, phased.rs), so that each tap column's values for
+    /// consecutive outputs are contiguous from `starts[kx]`; the max across tap columns for
+    /// every padded row (`across`, rows x ow); then the max down tap rows. Every loop runs over
+    /// contiguous values; three taps (the usual 3x3 pool) in one pass without stores between.
+    fn pool_separably(g: &Geometry, ph: &Phased, starts: &[usize], x: &[f32], padded: &mut [f32], across: &mut [f32], y: &mut [f32]) {
+        ph.fill_with(g, x, padded, f32::NEG_INFINITY);
+        let ow = g.ow;
+        for (row, out) in padded.chunks_exact(ph.row_len()).zip(across.chunks_exact_mut(ow)) {
+            let tap = |kx: usize| &row[starts[kx]..][..ow];
+            fold_max(out, g.kw, tap);
+        }
+        for (oy, out) in y.chunks_exact_mut(ow).enumerate() {
+            let tap = |ky: usize| &across[(oy * g.sh + ky * g.dh) * ow..][..ow];
+            fold_max(out, g.kh, tap);
+        }
+    }
+}
+
+/// `out` = the elementwise max of `taps(0..k)` (each `out.len()` long).
+#[inline(always)]
+fn fold_max<'a>(out: &mut [f32], k: usize, taps: impl Fn(usize) -> &'a [f32]) {
+    // `if v > m` rather than f32::max: one vmaxps per vector, without f32::max's NaN checks.
+    let max = |m: f32, v: f32| if v > m { v } else { m };
+    if k == 3 {
+        let (a, b, c) = (taps(0), taps(1), taps(2));
+        for (((o, &a), &b), &c) in out.iter_mut().zip(a).zip(b).zip(c) {
+            *o = max(max(a, b), c);
+        }
+        return;
+    }
+    out.copy_from_slice(taps(0));
+    for k in 1..k {
+        for (o, &v) in out.iter_mut().zip(taps(k)) {
+            *o = max(*o, v);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! from [`Phased::start`]`(kx * dilation) + ox`, whatever the stride.
 
 use super::geometry::Geometry;
+use crate::simd::simd_kernel;
 
 /// The layout of one padded, phase-split plane: `rows` rows of `stride` phases of `len` values.
 #[derive(Debug, Clone, Copy)]
@@ -37,38 +38,56 @@ impl Phased {
     /// Copies one plane `x` (`h x w` of `g`) into `padded` (`plane_len` values), zero where a
     /// window reaches past the image.
     pub fn fill(&self, g: &Geometry, x: &[f32], padded: &mut [f32]) {
-    let row_len = self.row_len();
-    for phase in 0..g.sw {
-        // Padded column j * stride + phase is input column j * stride + phase - pl: inside the
-        // image for j in lo..hi.
-        let lo = g.pl.saturating_sub(phase).div_ceil(g.sw).min(self.len);
-        let hi = (g.w + g.pl).saturating_sub(phase).div_ceil(g.sw).clamp(lo, self.len);
-        let first = (lo * g.sw + phase).saturating_sub(g.pl);
-        for (py, row) in padded.chunks_exact_mut(row_len).enumerate() {
-            let dst = &mut row[phase * self.len..(phase + 1) * self.len];
-            let src = py.checked_sub(g.pt).filter(|&iy| iy < g.h).map(|iy| &x[iy * g.w..(iy + 1) * g.w]);
-            let Some(src) = src else {
-                dst.fill(0.0);
-                continue;
-            };
-            dst[..lo].fill(0.0);
-            dst[hi..].fill(0.0);
-            let (dst, src) = (&mut dst[lo..hi], &src[first.min(src.len())..]);
-            if g.sw == 1 {
-                dst.copy_from_slice(&src[..dst.len()]);
-                continue;
-            }
-            let mut whole = src.chunks_exact(g.sw);
-            let mut filled = 0;
-            for (d, s) in dst.iter_mut().zip(&mut whole) {
-                *d = s[0];
-                filled += 1;
-            }
-            // The last value read may sit in a part of a stride at the row's end.
-            if let (Some(d), Some(&s)) = (dst.get_mut(filled), whole.remainder().first()) {
-                *d = s;
+        fill_phased(self, g, x, padded, 0.0)
+    }
+
+    /// [`Phased::fill`] with `pad` where a window reaches past the image (a max pool's -inf).
+    pub fn fill_with(&self, g: &Geometry, x: &[f32], padded: &mut [f32], pad: f32) {
+        fill_phased(self, g, x, padded, pad)
+    }
+}
+
+simd_kernel! {
+    avx2;
+    /// [`Phased::fill_with`].
+    fn fill_phased(ph: &Phased, g: &Geometry, x: &[f32], padded: &mut [f32], pad: f32) {
+        let row_len = ph.row_len();
+        for phase in 0..g.sw {
+            // Padded column j * stride + phase is input column j * stride + phase - pl: inside
+            // the image for j in lo..hi.
+            let lo = g.pl.saturating_sub(phase).div_ceil(g.sw).min(ph.len);
+            let hi = (g.w + g.pl).saturating_sub(phase).div_ceil(g.sw).clamp(lo, ph.len);
+            let first = (lo * g.sw + phase).saturating_sub(g.pl);
+            for (py, row) in padded.chunks_exact_mut(row_len).enumerate() {
+                let dst = &mut row[phase * ph.len..(phase + 1) * ph.len];
+                let src = py.checked_sub(g.pt).filter(|&iy| iy < g.h).map(|iy| &x[iy * g.w..(iy + 1) * g.w]);
+                let Some(src) = src else {
+                    dst.fill(pad);
+                    continue;
+                };
+                dst[..lo].fill(pad);
+                dst[hi..].fill(pad);
+                let (dst, src) = (&mut dst[lo..hi], &src[first.min(src.len())..]);
+                match g.sw {
+                    1 => dst.copy_from_slice(&src[..dst.len()]),
+                    // The common stride, with a constant step, vectorizes (as a deinterleave).
+                    2 => {
+                        let pairs = dst.len().min(src.len() / 2);
+                        for (d, s) in dst[..pairs].iter_mut().zip(src.chunks_exact(2)) {
+                            *d = s[0];
+                        }
+                        // The last value read may sit alone at the row's end.
+                        for (d, s) in dst[pairs..].iter_mut().zip(src[2 * pairs..].iter().step_by(2)) {
+                            *d = *s;
+                        }
+                    }
+                    sw => {
+                        for (d, s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+                            *d = *s;
+                        }
+                    }
+                }
             }
         }
     }
-}
 }
