@@ -29,6 +29,7 @@ mod clamp;
 mod conv;
 mod depthwise;
 mod dims;
+mod downsample;
 mod direct;
 mod dynamic_quantize;
 mod gelu;
@@ -49,6 +50,7 @@ use std::sync::Arc;
 
 use tract_linalg::multithread::{Executor, current_tract_executor};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::Downsample;
 use tract_onnx::tract_core::ops::array::Pad;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool};
@@ -118,13 +120,17 @@ pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractRes
 }
 
 /// Replaces what tract's optimizer leaves that a fast kernel covers: its `Pad`s, including
-/// those it adds before convolutions (see pad.rs). Run on the optimized model.
+/// those it adds before convolutions (see pad.rs), and the `Downsample`s of strided 1x1
+/// convolutions (downsample.rs). Run on the optimized model.
 pub fn substitute_optimized(model: &mut TypedModel) -> TractResult<()> {
     for id in model.eval_order()? {
         let node = model.node(id);
-        let patch = match node.op_as::<Pad>() {
-            Some(op) => pad::FastPad::replacing(model, node, op)?,
-            None => None,
+        let patch = if let Some(op) = node.op_as::<Pad>() {
+            pad::FastPad::replacing(model, node, op)?
+        } else if let Some(op) = node.op_as::<Downsample>() {
+            downsample::FastDownsample::replacing(model, node, op)?
+        } else {
+            None
         };
         if let Some(patch) = patch {
             patch.apply(model)?;

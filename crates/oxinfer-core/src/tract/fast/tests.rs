@@ -1106,3 +1106,34 @@ fn products_of_runs_side_by_side_stay_on_their_thread() {
         crate::linger::counted_run(|| crate::linger::counted_run(|| assert!(super::threads_for(super::PARALLEL_MACS).is_none())));
     });
 }
+
+/// Every stride-th value along the last axis (strides 2 and 3, rows of odd and even lengths)
+/// and along an inner axis (row copies), from offsets 0, 1 and 2, equal tract's.
+#[test]
+fn downsample_equals_tracts() -> TractResult<()> {
+    use tract_onnx::tract_core::ops::Downsample;
+    let mut checked = 0;
+    for shape in [vec![2usize, 3, 9, 33], vec![1, 4, 16, 16], vec![2, 5]] {
+        for axis in 1..shape.len() {
+            for (stride, modulo) in [(2isize, 0usize), (2, 1), (3, 2), (1, 1), (3, 0)] {
+                let mut model = TypedModel::default();
+                let x = model.add_source("x", f32::fact(&shape))?;
+                let y = model.wire_node("down", Downsample { axis, stride, modulo }, &[x])?[0];
+                model.select_output_outlets(&[y])?;
+                let input = Tensor::from_shape(&shape, &values(shape.iter().product(), checked as u64))?;
+                let want = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
+                let mut fast = model;
+                super::substitute_optimized(&mut fast)?;
+                assert!(fast.nodes().iter().any(|n| n.op().name() == "FastDownsample"));
+                let got = fast.into_runnable()?.run(tvec![input.into_tvalue()])?;
+                let (want, got) = (want[0].clone().into_tensor(), got[0].clone().into_tensor());
+                let case = format!("{shape:?} axis {axis} stride {stride} modulo {modulo}");
+                assert_eq!(want.shape(), got.shape(), "{case}");
+                assert_eq!(floats(&want)?, floats(&got)?, "{case}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 35);
+    Ok(())
+}
