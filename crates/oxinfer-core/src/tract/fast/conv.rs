@@ -22,8 +22,8 @@ use super::direct::{self, Direct};
 use super::winograd::{self, Winograd};
 use super::geometry::{Geometry, supported};
 use super::phased::Phased;
-use super::{sole_binary_reader, threads_for};
-use crate::sgemm::sgemm;
+use super::{sharing_pool, sole_binary_reader, threads_for};
+use crate::sgemm::{sgemm, sgemm_by_columns};
 use crate::simd::simd_kernel;
 
 /// Output pixels per image below which tract's own convolution stays.
@@ -254,8 +254,7 @@ impl Job<'_> {
         // A 1x1 stride-1 unpadded kernel reads the image as its own columns.
         let direct = (g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow) == (1, 1, 1, 1, 0, 0, g.h, g.w);
         if direct {
-            self.matmul(x, y, threads);
-            return Ok(());
+            return self.matmul(x, y, threads);
         }
         if let (Some(u), 1) = (self.winograd, threads) {
             let wino = Winograd { g, o: self.o, u, bias: self.bias, relu: self.relu };
@@ -268,14 +267,16 @@ impl Job<'_> {
         // each row of outputs is one copy.
         let phased = (g.sw > 1).then(|| Phased::of(g));
         let extra = phased.map_or(0, |ph| g.c * ph.plane_len());
+        let mut product = Ok(());
         with_scratch(self.k * self.p + extra, |buf| {
             let (cols, planes) = buf.split_at_mut(self.k * self.p);
             match phased {
                 Some(ph) => im2col_phased(g, &ph, x, planes, cols),
                 None => im2col(g, x, cols),
             }
-            self.matmul(cols, y, threads);
-        })
+            product = self.matmul(cols, y, threads);
+        })?;
+        product
     }
 
     /// The direct convolution of this image, where it applies (`packed`: stride 1, no
@@ -287,7 +288,7 @@ impl Job<'_> {
     }
 
     /// `y = w @ cols (+ bias)`, then ReLU if asked: `cols` is k x p.
-    fn matmul(&self, cols: &[f32], y: &mut [f32], threads: usize) {
+    fn matmul(&self, cols: &[f32], y: &mut [f32], threads: usize) -> TractResult<()> {
         let p = self.p;
         if let Some(bias) = self.bias {
             for (row, &b) in y.chunks_exact_mut(p).zip(bias) {
@@ -295,10 +296,18 @@ impl Job<'_> {
             }
         }
         // With no bias, y's uninitialized values are never read (accumulate off).
-        sgemm(self.w, cols, y, (self.o, self.k, p), self.bias.is_some(), threads);
+        let accumulate = self.bias.is_some();
+        // A lone image's product on one thread: its columns shared with lingering helpers
+        // where the pool allows (a CNN's first convolution, alone, is most of a small run).
+        match sharing_pool(self.o * self.k * p).filter(|_| threads == 1) {
+            Some(pool) if sgemm_by_columns(Some(&pool), (self.w, cols, &mut *y), (self.o, self.k, p), accumulate).is_ok() => {}
+            Some(_) => return Err(TractError::msg("FastConv: a shared product panicked")),
+            None => sgemm(self.w, cols, y, (self.o, self.k, p), accumulate, threads),
+        }
         if self.relu {
             relu(y);
         }
+        Ok(())
     }
 }
 

@@ -396,6 +396,20 @@ fn conv_on_two_threads_equals_tracts() -> TractResult<()> {
         let worst = want.iter().zip(floats(&got[0])?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst <= 1e-5 * scale, "{shape:?}: worst |tract - fast| = {worst:e}, scale {scale}");
     }
+    // A lone image under PARALLEL_MACS but over SHARE_WORK (a ResNet stem: 7x7, stride 2):
+    // its product's columns are shared with the pool's helpers.
+    let case = Case { strides: vec![2, 2], ..plain(vec![1, 3, 64, 64], vec![7, 7], PaddingSpec::Explicit(tvec![3, 3], tvec![3, 3])) };
+    let weights = Tensor::from_shape(&[16, 3, 7, 7], &values(16 * 147, 14))?;
+    let (mut model, y) = conv_model(&case, 16, 1, Some(weights), tensor1(&values(16, 15)))?;
+    model.select_output_outlets(&[y])?;
+    let input = input_for(&case, 16);
+    let want = floats(&model.clone().into_runnable()?.run(tvec!(input.clone().into_tvalue()))?[0])?;
+    let mut fast = model;
+    substitute(&mut fast)?;
+    let plan = fast.into_runnable()?;
+    let got = multithread_tract_scope(Executor::multithread(2), || plan.run(tvec!(input.into_tvalue())))?;
+    let worst = want.iter().zip(floats(&got[0])?).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "stem: worst |tract - fast| = {worst:e}");
     Ok(())
 }
 
