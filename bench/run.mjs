@@ -414,6 +414,9 @@ async function caseCnn() {
  * shape, and the geometric mean of the ratios. The quantized forms run in onnxruntime as they
  * do for users (graph optimizations on).
  */
+/** Warm-up per engine before an entry-shape's repetitions. */
+const REAL_WARMUP_MS = 200;
+
 async function caseReal() {
   const { readEntries, drawFeeds } = await import(join(ROOT, 'test', 'corpus', 'draw.mjs'));
   const helpers = { prng: require(join(ROOT, 'dist', 'cjs', 'prng.js')).prng, toFloat16Bits: require(join(ROOT, 'dist', 'cjs', 'float16.js')).toFloat16Bits };
@@ -441,10 +444,13 @@ async function caseReal() {
       const iters = Math.min(await calibrate(oxRun, P.repMs / 4, { probe: 5 }), await calibrate(ortRun, P.repMs / 4, { probe: 5 }));
       const loop = (fn) => async () => { for (let i = 0; i < iters; i++) await fn(); };
       const per = (ms) => ms / iters;
+      // Warm for a fixed time, not one repetition: a quick repetition (~25 ms) left the first
+      // entries of a process measured cold (JIT, caches, the inline policy's probes).
+      const warm = (fn) => async () => { for (const t0 = performance.now(); performance.now() - t0 < REAL_WARMUP_MS; ) await loop(fn)(); };
       const r = await interleave(
         [
-          { key: 'ox', warmup: loop(oxRun), rep: async () => per(await timeMs(loop(oxRun))) },
-          { key: 'ort', warmup: loop(ortRun), rep: async () => per(await timeMs(loop(ortRun))) },
+          { key: 'ox', warmup: warm(oxRun), rep: async () => per(await timeMs(loop(oxRun))) },
+          { key: 'ort', warmup: warm(ortRun), rep: async () => per(await timeMs(loop(ortRun))) },
         ],
         P.reps,
       );

@@ -129,6 +129,7 @@ impl EvalOp for FastLayerNorm {
 }
 
 simd_kernel! {
+    avx2;
     /// One row normalized in place: the mean (`sum x scale`), then the mean of squared
     /// deviations, then the scaled deviations, each pass in 16 running lanes.
     fn normalize_row(x: &mut [f32], scale: f32, eps: f32) {
@@ -158,6 +159,7 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 const COLUMNS: usize = 64;
 
 simd_kernel! {
+    avx2;
     /// `x` is `n x inner` (channels by pixels): each of the `inner` columns normalized over its
     /// `n` values, in place, [`COLUMNS`] columns at a time so that the running sums stay in
     /// registers and each pass reads rows contiguously.

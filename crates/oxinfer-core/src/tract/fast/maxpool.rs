@@ -107,6 +107,7 @@ simd_kernel! {
 }
 
 simd_kernel! {
+    avx2;
     /// One channel plane of any other pool, separably: the plane padded with -inf and split by
     /// the column stride's phase (`padded`, phased.rs), so that each tap column's values for
     /// consecutive outputs are contiguous from `starts[kx]`; the max across tap columns for
