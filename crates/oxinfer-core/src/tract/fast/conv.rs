@@ -22,6 +22,7 @@ use super::direct::{self, Direct};
 use super::winograd::{self, Winograd};
 use super::geometry::{Geometry, supported};
 use super::phased::Phased;
+use super::strided::{self, Strided};
 use super::{sharing_pool, sole_binary_reader, threads_for};
 use crate::sgemm::{sgemm, sgemm_by_columns};
 use crate::simd::simd_kernel;
@@ -44,6 +45,9 @@ pub struct FastConv {
     /// The weights transformed for winograd.rs, where it applies (`winograd::applies`, on the
     /// direct path).
     winograd: Option<Arc<Tensor>>,
+    /// The weights as strided.rs reads them, where it applies (few input values per output, an
+    /// AVX2 CPU) and the AVX-512 direct path does not.
+    strided: Option<Arc<Tensor>>,
 }
 
 impl FastConv {
@@ -86,7 +90,13 @@ impl FastConv {
             }
             _ => None,
         };
-        let fast = FastConv { spec: spec.clone(), weights: Arc::clone(weights), bias, relu: relu.is_some(), packed, winograd };
+        let strided = match packed {
+            None if strided::applies(spec.input_channels, &spec.kernel_shape) => {
+                Some(Arc::new(tensor1(&strided::pack(weights.try_as_plain_ram()?.as_slice::<f32>()?, o))))
+            }
+            _ => None,
+        };
+        let fast = FastConv { spec: spec.clone(), weights: Arc::clone(weights), bias, relu: relu.is_some(), packed, winograd, strided };
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
         let y = patch.wire_node(&node.name, fast, &[x])?[0];
@@ -148,6 +158,16 @@ impl Op for FastConv {
         if self.relu {
             info.push("then ReLU".into());
         }
+        let kernel = if self.winograd.is_some() {
+            "winograd, else direct"
+        } else if self.packed.is_some() {
+            "direct"
+        } else if self.strided.is_some() {
+            "strided direct"
+        } else {
+            "im2col + gemm"
+        };
+        info.push(format!("kernel: {kernel} (one thread's image)"));
         Ok(info)
     }
 
@@ -199,6 +219,14 @@ impl EvalOp for FastConv {
             }
             None => None,
         };
+        let strided_view;
+        let strided = match &self.strided {
+            Some(p) => {
+                strided_view = p.try_as_plain_ram()?;
+                Some(strided_view.as_slice::<f32>()?)
+            }
+            None => None,
+        };
         let winograd_view;
         let winograd = match &self.winograd {
             Some(u) if winograd::fits(&g, o) => {
@@ -214,7 +242,7 @@ impl EvalOp for FastConv {
         if o * p == 0 {
             return Ok(tvec!(output.into_tvalue()));
         }
-        let job = Job { g: &g, w, packed, winograd, bias, relu: self.relu, o, k, p };
+        let job = Job { g: &g, w, packed, winograd, strided, bias, relu: self.relu, o, k, p };
         let image = |i: usize, y: &mut [f32], threads: usize| job.image(&x[i * plane..(i + 1) * plane], y, threads);
         let serial = |y: &mut [f32]| y.chunks_exact_mut(o * p).enumerate().try_for_each(|(i, y)| image(i, y, 1));
         match threads_for(g.n * o * k * p) {
@@ -240,6 +268,8 @@ struct Job<'a> {
     packed: Option<&'a [f32]>,
     /// The winograd.rs weights, where that applies to this geometry.
     winograd: Option<&'a [f32]>,
+    /// `w` packed for strided.rs, where it applies.
+    strided: Option<&'a [f32]>,
     bias: Option<&'a [f32]>,
     relu: bool,
     o: usize,
@@ -262,6 +292,10 @@ impl Job<'_> {
         }
         if let Some(direct) = self.direct(threads) {
             return with_scratch(direct.padded_len(), |padded| direct.run(x, padded, y));
+        }
+        if let (Some(weights), 1) = (self.strided, threads) {
+            let strided = Strided { g, weights, bias: self.bias, relu: self.relu };
+            return with_scratch(strided.scratch_len(), |scratch| strided.run(x, scratch, y));
         }
         // A stride over 1 gathers columns value by value; from phase-split planes (phased.rs)
         // each row of outputs is one copy.

@@ -44,6 +44,7 @@ mod pointwise;
 mod reduce;
 mod requantize;
 mod softmax;
+mod strided;
 mod winograd;
 
 use std::sync::Arc;
