@@ -8,6 +8,8 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec};
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::quant::{QuantizeLinearI8, QuantizeLinearU8};
 
 use super::conv::with_scratch;
 use super::geometry::{Geometry, supported};
@@ -28,6 +30,31 @@ impl FastMaxPool {
         }
         let fast = FastMaxPool { spec: op.pool_spec.clone() };
         TypedModelPatch::replace_single_op(model, node, &node.inputs, fast).map(Some)
+    }
+
+    /// The patch that pools before quantizing, when `op` pools the 8-bit output of a
+    /// `QuantizeLinear` of f32 values that nothing else reads (a QOperator export's
+    /// `QLinearConv -> MaxPool`): quantization is monotonic, so the max of quantized values is
+    /// the quantized max, exactly, and the quantization then runs on the pooled, smaller tensor.
+    pub fn before_quantizing(model: &TypedModel, node: &TypedNode, op: &MaxPool) -> TractResult<Option<TypedModelPatch>> {
+        let quantize = model.node(node.inputs[0].node);
+        let Some(q) = quantize.op_as::<ElementWiseOp>() else { return Ok(None) };
+        let is_quantize = q.0.is::<QuantizeLinearU8>() || q.0.is::<QuantizeLinearI8>();
+        let [_] = &quantize.outputs[0].successors[..] else { return Ok(None) };
+        if !is_quantize
+            || op.with_index_outputs.is_some()
+            || !supported(&op.pool_spec)
+            || model.outlet_fact(quantize.inputs[0])?.datum_type != f32::datum_type()
+            || model.output_outlets()?.contains(&node.inputs[0])
+        {
+            return Ok(None);
+        }
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, quantize.inputs[0])?;
+        let pooled = patch.wire_node(&node.name, FastMaxPool { spec: op.pool_spec.clone() }, &[x])?;
+        let y = patch.wire_node(format!("{}.quantized", node.name), quantize.op.clone(), &pooled)?[0];
+        patch.shunt_outside(model, node.id.into(), y)?;
+        Ok(Some(patch))
     }
 }
 

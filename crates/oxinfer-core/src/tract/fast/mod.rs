@@ -72,11 +72,16 @@ pub fn substitute(model: &mut TypedModel) -> TractResult<()> {
 
 /// [`substitute`], with products by constant weights in `precision` (crate::bf16).
 pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractResult<()> {
-    let order = model.eval_order()?;
-    for id in order {
+    // Nodes that a patch adds are visited after those of the model as it was (a pool moved
+    // before its quantization leaves a quantization that requantize.rs may take).
+    let mut queue: std::collections::VecDeque<usize> = model.eval_order()?.into();
+    while let Some(id) = queue.pop_front() {
         let node = model.node(id);
         let patch = if let Some(op) = node.op_as::<MaxPool>() {
-            maxpool::FastMaxPool::replacing(model, node, op)?
+            match maxpool::FastMaxPool::replacing(model, node, op)? {
+                Some(patch) => Some(patch),
+                None => maxpool::FastMaxPool::before_quantizing(model, node, op)?,
+            }
         } else if let Some(op) = node.op_as::<Conv>() {
             match conv::FastConv::replacing(model, node, op)? {
                 Some(patch) => Some(patch),
@@ -114,7 +119,9 @@ pub fn substitute_with(model: &mut TypedModel, precision: Precision) -> TractRes
             dynamic_quantize::FastDynamicQuantize::replacing(model, node)?
         };
         if let Some(patch) = patch {
+            let before = model.nodes().len();
             patch.apply(model)?;
+            queue.extend(before..model.nodes().len());
         }
     }
     Ok(())

@@ -325,6 +325,45 @@ fn pointwise_equals_tracts_einsum() -> TractResult<()> {
 /// A u8 quantization read by two dequantizations (its own parameters, and others), and an i8
 /// one read by one: each dequantization becomes a Requantize equal to tract's pair, clamping
 /// included (inputs reach past both integer ranges).
+/// A max pool of quantized values (u8 and i8, with padding) moves before the quantization,
+/// which then joins its dequantization: the same values as tract's pool of the 8-bit values.
+#[test]
+fn a_pool_of_quantized_values_pools_first() -> TractResult<()> {
+    use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+    use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
+    let case = Case {
+        strides: vec![2, 2],
+        ..plain(vec![2, 3, 9, 11], vec![3, 3], PaddingSpec::ExplicitOnnxPool(tvec![1, 1], tvec![1, 1], false))
+    };
+    let quantizers: [(Box<dyn tract_onnx::tract_core::ops::element_wise::ElementWiseMiniOp>, i32); 2] = [
+        (Box::new(QuantizeLinearU8 { scale: 1.0 / 0.05, zero_point: 120 }), 120),
+        (Box::new(QuantizeLinearI8 { scale: 1.0 / 0.05, zero_point: -7 }), -7),
+    ];
+    for (i, (quantize, zero_point)) in quantizers.into_iter().enumerate() {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(&case.shape))?;
+        let q = model.wire_node("q", ElementWiseOp(quantize, None), &[x])?[0];
+        let pooled = model.wire_node("pool", MaxPool::new(spec(&case, 3, 3), None), &[q])?[0];
+        let y = model.wire_node("dq", DequantizeLinearF32 { scale: 0.05, zero_point }, &[pooled])?[0];
+        model.select_output_outlets(&[y])?;
+        let data: Vec<f32> = values(case.shape.iter().product(), 31 + i as u64).iter().map(|v| v * 9.0).collect();
+        let input = Tensor::from_shape(&case.shape, &data)?;
+        let want = model.clone().into_runnable()?.run(tvec![input.clone().into_tvalue()])?;
+        let mut fast = model;
+        substitute(&mut fast)?;
+        let fast = fast.into_compact()?;
+        let names: Vec<String> = fast.nodes().iter().map(|n| n.op().name().to_string()).collect();
+        assert!(names.iter().any(|n| n == "FastMaxPool") && !names.iter().any(|n| n == "MaxPool"), "{names:?}");
+        assert!(names.iter().any(|n| n == "Requantize"), "the moved quantization joins its dequantization: {names:?}");
+        let got = fast.into_runnable()?.run(tvec![input.into_tvalue()])?;
+        let (w, g) = (floats(&want[0])?, floats(&got[0])?);
+        assert_eq!(want[0].shape(), got[0].shape());
+        let worst = w.iter().zip(&g).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-6, "case {i}: worst |tract - fast| = {worst:e}");
+    }
+    Ok(())
+}
+
 #[test]
 fn requantize_equals_tracts_quantize_then_dequantize() -> TractResult<()> {
     use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
