@@ -14,14 +14,15 @@
 //! product's rescaling) get vectorized broadcasting loops.
 //!
 //! Small CNNs' depthwise and pointwise convolutions run eight channels to a register
-//! (depthwise.rs, pointwise.rs); quantized models' activation quantizations stay in f32
-//! (requantize.rs, dynamic_quantize.rs); arithmetic on computed dims runs on integers (dims.rs).
+//! (depthwise.rs, pointwise.rs), their stems directly from phase-split planes (strided.rs);
+//! quantized models' activation quantizations stay in f32 (requantize.rs, dynamic_quantize.rs),
+//! and a pool of quantized values pools before the quantization; arithmetic on computed dims
+//! runs on integers (dims.rs); layer normalization is one op on any axis (layer_norm.rs).
 //!
 //! Only configurations these kernels cover exactly are swapped (f32, channels first, 1-D or
 //! 2-D, one group or one per channel, constant weights, no index output); every other op stays
-//! tract's. The
-//! swapped ops are checked against tract's own on a grid of shapes, strides, dilations and
-//! paddings (tests below), and the ONNX conformance list runs through them.
+//! tract's. The swapped ops are checked against tract's own on a grid of shapes, strides,
+//! dilations and paddings (tests below), and the ONNX conformance list runs through them.
 
 mod batched;
 mod broadcast;
