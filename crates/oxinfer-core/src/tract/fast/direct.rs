@@ -46,9 +46,14 @@ const OB: usize = 8;
 /// The output channel blocks of the tiles, `(first, count)`: whole blocks of [`OB`], then
 /// halves down to one for the remainder.
 pub(super) fn blocks(o: usize) -> impl Iterator<Item = (usize, usize)> {
+    blocks_of(o, OB)
+}
+
+/// Output channel blocks `(first, count)` of `widest` (a power of two), then halves down to one.
+pub(super) fn blocks_of(o: usize, widest: usize) -> impl Iterator<Item = (usize, usize)> {
     let mut o0 = 0;
     std::iter::from_fn(move || {
-        let b = [OB, 4, 2, 1].into_iter().find(|&b| b <= o - o0)?;
+        let b = std::iter::successors(Some(widest), |&b| (b > 1).then_some(b / 2)).find(|&b| b <= o - o0)?;
         o0 += b;
         Some((o0 - b, b))
     })
@@ -57,9 +62,14 @@ pub(super) fn blocks(o: usize) -> impl Iterator<Item = (usize, usize)> {
 /// `[O, C, kh, kw]` weights rearranged for the tiles: per channel block, tap by tap, the
 /// block's channels side by side, so a tile reads its weights from one advancing pointer.
 pub fn pack(weights: &[f32], o: usize) -> Vec<f32> {
+    pack_by_blocks(weights, o, OB)
+}
+
+/// [`pack`] for tiles of up to `widest` output channels ([`blocks_of`]).
+pub(super) fn pack_by_blocks(weights: &[f32], o: usize, widest: usize) -> Vec<f32> {
     let per_o = weights.len() / o.max(1);
     let mut packed = Vec::with_capacity(weights.len());
-    for (o0, b) in blocks(o) {
+    for (o0, b) in blocks_of(o, widest) {
         for t in 0..per_o {
             packed.extend((o0..o0 + b).map(|i| weights[i * per_o + t]));
         }

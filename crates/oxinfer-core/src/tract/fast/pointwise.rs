@@ -203,20 +203,25 @@ fn block(x: &[f32], p: usize, w: &[f32], bias: &[f32], clamp: Clamp, out: &mut [
     block_portable(x, p, w, bias, clamp, out)
 }
 
-/// [`block`]'s reference: tiles of [`COLUMNS`] pixels, then half as many, then one at a time.
-fn block_portable(x: &[f32], p: usize, w: &[f32], bias: &[f32], clamp: Clamp, out: &mut [f32]) {
+/// The tiles of `p` pixels, `(first, width)`: [`COLUMNS`] wide, then half as many, then one
+/// at a time.
+fn tiles(p: usize) -> impl Iterator<Item = (usize, usize)> {
     let mut at = 0;
-    while at + COLUMNS <= p {
-        columns::<COLUMNS>(x, p, w, bias, clamp, at, out);
-        at += COLUMNS;
-    }
-    if at + COLUMNS / 2 <= p {
-        columns::<{ COLUMNS / 2 }>(x, p, w, bias, clamp, at, out);
-        at += COLUMNS / 2;
-    }
-    while at < p {
-        columns::<1>(x, p, w, bias, clamp, at, out);
-        at += 1;
+    std::iter::from_fn(move || {
+        let width = [COLUMNS, COLUMNS / 2, 1].into_iter().find(|&w| at + w <= p)?;
+        at += width;
+        Some((at - width, width))
+    })
+}
+
+/// [`block`]'s reference, tile by tile.
+fn block_portable(x: &[f32], p: usize, w: &[f32], bias: &[f32], clamp: Clamp, out: &mut [f32]) {
+    for (at, width) in tiles(p) {
+        match width {
+            COLUMNS => columns::<COLUMNS>(x, p, w, bias, clamp, at, out),
+            1 => columns::<1>(x, p, w, bias, clamp, at, out),
+            _ => columns::<{ COLUMNS / 2 }>(x, p, w, bias, clamp, at, out),
+        }
     }
 }
 
@@ -244,7 +249,7 @@ fn columns<const C: usize>(x: &[f32], p: usize, w: &[f32], bias: &[f32], clamp: 
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{COLUMNS, Clamp, LANES};
+    use super::{COLUMNS, Clamp, LANES, tiles};
 
     /// [`super::block`] in AVX2 registers: the same tiles, one fused multiply-add per input
     /// channel and pixel.
@@ -253,18 +258,12 @@ mod avx2 {
     /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn block(x: &[f32], p: usize, w: &[f32], bias: &[f32], clamp: Clamp, out: &mut [f32]) {
-        let mut at = 0;
-        while at + COLUMNS <= p {
-            columns::<COLUMNS>(x, p, w, bias, clamp, at, out);
-            at += COLUMNS;
-        }
-        if at + COLUMNS / 2 <= p {
-            columns::<{ COLUMNS / 2 }>(x, p, w, bias, clamp, at, out);
-            at += COLUMNS / 2;
-        }
-        while at < p {
-            columns::<1>(x, p, w, bias, clamp, at, out);
-            at += 1;
+        for (at, width) in tiles(p) {
+            match width {
+                COLUMNS => columns::<COLUMNS>(x, p, w, bias, clamp, at, out),
+                1 => columns::<1>(x, p, w, bias, clamp, at, out),
+                _ => columns::<{ COLUMNS / 2 }>(x, p, w, bias, clamp, at, out),
+            }
         }
     }
 

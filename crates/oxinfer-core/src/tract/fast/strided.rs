@@ -12,6 +12,7 @@
 //! Only CPUs with AVX2 and FMA take this path ([`available`]); the rest keep im2col + gemm,
 //! which the tests compare it with (through tract's own convolution).
 
+use super::direct::{blocks_of, pack_by_blocks};
 use super::geometry::Geometry;
 use super::phased::Phased;
 
@@ -47,25 +48,13 @@ pub fn applies(c: usize, kernel: &[usize]) -> bool {
 /// The output channel blocks of the tiles, `(first, count)`: whole blocks of [`OB`], then
 /// halves down to one for the remainder.
 fn blocks(o: usize) -> impl Iterator<Item = (usize, usize)> {
-    let mut o0 = 0;
-    std::iter::from_fn(move || {
-        let b = [OB, 2, 1].into_iter().find(|&b| b <= o - o0)?;
-        o0 += b;
-        Some((o0 - b, b))
-    })
+    blocks_of(o, OB)
 }
 
 /// `[O, C, kh, kw]` weights rearranged for the tiles: per channel block, tap by tap, the
 /// block's channels side by side.
 pub fn pack(weights: &[f32], o: usize) -> Vec<f32> {
-    let per_o = weights.len() / o.max(1);
-    let mut packed = Vec::with_capacity(weights.len());
-    for (o0, b) in blocks(o) {
-        for t in 0..per_o {
-            packed.extend((o0..o0 + b).map(|i| weights[i * per_o + t]));
-        }
-    }
-    packed
+    pack_by_blocks(weights, o, OB)
 }
 
 /// One image's convolution by this kernel.
