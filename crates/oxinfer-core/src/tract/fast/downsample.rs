@@ -9,6 +9,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::Downsample;
 
+use super::phased;
 use crate::simd::simd_kernel;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -87,20 +88,8 @@ impl EvalOp for FastDownsample {
 
 simd_kernel! {
     avx2;
-    /// `y[i] = x[i * stride]` for every `i` of `y`; stride 2 as a deinterleave.
+    /// `y[i] = x[i * stride]` for every `i` of `y`.
     fn every_nth(x: &[f32], stride: usize, y: &mut [f32]) {
-        if stride == 2 {
-            let pairs = y.len().min(x.len() / 2);
-            for (d, s) in y[..pairs].iter_mut().zip(x.chunks_exact(2)) {
-                *d = s[0];
-            }
-            for (d, s) in y[pairs..].iter_mut().zip(x[2 * pairs..].iter().step_by(2)) {
-                *d = *s;
-            }
-        } else {
-            for (d, s) in y.iter_mut().zip(x.iter().step_by(stride)) {
-                *d = *s;
-            }
-        }
+        phased::every_nth(x, stride, y)
     }
 }

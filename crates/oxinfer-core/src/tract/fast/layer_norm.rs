@@ -12,7 +12,8 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::Sub;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
-use super::{by_rows, in_place, reduce::scale_after, sole_binary_reader};
+use super::reduce::{lane_sum, scale_after};
+use super::{by_rows, in_place, sole_binary_reader};
 use crate::simd::simd_kernel;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -141,18 +142,6 @@ simd_kernel! {
             *v = (*v - mean) * r;
         }
     }
-}
-
-#[inline(always)]
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut lanes = [0f32; 16];
-    let mut chunks = x.chunks_exact(16);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += f(v);
-        }
-    }
-    lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
 /// Columns normalized together, a register's worth of them per running sum.

@@ -68,25 +68,32 @@ simd_kernel! {
                 dst[..lo].fill(pad);
                 dst[hi..].fill(pad);
                 let (dst, src) = (&mut dst[lo..hi], &src[first.min(src.len())..]);
-                match g.sw {
-                    1 => dst.copy_from_slice(&src[..dst.len()]),
-                    // The common stride, with a constant step, vectorizes (as a deinterleave).
-                    2 => {
-                        let pairs = dst.len().min(src.len() / 2);
-                        for (d, s) in dst[..pairs].iter_mut().zip(src.chunks_exact(2)) {
-                            *d = s[0];
-                        }
-                        // The last value read may sit alone at the row's end.
-                        for (d, s) in dst[pairs..].iter_mut().zip(src[2 * pairs..].iter().step_by(2)) {
-                            *d = *s;
-                        }
-                    }
-                    sw => {
-                        for (d, s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
-                            *d = *s;
-                        }
-                    }
-                }
+                every_nth(src, g.sw, dst);
+            }
+        }
+    }
+}
+
+/// `y[i] = x[i * stride]` for every `i` of `y` (`x` must hold them): a copy for stride 1, a
+/// deinterleave for stride 2 (with a constant step, it vectorizes). Inlined into the callers'
+/// AVX2 kernels.
+#[inline(always)]
+pub(super) fn every_nth(x: &[f32], stride: usize, y: &mut [f32]) {
+    match stride {
+        1 => y.copy_from_slice(&x[..y.len()]),
+        2 => {
+            let pairs = y.len().min(x.len() / 2);
+            for (d, s) in y[..pairs].iter_mut().zip(x.chunks_exact(2)) {
+                *d = s[0];
+            }
+            // The last value read may sit alone at the end.
+            for (d, s) in y[pairs..].iter_mut().zip(x[2 * pairs..].iter().step_by(2)) {
+                *d = *s;
+            }
+        }
+        _ => {
+            for (d, s) in y.iter_mut().zip(x.iter().step_by(stride)) {
+                *d = *s;
             }
         }
     }

@@ -108,17 +108,24 @@ impl EvalOp for FastSumRows {
 }
 
 simd_kernel! {
-    /// Sum of `xs` in 16 running lanes (a single running sum would not vectorize).
+    /// Sum of `xs`.
     fn sum_into(xs: &[f32], out: &mut f32) {
-        let mut lanes = [0f32; 16];
-        let mut chunks = xs.chunks_exact(16);
-        for c in &mut chunks {
-            for (l, v) in lanes.iter_mut().zip(c) {
-                *l += v;
-            }
-        }
-        *out = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+        *out = lane_sum(xs, |v| v);
     }
+}
+
+/// Sum of `f(x)` over `xs` in 16 running lanes (a single running sum would not vectorize).
+/// Inlined into the callers' kernels.
+#[inline(always)]
+pub(super) fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f(v);
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
 fn sum(xs: &[f32]) -> f32 {
